@@ -1,0 +1,122 @@
+"""SymPy expression -> IR, iteratively (no recursion over the expression tree).
+
+Inputs are the free symbols sorted by name (SymPy keeps no order of
+appearance); pass `inputs=` to choose another order.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import UnsupportedError
+from ..ir import Graph, Node, const, input_node, make
+
+
+def _fold(op: str, nodes: list[Node]) -> Node:
+    acc = nodes[0]
+    for n in nodes[1:]:
+        acc = make(op, acc, n)
+    return acc
+
+
+def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) -> Graph:
+    import sympy as sp
+
+    if isinstance(expr, (int, float)):
+        expr = sp.Float(expr)
+    if not isinstance(expr, sp.Basic) or not isinstance(expr, sp.Expr):
+        raise UnsupportedError(f"expected a SymPy expression, got {type(expr).__name__}")
+    if expr.has(sp.I):
+        raise UnsupportedError("complex numbers (I) are not supported: graphc computes real functions")
+
+    unary = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
+             sp.tanh: "tanh", sp.Abs: "abs", sp.sign: "sign"}
+    symbols: dict[str, Node] = {}
+    done: dict[object, Node] = {}
+
+    def leaf(e) -> Node | None:
+        if isinstance(e, sp.Symbol):
+            name = str(e)
+            if name not in symbols:
+                symbols[name] = input_node(name, dtype)
+            return symbols[name]
+        if e is sp.pi:
+            return const(math.pi, dtype)
+        if e is sp.E:
+            return const(math.e, dtype)
+        if e.is_Number:
+            if e is sp.zoo or e is sp.nan:
+                return const(math.nan, dtype)
+            return const(float(e), dtype)
+        return None
+
+    def build(e, args: list[Node]) -> Node:
+        func = e.func
+        if func is sp.Add:
+            return _fold("add", args)
+        if func is sp.Mul:
+            # factors with a negative exponent go to the denominator
+            num, den = [], []
+            for sub, node in zip(e.args, args):
+                if sub.is_Pow and sub.exp.is_Number and sub.exp < 0:
+                    b = done[sub.base]
+                    den.append(b if sub.exp == -1 else make("pow", b, const(float(-sub.exp), dtype)))
+                elif sub == -1 and len(e.args) > 1:
+                    num.append(None)  # type: ignore[arg-type]
+                else:
+                    num.append(node)
+            negate = None in num
+            num = [n for n in num if n is not None]
+            top = _fold("mul", num) if num else const(1.0, dtype)
+            res = make("div", top, _fold("mul", den)) if den else top
+            return make("neg", res) if negate else res
+        if func is sp.Pow:
+            b, x = args
+            if e.exp == sp.S.Half:
+                return make("sqrt", b)
+            if e.exp == -1:
+                return make("div", const(1.0, dtype), b)
+            return make("pow", b, x)
+        if func in unary:
+            return make(unary[func], args[0])
+        if func in (sp.Max, sp.Min):
+            return _fold("max" if func is sp.Max else "min", args)
+        name = getattr(func, "__name__", str(func))
+        raise UnsupportedError(
+            f"SymPy function {name} is not supported by graphc "
+            f"(supported: exp, log, sqrt, sin, cos, tan, tanh, Abs, sign, Max, Min, +, -, *, /, **)"
+        )
+
+    # iterative post-order traversal
+    stack: list[tuple[object, bool]] = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if e in done:
+            continue
+        lf = leaf(e)
+        if lf is not None:
+            done[e] = lf
+            continue
+        if not e.args:
+            raise UnsupportedError(f"SymPy object {e!r} ({type(e).__name__}) is not supported by graphc")
+        if not expanded:
+            stack.append((e, True))
+            for a in e.args:
+                if a not in done:
+                    stack.append((a, False))
+            continue
+        if isinstance(e, sp.Pow) and e.base not in done:
+            raise AssertionError("unreachable")
+        done[e] = build(e, [done[a] for a in e.args])
+    root = done[expr]
+    if inputs is None:
+        names = sorted(symbols)
+    else:
+        names = list(inputs)
+        missing = [n for n in symbols if n not in names]
+        if missing:
+            from ..errors import ArgumentError
+
+            raise ArgumentError(f"inputs= does not list variable(s) {', '.join(missing)} of the expression")
+    nodes = [symbols.get(n) or input_node(n, dtype) for n in names]
+    return Graph(nodes, [("f", root)])

@@ -1,0 +1,508 @@
+"""The graph IR: immutable hash-consed nodes, graphs, printer/parser, verifier, exports.
+
+Nodes are hash-consed: building the same node twice returns the same object,
+so equality is identity and common subexpressions are shared for free. Every
+traversal here is iterative, so a chain 100,000 deep is fine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .errors import IRError, LimitError
+
+DTYPES = ("f64", "f32")
+DTYPE_NUMPY = {"f64": "float64", "f32": "float32"}
+DTYPE_ALIASES = {
+    "f64": "f64", "float64": "f64", "double": "f64",
+    "f32": "f32", "float32": "f32", "float": "f32", "single": "f32",
+}
+MAX_NODES = 2_000_000  # a graph larger than this is refused with a LimitError
+
+
+def canonical_dtype(dtype: object) -> str:
+    """Map 'float64', np.float32, 'f32', ... to the IR's dtype names."""
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    try:
+        return DTYPE_ALIASES[name]
+    except KeyError:
+        raise IRError(f"unsupported dtype {dtype!r}: use float64 or float32") from None
+
+
+@dataclass(frozen=True)
+class Type:
+    """A value's type: element dtype, and a shape slot (scalar () for now)."""
+
+    dtype: str = "f64"
+    shape: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return self.dtype if not self.shape else f"{self.dtype}[{','.join(map(str, self.shape))}]"
+
+
+_TYPES: dict[str, Type] = {d: Type(d) for d in DTYPES}
+
+
+def scalar_type(dtype: str) -> Type:
+    return _TYPES[canonical_dtype(dtype)]
+
+
+def _round(value: float, dtype: str) -> float:
+    if dtype == "f32":
+        import numpy as np
+
+        with np.errstate(over="ignore"):
+            return float(np.float32(value))
+    return float(value)
+
+
+class Node:
+    """One SSA value: an op applied to argument nodes, an input, or a constant.
+
+    Never construct directly: use `make`, `const` or `input_node`, which
+    hash-cons. Identity is equality.
+    """
+
+    __slots__ = ("op", "args", "attr", "type", "__weakref__")
+
+    op: str
+    args: tuple[Node, ...]
+    attr: object  # input name (str) or constant value (float); None for ops
+    type: Type
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("graphc nodes are immutable")
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "const"
+
+    @property
+    def is_input(self) -> bool:
+        return self.op == "input"
+
+    @property
+    def value(self) -> float:
+        if self.op != "const":
+            raise IRError(f"node {self!r} is not a constant")
+        return self.attr  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        if self.op == "const":
+            return f"const({_fmt_float(self.attr)}: {self.type})"
+        if self.op == "input":
+            return f"input({self.attr}: {self.type})"
+        return f"<{self.op}/{len(self.args)}: {self.type}>"
+
+    def __reduce__(self):
+        raise TypeError("nodes are not picklable; print the graph to text instead")
+
+
+_CACHE: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
+
+
+def _intern(op: str, args: tuple[Node, ...], attr: object, typ: Type) -> Node:
+    key_attr = attr.hex() if isinstance(attr, float) else attr
+    key = (op, args, key_attr, typ)
+    node = _CACHE.get(key)
+    if node is None:
+        node = object.__new__(Node)
+        object.__setattr__(node, "op", op)
+        object.__setattr__(node, "args", args)
+        object.__setattr__(node, "attr", attr)
+        object.__setattr__(node, "type", typ)
+        _CACHE[key] = node
+    return node
+
+
+def const(value: float, dtype: str = "f64") -> Node:
+    """A constant, rounded to the dtype it lives in."""
+    typ = scalar_type(dtype)
+    return _intern("const", (), _round(float(value), typ.dtype), typ)
+
+
+def input_node(name: str, dtype: str = "f64") -> Node:
+    return _intern("input", (), name, scalar_type(dtype))
+
+
+_REGISTRY: dict = {}
+
+
+def make(op: str, *args: Node) -> Node:
+    """Apply a registered op. Checks arity and that argument dtypes agree."""
+    if not _REGISTRY:
+        from .ops import REGISTRY
+
+        _REGISTRY.update(REGISTRY)
+    spec = _REGISTRY.get(op)
+    if spec is None:
+        raise IRError(f"unknown op {op!r}")
+    if len(args) != spec.arity:
+        raise IRError(f"op {op!r} takes {spec.arity} argument(s), got {len(args)}")
+    typ = args[0].type
+    for a in args[1:]:
+        if a.type != typ:
+            raise IRError(f"op {op!r}: mixed types {typ} and {a.type}")
+    return _intern(op, tuple(args), None, typ)
+
+
+def topo_order(roots: Iterable[Node]) -> list[Node]:
+    """All nodes reachable from roots, each after its arguments (iterative DFS)."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        stack: list[tuple[Node, int]] = [(root, 0)]
+        seen.add(id(root))
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.args):
+                stack[-1] = (node, i + 1)
+                child = node.args[i]
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+            else:
+                stack.pop()
+                order.append(node)
+                if len(order) > MAX_NODES:
+                    raise LimitError(f"graph has more than {MAX_NODES:,} nodes (graphc's limit)")
+    return order
+
+
+class Graph:
+    """A function: named inputs (in order), a body of nodes, named outputs.
+
+    `body` lists every node in a valid order (arguments first). Passes build
+    new graphs; a graph itself never changes.
+    """
+
+    __slots__ = ("inputs", "outputs", "body", "__weakref__")
+
+    def __init__(
+        self,
+        inputs: Sequence[Node],
+        outputs: Sequence[tuple[str, Node]],
+        body: Sequence[Node] | None = None,
+    ):
+        self.inputs: tuple[Node, ...] = tuple(inputs)
+        self.outputs: tuple[tuple[str, Node], ...] = tuple((str(n), v) for n, v in outputs)
+        if body is None:
+            body = [n for n in topo_order(v for _, v in self.outputs) if n.op != "input"]
+        self.body: tuple[Node, ...] = tuple(n for n in body if n.op != "input")
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(n.attr for n in self.inputs)  # type: ignore[misc]
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.outputs)
+
+    @property
+    def dtype(self) -> str:
+        for n in self.inputs:
+            return n.dtype
+        for _, n in self.outputs:
+            return n.dtype
+        return "f64"
+
+    def output(self, name: str) -> Node:
+        for n, v in self.outputs:
+            if n == name:
+                return v
+        raise KeyError(name)
+
+    def op_count(self) -> int:
+        """Number of operations (inputs and constants not counted)."""
+        return sum(1 for n in self.body if n.op != "const")
+
+    def with_outputs(self, outputs: Sequence[tuple[str, Node]]) -> Graph:
+        return Graph(self.inputs, outputs)
+
+    def __str__(self) -> str:
+        return print_graph(self)
+
+    def __repr__(self) -> str:
+        return f"<Graph inputs={self.input_names} outputs={self.output_names} ops={self.op_count()}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        # nodes are hash-consed, so equal outputs mean equal computations;
+        # the body is compared as a set (constants may sit anywhere before use)
+        return (
+            self.inputs == other.inputs
+            and self.outputs == other.outputs
+            and len(self.body) == len(other.body)
+            and set(map(id, self.body)) == set(map(id, other.body))
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.inputs, self.outputs))
+
+
+# --------------------------------------------------------------------- printer
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+_OUT_RE = re.compile(r"^[^\s\"=]+$")
+
+
+def _fmt_float(x: object) -> str:
+    v = float(x)  # type: ignore[arg-type]
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return repr(v)
+
+
+def node_names(graph: Graph) -> dict[Node, str]:
+    """Printed names: %name for inputs, %0, %1, ... for ops, literals for constants."""
+    names: dict[Node, str] = {}
+    for n in graph.inputs:
+        names[n] = f"%{n.attr}"
+    k = 0
+    for n in graph.body:
+        if n.op == "const":
+            names[n] = _fmt_float(n.attr)
+        else:
+            names[n] = f"%{k}"
+            k += 1
+    return names
+
+
+def print_graph(graph: Graph) -> str:
+    """Text form; `parse_graph(print_graph(g)) == g`."""
+    names = node_names(graph)
+    params = ", ".join(f"%{n.attr}: {n.type}" for n in graph.inputs)
+    lines = [f"graph({params}) {{"]
+    for n in graph.body:
+        if n.op == "const":
+            continue
+        args = ", ".join(names[a] for a in n.args)
+        lines.append(f"  {names[n]} = {n.op} {args} : {n.type}")
+    outs = ", ".join(f"{name} = {names[v]}" for name, v in graph.outputs)
+    lines.append(f"  return {outs}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- parser
+
+_HEADER_RE = re.compile(r"^graph\((?P<params>.*)\)\s*\{$")
+_PARAM_RE = re.compile(r"^%(?P<name>[A-Za-z_][A-Za-z_0-9]*)\s*:\s*(?P<type>\w+)$")
+_LINE_RE = re.compile(r"^%(?P<res>\d+)\s*=\s*(?P<op>[a-z_0-9]+)\s+(?P<args>.*?)\s*:\s*(?P<type>\w+)$")
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)$")
+
+
+def parse_graph(text: str) -> Graph:
+    """Parse the printer's text form back into a Graph (hash-consed nodes)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not lines:
+        raise IRError("empty IR text")
+    m = _HEADER_RE.match(lines[0])
+    if not m:
+        raise IRError(f"line 1: expected 'graph(%x: f64, ...) {{', got {lines[0]!r}")
+    env: dict[str, Node] = {}
+    inputs: list[Node] = []
+    params = m.group("params").strip()
+    for p in [p.strip() for p in params.split(",")] if params else []:
+        pm = _PARAM_RE.match(p)
+        if not pm:
+            raise IRError(f"line 1: bad parameter {p!r}")
+        node = input_node(pm.group("name"), canonical_dtype(pm.group("type")))
+        if f"%{pm.group('name')}" in env:
+            raise IRError(f"line 1: parameter %{pm.group('name')} declared twice")
+        env[f"%{pm.group('name')}"] = node
+        inputs.append(node)
+    if lines[-1] != "}":
+        raise IRError("IR text must end with '}'")
+    body: list[Node] = []
+    outputs: list[tuple[str, Node]] = []
+    for lineno, line in enumerate(lines[1:-1], start=2):
+        if line.startswith("return"):
+            rest = line[len("return"):].strip()
+            for item in [s.strip() for s in rest.split(",")] if rest else []:
+                if "=" not in item:
+                    raise IRError(f"line {lineno}: bad output {item!r}, expected NAME = VALUE")
+                name, ref = (s.strip() for s in item.split("=", 1))
+                node = _resolve(ref, env, inputs, lineno)
+                if node.op == "const":
+                    body.append(node)
+                outputs.append((name, node))
+            continue
+        lm = _LINE_RE.match(line)
+        if not lm:
+            raise IRError(f"line {lineno}: cannot parse {line!r}")
+        dtype = canonical_dtype(lm.group("type"))
+        args = [
+            _resolve(a.strip(), env, inputs, lineno, dtype)
+            for a in lm.group("args").split(",")
+            if a.strip()
+        ]
+        for a in args:
+            if a.op == "const" and a not in body:
+                body.append(a)
+        try:
+            node = make(lm.group("op"), *args)
+        except IRError as exc:
+            raise IRError(f"line {lineno}: {exc}") from None
+        if node.dtype != dtype:
+            raise IRError(f"line {lineno}: declared type {dtype} but arguments are {node.dtype}")
+        res = f"%{lm.group('res')}"
+        if res in env:
+            raise IRError(f"line {lineno}: {res} defined twice")
+        env[res] = node
+        body.append(node)
+    if not outputs:
+        raise IRError("IR text has no 'return' line")
+    g = Graph(inputs, outputs, body=_dedupe(body))
+    verify(g)
+    return g
+
+
+def _dedupe(nodes: Iterable[Node]) -> list[Node]:
+    seen: set[int] = set()
+    out = []
+    for n in nodes:
+        if id(n) not in seen:
+            seen.add(id(n))
+            out.append(n)
+    return out
+
+
+def _resolve(ref: str, env: dict[str, Node], inputs: list[Node], lineno: int, dtype: str | None = None) -> Node:
+    if ref in env:
+        return env[ref]
+    if _FLOAT_RE.match(ref):
+        if dtype is None:
+            dtype = inputs[0].dtype if inputs else "f64"
+        return const(float(ref), dtype)
+    raise IRError(f"line {lineno}: {ref} is not defined")
+
+
+# -------------------------------------------------------------------- verifier
+
+
+def verify(graph: Graph) -> None:
+    """Check arity, types, order (arguments defined before use), no dangling refs."""
+    from .ops import REGISTRY
+
+    defined: set[int] = set()
+    names: set[str] = set()
+    for n in graph.inputs:
+        if not isinstance(n, Node) or n.op != "input":
+            raise IRError(f"graph input {n!r} is not an input node")
+        if n.attr in names:
+            raise IRError(f"input %{n.attr} appears twice")
+        names.add(n.attr)  # type: ignore[arg-type]
+        defined.add(id(n))
+    for i, n in enumerate(graph.body):
+        if not isinstance(n, Node):
+            raise IRError(f"body[{i}] is not a Node")
+        if n.op == "input":
+            raise IRError(f"body[{i}]: input %{n.attr} inside the body")
+        if n.op == "const":
+            if n.args or not isinstance(n.attr, float):
+                raise IRError(f"body[{i}]: malformed constant")
+        else:
+            spec = REGISTRY.get(n.op)
+            if spec is None:
+                raise IRError(f"body[{i}]: unknown op {n.op!r}")
+            if len(n.args) != spec.arity:
+                raise IRError(f"body[{i}]: {n.op} has {len(n.args)} argument(s), expects {spec.arity}")
+            for a in n.args:
+                if id(a) not in defined:
+                    what = f"input %{a.attr} that is not a graph input" if a.op == "input" else f"{a!r} before it is defined"
+                    raise IRError(f"body[{i}]: {n.op} uses {what}")
+                if a.type != n.type:
+                    raise IRError(f"body[{i}]: {n.op} of type {n.type} has an argument of type {a.type}")
+        if id(n) in defined:
+            raise IRError(f"body[{i}]: {n!r} appears twice")
+        defined.add(id(n))
+    out_names: set[str] = set()
+    for name, v in graph.outputs:
+        if not _OUT_RE.match(name):
+            raise IRError(f"bad output name {name!r}")
+        if name in out_names:
+            raise IRError(f"output {name!r} appears twice")
+        out_names.add(name)
+        if id(v) not in defined:
+            raise IRError(f"output {name!r} refers to a node that is not in the graph")
+    dtypes = {n.dtype for n in graph.inputs} | {v.dtype for _, v in graph.outputs}
+    if len(dtypes) > 1:
+        raise IRError(f"graph mixes dtypes {sorted(dtypes)}")
+
+
+# --------------------------------------------------------------------- exports
+
+
+def to_json(graph: Graph) -> str:
+    """JSON: {"inputs": [...], "nodes": [{id, op, args, type, value?}], "outputs": {...}}."""
+    ids: dict[int, str] = {}
+    nodes = []
+    for n in graph.inputs:
+        ids[id(n)] = str(n.attr)
+        nodes.append({"id": str(n.attr), "op": "input", "args": [], "type": str(n.type)})
+    k = 0
+    for n in graph.body:
+        if n.op == "const":
+            nid = f"c{k}"
+        else:
+            nid = f"%{k}"
+        k += 1
+        ids[id(n)] = nid
+        item: dict[str, object] = {
+            "id": nid,
+            "op": n.op,
+            "args": [ids[id(a)] for a in n.args],
+            "type": str(n.type),
+        }
+        if n.op == "const":
+            v = float(n.attr)  # type: ignore[arg-type]
+            item["value"] = v if math.isfinite(v) else _fmt_float(v)
+        nodes.append(item)
+    return json.dumps(
+        {
+            "inputs": list(graph.input_names),
+            "nodes": nodes,
+            "outputs": {name: ids[id(v)] for name, v in graph.outputs},
+            "op_count": graph.op_count(),
+        },
+        indent=1,
+    )
+
+
+def to_dot(graph: Graph) -> str:
+    """Graphviz DOT, data flowing left to right as in the seed's diagrams."""
+    names = node_names(graph)
+    ids: dict[int, str] = {}
+    lines = ["digraph graphc {", "  rankdir=LR;", '  node [fontname="monospace"];']
+    for i, n in enumerate(list(graph.inputs) + list(graph.body)):
+        ids[id(n)] = f"n{i}"
+        if n.op == "input":
+            lines.append(f'  n{i} [label="{n.attr}", shape=box, style=rounded];')
+        elif n.op == "const":
+            lines.append(f'  n{i} [label="{_fmt_float(n.attr)}", shape=plaintext];')
+        else:
+            lines.append(f'  n{i} [label="{names[n]} {n.op}", shape=ellipse];')
+    for n in graph.body:
+        for j, a in enumerate(n.args):
+            label = f' [label="{j}"]' if len(n.args) > 1 and n.op in ("sub", "div", "pow") else ""
+            lines.append(f"  {ids[id(a)]} -> {ids[id(n)]}{label};")
+    for k, (name, v) in enumerate(graph.outputs):
+        lines.append(f'  out{k} [label="{name}", shape=box, style=bold];')
+        lines.append(f"  {ids[id(v)]} -> out{k};")
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,385 @@
+"""The op registry: everything about an op in one entry.
+
+Each `OpSpec` holds the op's arity, NumPy evaluation, derivative rule (which
+builds IR nodes), SymPy form, scalar code template, printed name and flags.
+`tests/test_ops.py` walks the registry and fails when an op lacks a facet.
+
+Numerical conventions (see README "Numerical semantics"):
+- relu'(0) = 0, abs'(0) = sign(0) = 0, max/min ties split the gradient 1/2, 1/2.
+- sigmoid, softplus, logaddexp and tanh use forms that never overflow, and
+  their local gradients (`dsigmoid`, `dtanh`) are computed from exp(-|x|),
+  never as s*(1-s) or 1-t*t, which lose all precision where s or t round to 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ir import Node, const, make
+
+GradRule = Callable[[Node, Node], tuple[Node | None, ...]]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op. `code` is a Python expression template over `{0}`, `{1}`; literals
+    are written `F(1.0)` so float32 kernels stay float32. `helpers` are scalar
+    functions (source text) the template calls; backends compile them."""
+
+    name: str
+    arity: int
+    numpy: Callable[..., np.ndarray]
+    grad: GradRule
+    sympy: Callable[..., object]
+    code: str
+    doc: str
+    commutative: bool = False
+    domain: tuple[str, ...] = ()  # per argument: "real", "positive", "nonzero", "gt-1", "tan"
+    helpers: tuple[str, ...] = ()
+    internal: bool = False  # produced by autodiff, not meant to be written by users
+    nonsmooth: bool = False  # derivative is zero almost everywhere (kinks/steps)
+    printed: str = field(default="")
+
+    @property
+    def printed_name(self) -> str:
+        return self.printed or self.name
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"op {spec.name!r} registered twice")
+    if not spec.domain:
+        object.__setattr__(spec, "domain", ("real",) * spec.arity)
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def _c(value: float, like: Node) -> Node:
+    return const(value, like.dtype)
+
+
+def _sp():
+    import sympy
+
+    return sympy
+
+
+# --------------------------------------------------------- NumPy reference forms
+
+
+def _np_sigmoid(x):
+    e = np.exp(-np.abs(x))
+    one = np.ones_like(e)
+    return np.where(x >= 0, one / (one + e), e / (one + e))
+
+
+def _np_dsigmoid(x):
+    e = np.exp(-np.abs(x))
+    return e / ((1 + e) * (1 + e))
+
+
+def _np_softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _np_dtanh(x):
+    e = np.exp(-2 * np.abs(x))
+    return 4 * e / ((1 + e) * (1 + e))
+
+
+def _np_relu(x):
+    return np.where(x > 0, x, np.where(x <= 0, np.zeros_like(x), x))
+
+
+def _np_step(x):
+    return np.heaviside(x, np.zeros_like(x))
+
+
+def _np_cmpw(a, b):
+    half = np.asarray(0.5, dtype=np.result_type(a, b))
+    return np.where(a > b, half * 2, np.where(a < b, half * 0, np.where(a == b, half, half * np.nan)))
+
+
+# ---------------------------------------------------------- scalar helper source
+# Compiled by each backend for its dtype (F is np.float64 or np.float32).
+
+H_SIGMOID = '''
+def g_sigmoid(x):
+    e = math.exp(-abs(x))
+    if x >= F(0.0):
+        return F(1.0) / (F(1.0) + e)
+    return e / (F(1.0) + e)
+'''
+H_DSIGMOID = '''
+def g_dsigmoid(x):
+    e = math.exp(-abs(x))
+    d = F(1.0) + e
+    return e / (d * d)
+'''
+H_SOFTPLUS = '''
+def g_softplus(x):
+    if x != x:
+        return x
+    return max(x, F(0.0)) + math.log1p(math.exp(-abs(x)))
+'''
+H_DTANH = '''
+def g_dtanh(x):
+    e = math.exp(F(-2.0) * abs(x))
+    d = F(1.0) + e
+    return F(4.0) * e / (d * d)
+'''
+H_RELU = '''
+def g_relu(x):
+    if x > F(0.0):
+        return x
+    if x <= F(0.0):
+        return F(0.0)
+    return x
+'''
+H_STEP = '''
+def g_step(x):
+    if x > F(0.0):
+        return F(1.0)
+    if x <= F(0.0):
+        return F(0.0)
+    return x
+'''
+H_SIGN = '''
+def g_sign(x):
+    if x > F(0.0):
+        return F(1.0)
+    if x < F(0.0):
+        return F(-1.0)
+    if x == F(0.0):
+        return F(0.0)
+    return x
+'''
+H_CMPW = '''
+def g_cmpw(a, b):
+    if a > b:
+        return F(1.0)
+    if a < b:
+        return F(0.0)
+    if a == b:
+        return F(0.5)
+    return a + b
+'''
+H_MAX = '''
+def g_max(a, b):
+    if a != a or b != b:
+        return a + b
+    return a if a >= b else b
+'''
+H_MIN = '''
+def g_min(a, b):
+    if a != a or b != b:
+        return a + b
+    return a if a <= b else b
+'''
+H_LOGADDEXP = '''
+def g_logaddexp(a, b):
+    m = a if a >= b else b
+    if m == -math.inf or m != m:
+        return a + b if m == m else m
+    if m == math.inf:
+        return m
+    return m + math.log1p(math.exp(-abs(a - b)))
+'''
+H_POW = '''
+def g_pow(a, b):
+    if a < F(0.0) and b != math.floor(b):
+        return F(math.nan)
+    return a ** b
+'''
+
+# ---------------------------------------------------------------- derivatives
+# Each rule gets the node n and the upstream gradient g and returns one
+# contribution per argument (None = zero). Rules build ordinary IR nodes.
+
+
+def _g_add(n, g):
+    return g, g
+
+
+def _g_sub(n, g):
+    return g, make("neg", g)
+
+
+def _g_mul(n, g):
+    a, b = n.args
+    return make("mul", g, b), make("mul", g, a)
+
+
+def _g_div(n, g):
+    a, b = n.args
+    gb = make("div", g, b)
+    return gb, make("neg", make("mul", gb, n))
+
+
+def _g_neg(n, g):
+    return (make("neg", g),)
+
+
+def _g_pow(n, g):
+    a, b = n.args
+    if b.is_const:
+        bm1 = _c(b.value - 1.0, b)
+        da = make("mul", g, make("mul", b, make("pow", a, bm1)))
+        return da, None
+    da = make("mul", g, make("mul", b, make("pow", a, make("sub", b, _c(1.0, b)))))
+    db = make("mul", g, make("mul", n, make("log", a)))
+    return da, db
+
+
+def _g_exp(n, g):
+    return (make("mul", g, n),)
+
+
+def _g_log(n, g):
+    return (make("div", g, n.args[0]),)
+
+
+def _g_sqrt(n, g):
+    return (make("div", g, make("mul", _c(2.0, n), n)),)
+
+
+def _g_sin(n, g):
+    return (make("mul", g, make("cos", n.args[0])),)
+
+
+def _g_cos(n, g):
+    return (make("neg", make("mul", g, make("sin", n.args[0]))),)
+
+
+def _g_tan(n, g):
+    return (make("mul", g, make("add", _c(1.0, n), make("mul", n, n))),)
+
+
+def _g_tanh(n, g):
+    return (make("mul", g, make("dtanh", n.args[0])),)
+
+
+def _g_dtanh(n, g):
+    x = n.args[0]
+    return (make("mul", g, make("mul", _c(-2.0, n), make("mul", make("tanh", x), n))),)
+
+
+def _g_sigmoid(n, g):
+    return (make("mul", g, make("dsigmoid", n.args[0])),)
+
+
+def _g_dsigmoid(n, g):
+    # d/dx [s(x) s(-x)] = s(x) s(-x) (s(-x) - s(x)) = -dsigmoid(x) * tanh(x/2)
+    x = n.args[0]
+    return (make("neg", make("mul", g, make("mul", n, make("tanh", make("mul", _c(0.5, x), x))))),)
+
+
+def _g_softplus(n, g):
+    return (make("mul", g, make("sigmoid", n.args[0])),)
+
+
+def _g_relu(n, g):
+    return (make("mul", g, make("step", n.args[0])),)
+
+
+def _g_abs(n, g):
+    return (make("mul", g, make("sign", n.args[0])),)
+
+
+def _g_max(n, g):
+    a, b = n.args
+    return make("mul", g, make("cmpw", a, b)), make("mul", g, make("cmpw", b, a))
+
+
+def _g_min(n, g):
+    a, b = n.args
+    return make("mul", g, make("cmpw", b, a)), make("mul", g, make("cmpw", a, b))
+
+
+def _g_log1p(n, g):
+    x = n.args[0]
+    return (make("div", g, make("add", _c(1.0, x), x)),)
+
+
+def _g_expm1(n, g):
+    return (make("mul", g, make("exp", n.args[0])),)
+
+
+def _g_logaddexp(n, g):
+    a, b = n.args
+    return make("mul", g, make("sigmoid", make("sub", a, b))), make("mul", g, make("sigmoid", make("sub", b, a)))
+
+
+def _g_zero(n, g):
+    return (None,) * len(n.args)
+
+
+# ------------------------------------------------------------------- registry
+
+_O = OpSpec
+for _spec in [
+    _O("add", 2, np.add, _g_add, lambda a, b: a + b, "({0} + {1})", "a + b", commutative=True),
+    _O("sub", 2, np.subtract, _g_sub, lambda a, b: a - b, "({0} - {1})", "a - b"),
+    _O("mul", 2, np.multiply, _g_mul, lambda a, b: a * b, "({0} * {1})", "a * b", commutative=True),
+    _O("div", 2, np.divide, _g_div, lambda a, b: a / b, "({0} / {1})", "a / b", domain=("real", "nonzero")),
+    _O("neg", 1, np.negative, _g_neg, lambda a: -a, "(-{0})", "-a"),
+    _O("pow", 2, np.power, _g_pow, lambda a, b: a**b, "g_pow({0}, {1})", "a ** b",
+       domain=("positive", "real"), helpers=(H_POW,)),
+    _O("exp", 1, np.exp, _g_exp, lambda a: _sp().exp(a), "math.exp({0})", "e ** a"),
+    _O("log", 1, np.log, _g_log, lambda a: _sp().log(a), "math.log({0})", "natural logarithm",
+       domain=("positive",)),
+    _O("sqrt", 1, np.sqrt, _g_sqrt, lambda a: _sp().sqrt(a), "math.sqrt({0})", "square root",
+       domain=("positive",)),
+    _O("sin", 1, np.sin, _g_sin, lambda a: _sp().sin(a), "math.sin({0})", "sine"),
+    _O("cos", 1, np.cos, _g_cos, lambda a: _sp().cos(a), "math.cos({0})", "cosine"),
+    _O("tan", 1, np.tan, _g_tan, lambda a: _sp().tan(a), "math.tan({0})", "tangent", domain=("tan",)),
+    _O("tanh", 1, np.tanh, _g_tanh, lambda a: _sp().tanh(a), "math.tanh({0})", "hyperbolic tangent"),
+    _O("sigmoid", 1, _np_sigmoid, _g_sigmoid, lambda a: 1 / (1 + _sp().exp(-a)), "g_sigmoid({0})",
+       "1 / (1 + exp(-a)), stable for any a", helpers=(H_SIGMOID,)),
+    _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), "g_softplus({0})",
+       "log(1 + exp(a)), never overflows", helpers=(H_SOFTPLUS,)),
+    _O("relu", 1, _np_relu, _g_relu, lambda a: _sp().Max(0, a), "g_relu({0})",
+       "max(a, 0); relu'(0) = 0", helpers=(H_RELU,), nonsmooth=True),
+    _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0", nonsmooth=True),
+    _O("max", 2, np.maximum, _g_max, lambda a, b: _sp().Max(a, b), "g_max({0}, {1})",
+       "larger of a, b (NaN propagates); ties split the gradient", commutative=True,
+       helpers=(H_MAX,), nonsmooth=True),
+    _O("min", 2, np.minimum, _g_min, lambda a, b: _sp().Min(a, b), "g_min({0}, {1})",
+       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True,
+       helpers=(H_MIN,), nonsmooth=True),
+    _O("log1p", 1, np.log1p, _g_log1p, lambda a: _sp().log(1 + a), "math.log1p({0})", "log(1 + a), exact near 0",
+       domain=("gt-1",)),
+    _O("expm1", 1, np.expm1, _g_expm1, lambda a: _sp().exp(a) - 1, "math.expm1({0})", "exp(a) - 1, exact near 0"),
+    _O("logaddexp", 2, np.logaddexp, _g_logaddexp, lambda a, b: _sp().log(_sp().exp(a) + _sp().exp(b)),
+       "g_logaddexp({0}, {1})", "log(exp(a) + exp(b)), never overflows", commutative=True,
+       helpers=(H_LOGADDEXP,)),
+    # Local-gradient ops: produced by autodiff; users may write them too.
+    _O("dsigmoid", 1, _np_dsigmoid, _g_dsigmoid,
+       lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, "g_dsigmoid({0})",
+       "sigmoid'(a) = sigmoid(a)*sigmoid(-a), from one exp(-|a|)", helpers=(H_DSIGMOID,), internal=True),
+    _O("dtanh", 1, _np_dtanh, _g_dtanh, lambda a: 1 - _sp().tanh(a) ** 2, "g_dtanh({0})",
+       "tanh'(a) = 1 - tanh(a)**2, from one exp(-2|a|)", helpers=(H_DTANH,), internal=True),
+    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), "g_sign({0})", "-1, 0 or 1 (abs')",
+       helpers=(H_SIGN,), internal=True, nonsmooth=True),
+    _O("step", 1, _np_step, _g_zero, lambda a: _sp().Heaviside(a, 0), "g_step({0})",
+       "1 where a > 0 else 0 (relu')", helpers=(H_STEP,), internal=True, nonsmooth=True),
+    _O("cmpw", 2, _np_cmpw, _g_zero, lambda a, b: _sp().Heaviside(a - b, _sp().S.Half), "g_cmpw({0}, {1})",
+       "1 where a > b, 1/2 where a == b, 0 where a < b (max/min')", helpers=(H_CMPW,),
+       internal=True, nonsmooth=True),
+]:
+    register(_spec)
+
+# User-facing functions of the formula language: name -> op. pow(a, b) is `**`.
+FUNCTIONS: dict[str, str] = {
+    name: name
+    for name, spec in REGISTRY.items()
+    if spec.name not in ("add", "sub", "mul", "div", "neg")
+}
+CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}

@@ -1,0 +1,48 @@
+"""Common-subexpression elimination.
+
+Hash-consing already makes structurally equal nodes one object; this pass adds
+a canonical operand order for commutative ops, so `x*y` and `y*x` become one
+node. The order is deterministic across processes (inputs by position, then
+ops by a content digest, then constants), so the printed IR -- the cache key --
+is stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..ir import Graph, Node, make
+from ..ops import REGISTRY
+
+
+def cse(graph: Graph, ctx=None) -> Graph:
+    pos = {id(n): i for i, n in enumerate(graph.inputs)}
+    digest: dict[int, bytes] = {}
+    mapping: dict[int, Node] = {}
+
+    def key(n: Node) -> tuple:
+        if n.op == "input":
+            return (0, pos.get(id(n), 0), str(n.attr))
+        if n.op == "const":
+            return (2, n.value)
+        return (1, digest[id(n)])
+
+    for n in graph.body:  # dependency order
+        if n.args:
+            args = [mapping.get(id(a), a) for a in n.args]
+            if REGISTRY[n.op].commutative:
+                args.sort(key=key)
+            new = make(n.op, *args)
+        else:
+            new = n
+        mapping[id(n)] = new
+        if new.args and id(new) not in digest:
+            h = hashlib.blake2b(new.op.encode(), digest_size=8)
+            for a in new.args:
+                h.update(digest[id(a)] if a.args else repr(key(a)).encode())
+            digest[id(new)] = h.digest()
+    out = Graph(graph.inputs, [(name, mapping.get(id(v), v)) for name, v in graph.outputs])
+    merged = len(graph.body) - len(out.body)
+    if ctx is not None and merged > 0:
+        ctx.fired["nodes merged"] += merged
+    return out

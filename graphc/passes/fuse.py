@@ -1,0 +1,43 @@
+"""Fusion of compound ops into single nodes with stable forward and backward forms.
+
+Two tables, each applied to a fixed point: the first recognises the big
+patterns (sigmoid, tanh, softplus, logaddexp), the second the small ones
+(log1p, expm1, relu), so `exp(2*x) - 1` inside a tanh is not taken by expm1 first.
+"""
+
+from __future__ import annotations
+
+from ..ir import Graph
+from .rewrite import Rule, Table, rewrite
+
+COMPOUND = [
+    Rule("1 / (1 + exp(-x))", "sigmoid(x)"),                  # 1/(1+exp(-x)) -> sigmoid(x)
+    Rule("(1 + exp(-x)) ** -1", "sigmoid(x)"),                # (1+exp(-x))**-1 -> sigmoid(x)
+    Rule("exp(x) / (1 + exp(x))", "sigmoid(x)"),              # exp(x)/(1+exp(x)) -> sigmoid(x)
+    Rule("1 / (1 + exp(x))", "sigmoid(-x)"),                  # 1/(1+exp(x)) -> sigmoid(-x)
+    Rule("(1 + exp(x)) ** -1", "sigmoid(-x)"),                # (1+exp(x))**-1 -> sigmoid(-x)
+    Rule("log(1 + exp(x))", "softplus(x)"),                   # log(1+exp(x)) -> softplus(x)
+    Rule("log(sigmoid(x))", "-softplus(-x)"),                 # log(sigmoid(x)) -> -softplus(-x)
+    Rule("log(1 - sigmoid(x))", "-softplus(x)"),              # log(1-sigmoid(x)) -> -softplus(x)
+    Rule("(exp(x) - exp(-x)) / (exp(x) + exp(-x))", "tanh(x)"),  # (e^x-e^-x)/(e^x+e^-x) -> tanh(x)
+    Rule("(exp(2*x) - 1) / (exp(2*x) + 1)", "tanh(x)"),       # (e^2x-1)/(e^2x+1) -> tanh(x)
+    Rule("(1 - exp(-2*x)) / (1 + exp(-2*x))", "tanh(x)"),     # (1-e^-2x)/(1+e^-2x) -> tanh(x)
+    Rule("2 * sigmoid(2*x) - 1", "tanh(x)"),                  # 2*sigmoid(2x)-1 -> tanh(x)
+    Rule("log(exp(a) + exp(b))", "logaddexp(a, b)"),          # log(e^a+e^b) -> logaddexp(a, b)
+]
+
+SIMPLE = [
+    Rule("max(x, 0)", "relu(x)"),                             # max(x, 0) -> relu(x)
+    Rule("log(1 + x)", "log1p(x)"),                           # log(1+x) -> log1p(x)
+    Rule("exp(x) - 1", "expm1(x)"),                           # exp(x)-1 -> expm1(x)
+]
+
+COMPOUND_TABLE = Table(COMPOUND)
+SIMPLE_TABLE = Table(SIMPLE)
+RULES = COMPOUND + SIMPLE
+
+
+def fuse(graph: Graph, ctx=None) -> Graph:
+    fired = getattr(ctx, "fired", None)
+    graph = rewrite(graph, COMPOUND_TABLE, fired)
+    return rewrite(graph, SIMPLE_TABLE, fired)

@@ -1,0 +1,64 @@
+"""Algebraic simplification: constant folding, identities, small integer powers.
+
+Every default rule gives the same result for every input, inf and NaN
+included (up to the sign of a zero and the rounding of pow). Rules that do
+not -- x*0 -> 0, x-x -> 0, x/x -> 1, 0/x -> 0 (wrong for inf/NaN x) -- sit in
+UNSAFE and run only with `unsafe=True`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import DTYPE_NUMPY, Graph, Node, const
+from ..ops import REGISTRY
+from .rewrite import FnRule, Rule, Table, rewrite
+
+
+def _fold_constants(node: Node) -> Node | None:
+    # op(c1, c2, ...) -> c   (evaluated by the NumPy reference in the node's dtype)
+    if not node.args or not all(a.op == "const" for a in node.args):
+        return None
+    dt = np.dtype(DTYPE_NUMPY[node.dtype])
+    with np.errstate(all="ignore"):
+        value = REGISTRY[node.op].numpy(*(dt.type(a.value) for a in node.args))
+    return const(float(np.asarray(value, dtype=dt)), node.dtype)
+
+
+SAFE = [
+    FnRule("constant folding", _fold_constants),
+    Rule("x + 0", "x"),                  # x + 0 -> x
+    Rule("x - 0", "x"),                  # x - 0 -> x
+    Rule("0 - x", "-x"),                 # 0 - x -> -x
+    Rule("x * 1", "x"),                  # x * 1 -> x
+    Rule("x * -1", "-x"),                # x * -1 -> -x
+    Rule("x / 1", "x"),                  # x / 1 -> x
+    Rule("x ** 1", "x"),                 # x ** 1 -> x
+    Rule("x ** 0", "1"),                 # x ** 0 -> 1  (IEEE pow: 1 even for NaN)
+    Rule("-(-x)", "x"),                  # --x -> x
+    Rule("x - (-y)", "x + y"),           # x - (-y) -> x + y
+    Rule("x + (-y)", "x - y"),           # x + (-y) -> x - y
+    Rule("(-x) * (-y)", "x * y"),        # (-x)*(-y) -> x*y
+    Rule("(-x) / (-y)", "x / y"),        # (-x)/(-y) -> x/y
+    Rule("x ** 2", "x * x"),             # x**2 -> x*x
+    Rule("x ** 3", "x * x * x"),         # x**3 -> (x*x)*x
+    Rule("x ** 4", "(x * x) * (x * x)"),  # x**4 -> (x*x)*(x*x)
+    Rule("x ** -1", "1 / x"),            # x**-1 -> 1/x
+    Rule("x ** -2", "1 / (x * x)"),      # x**-2 -> 1/(x*x)
+]
+
+UNSAFE = [
+    Rule("x * 0", "0"),                  # x * 0 -> 0   (wrong for x = inf, nan)
+    Rule("x - x", "0"),                  # x - x -> 0   (wrong for x = inf, nan)
+    Rule("x / x", "1"),                  # x / x -> 1   (wrong for x = 0, inf, nan)
+    Rule("0 / x", "0"),                  # 0 / x -> 0   (wrong for x = 0, nan)
+]
+
+SAFE_TABLE = Table(SAFE)
+UNSAFE_TABLE = Table(SAFE + UNSAFE)
+
+
+def simplify(graph: Graph, ctx=None) -> Graph:
+    unsafe = bool(getattr(ctx, "unsafe", False))
+    fired = getattr(ctx, "fired", None)
+    return rewrite(graph, UNSAFE_TABLE if unsafe else SAFE_TABLE, fired)
