@@ -11,6 +11,7 @@ from .ir import Graph
 from .ops import REGISTRY
 
 DIGITS = 40
+MAXN = 3000  # the most digits evalf may use to resolve cancellation
 
 
 def to_sympy(graph: Graph, outputs: Sequence[str] | None = None) -> tuple[dict, dict]:
@@ -62,7 +63,9 @@ def exact(
 def _ev(expr, subs, digits: int) -> float:
     import sympy as sp
 
-    val = expr.evalf(digits, subs=subs)
+    # maxn lets evalf raise its working precision through cancellations such as
+    # exp(x)/(1+exp(x)) - exp(2x)/(1+exp(x))**2 at x = 700 (about 900 digits)
+    val = expr.evalf(digits, subs=subs, maxn=MAXN)
     if val.has(sp.zoo) or val is sp.nan:
         return float("nan")
     try:

@@ -25,6 +25,7 @@ class PassContext:
     wrt: Sequence[str] | None = None
     order: int = 1
     unsafe: bool = False
+    autodiff_follows: bool = False  # set by the manager: an autodiff pass comes later
     fired: Counter = field(default_factory=Counter)
 
 
@@ -100,8 +101,9 @@ def run_pipeline(
     registry = _registry()
     verify(graph)
     records = []
-    for name in passes:
+    for i, name in enumerate(passes):
         fn = registry[name]
+        ctx.autodiff_follows = "autodiff" in passes[i + 1:]
         before = graph.op_count()
         ctx.fired = Counter()
         t0 = time.perf_counter()

@@ -40,6 +40,11 @@ SAFE = [
     Rule("x + (-y)", "x - y"),           # x + (-y) -> x - y
     Rule("(-x) * (-y)", "x * y"),        # (-x)*(-y) -> x*y
     Rule("(-x) / (-y)", "x / y"),        # (-x)/(-y) -> x/y
+]
+
+# Powers are lowered to multiplications only once no autodiff follows: the
+# derivative rule of pow(x, c) is cheaper than that of a multiplication chain.
+POWERS = [
     Rule("x ** 2", "x * x"),             # x**2 -> x*x
     Rule("x ** 3", "x * x * x"),         # x**3 -> (x*x)*x
     Rule("x ** 4", "(x * x) * (x * x)"),  # x**4 -> (x*x)*(x*x)
@@ -54,11 +59,15 @@ UNSAFE = [
     Rule("0 / x", "0"),                  # 0 / x -> 0   (wrong for x = 0, nan)
 ]
 
-SAFE_TABLE = Table(SAFE)
-UNSAFE_TABLE = Table(SAFE + UNSAFE)
+_TABLES = {
+    (unsafe, powers): Table(SAFE + (UNSAFE if unsafe else []) + (POWERS if powers else []))
+    for unsafe in (False, True)
+    for powers in (False, True)
+}
 
 
 def simplify(graph: Graph, ctx=None) -> Graph:
     unsafe = bool(getattr(ctx, "unsafe", False))
+    powers = not getattr(ctx, "autodiff_follows", False)
     fired = getattr(ctx, "fired", None)
-    return rewrite(graph, UNSAFE_TABLE if unsafe else SAFE_TABLE, fired)
+    return rewrite(graph, _TABLES[unsafe, powers], fired)
