@@ -21,8 +21,8 @@ from .passes.manager import (
     run_pipeline,
 )
 
-TARGETS = ("numpy",)
-DEFAULT_TARGET = "numpy"
+TARGETS = ("cpu", "parallel", "numpy")
+DEFAULT_TARGET = "cpu"
 
 
 def _kernel_for(graph: Graph, target: str):
@@ -30,6 +30,10 @@ def _kernel_for(graph: Graph, target: str):
         from .codegen.numpy_ref import NumpyKernel
 
         return NumpyKernel(graph)
+    if target in ("cpu", "parallel"):
+        from .codegen.numba_cpu import NumbaKernel
+
+        return NumbaKernel(graph, target)
     raise GraphcError(f"unknown target {target!r}; targets: {', '.join(TARGETS)}")
 
 
@@ -57,6 +61,7 @@ class CompiledFunction:
         self._kernel = _kernel_for(self.graph, target)
         self._fwd_kernel = None
         self._np_dtype = np.dtype(self.dtype)
+        self._n_in = len(self.inputs)
 
     # ----------------------------------------------------------- inspection
     @property
@@ -128,20 +133,26 @@ class CompiledFunction:
             raise ArgumentError(f"argument shapes do not broadcast together: {shapes}") from None
         return arrays, scalar, shape
 
-    def _finish(self, outs: Sequence[np.ndarray], scalar: bool, shape: tuple) -> list:
-        if scalar:
-            return [float(o) for o in outs]
-        res = []
-        for o in outs:
-            o = np.asarray(o, dtype=self._np_dtype)
-            if o.shape != shape:
-                o = np.broadcast_to(o, shape).copy()
-            res.append(o)
-        return res
+    def __call__(self, *args: Any, out: Any = None, **kwargs: Any):
+        """(value, grads) -- or (value, grads, hessian) for order=2.
 
-    def __call__(self, *args: Any, **kwargs: Any):
+        out: optional preallocated output buffers (a list in output order, or a
+        dict keyed by output name: 'f', 'df/dx', ...), C-contiguous, of the
+        broadcast shape and the compiled dtype; they are filled and returned."""
+        scalar_fn = self._kernel.scalar
+        if (scalar_fn is not None and out is None and not kwargs and self.order == 1
+                and len(args) == self._n_in and all(type(a) is float for a in args)):
+            res = scalar_fn(*args)  # fast path: Python floats in, floats out
+            return res[0], dict(zip(self.wrt, res[1:]))
         arrays, scalar, shape = self._bind(args, kwargs)
-        outs = self._finish(self._kernel(arrays), scalar, shape)
+        if scalar and out is None:
+            if scalar_fn is not None:
+                res = scalar_fn(*(float(a) for a in arrays))
+                outs = [float(r) for r in res]
+            else:
+                outs = [float(o) for o in self._kernel.run(arrays, shape)]
+        else:
+            outs = self._kernel.run(arrays, shape, out)
         k = len(self.wrt)
         value = outs[0]
         grads = dict(zip(self.wrt, outs[1:1 + k]))
@@ -155,7 +166,8 @@ class CompiledFunction:
         arrays, scalar, shape = self._bind(args, kwargs)
         if self._fwd_kernel is None:
             self._fwd_kernel = _kernel_for(self.optimised_forward(), self.target)
-        return self._finish(self._fwd_kernel(arrays)[:1], scalar, shape)[0]
+        (value,) = self._fwd_kernel.run(arrays, shape)[:1]
+        return float(value) if scalar else value
 
     def output_names(self) -> list[str]:
         return list(self.graph.output_names)
@@ -174,7 +186,8 @@ def compile(
     """Compile formula text, a SymPy expression or a Graph into a CompiledFunction.
 
     wrt: names to differentiate by (default: every input, in input order).
-    target: "numpy" (reference). dtype: float64 or float32.
+    target: "cpu" (Numba, serial; the default), "parallel" (Numba, all cores)
+    or "numpy" (the reference evaluator). dtype: float64 or float32.
     passes: pipeline (default simplify, fuse, autodiff, simplify, cse, dce);
     `()` runs autodiff alone. order: 1 (gradient) or 2 (adds the Hessian).
     inputs: explicit input order (default: order of first appearance).

@@ -192,12 +192,6 @@ def g_logaddexp(a, b):
         return m
     return m + math.log1p(math.exp(-abs(a - b)))
 '''
-H_POW = '''
-def g_pow(a, b):
-    if a < F(0.0) and b != math.floor(b):
-        return F(math.nan)
-    return a ** b
-'''
 
 # ---------------------------------------------------------------- derivatives
 # Each rule gets the node n and the upstream gradient g and returns one
@@ -330,8 +324,8 @@ for _spec in [
     _O("mul", 2, np.multiply, _g_mul, lambda a, b: a * b, "({0} * {1})", "a * b", commutative=True),
     _O("div", 2, np.divide, _g_div, lambda a, b: a / b, "({0} / {1})", "a / b", domain=("real", "nonzero")),
     _O("neg", 1, np.negative, _g_neg, lambda a: -a, "(-{0})", "-a"),
-    _O("pow", 2, np.power, _g_pow, lambda a, b: a**b, "g_pow({0}, {1})", "a ** b",
-       domain=("positive", "real"), helpers=(H_POW,)),
+    _O("pow", 2, np.power, _g_pow, lambda a, b: a**b, "({0} ** {1})", "a ** b",
+       domain=("positive", "real")),
     _O("exp", 1, np.exp, _g_exp, lambda a: _sp().exp(a), "math.exp({0})", "e ** a"),
     _O("log", 1, np.log, _g_log, lambda a: _sp().log(a), "math.log({0})", "natural logarithm",
        domain=("positive",)),

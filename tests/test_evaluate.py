@@ -6,11 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 
 import graphc
 from graphc.errors import ArgumentError, GraphcError
-
-TARGETS = ["numpy"]
 
 
 @pytest.fixture(autouse=True)
@@ -93,8 +92,9 @@ def test_scalars_in_floats_out():
         (([[1.0], [1.0, 2.0]], 1.0), {}, "argument 'x'"),
     ],
 )
-def test_argument_errors(args, kwargs, phrase):
-    fn = graphc.compile("x*y", target="numpy")
+@pytest.mark.parametrize("target", TARGETS)
+def test_argument_errors(args, kwargs, phrase, target):
+    fn = graphc.compile("x*y", target=target)
     with pytest.raises(ArgumentError) as info:
         fn(*args, **kwargs)
     assert phrase in str(info.value)

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 
 import graphc
-
-TARGETS = ["numpy"]
 
 
 def approx(x, rel=1e-12):

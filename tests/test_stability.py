@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 
 import graphc
 from graphc import oracle
 
-TARGETS = ["numpy"]
 MAGS = [0.0, 1e-8, 1.0, 17.0, 37.0, 40.0, 100.0, 700.0, 800.0]
 POINTS = sorted({s * m for m in MAGS for s in (1.0, -1.0)})
 TOL = {"float64": 1e-12, "float32": 1e-5}

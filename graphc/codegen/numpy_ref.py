@@ -39,13 +39,27 @@ def _needed(graph: Graph, roots) -> set[int]:
 
 
 class NumpyKernel:
-    """Backend object: called with the bound input arrays, returns all outputs."""
+    """Backend object: the bound input arrays in, every output (broadcast) out."""
 
     target = "numpy"
+    scalar = None  # no scalar fast path
 
     def __init__(self, graph: Graph):
         self.graph = graph
         self.source = None
+        self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
 
-    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return evaluate(self.graph, arrays)
+    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None) -> list[np.ndarray]:
+        res = [np.broadcast_to(r, shape) for r in evaluate(self.graph, arrays)]
+        if out is None:
+            return [np.array(r, dtype=self.np_dtype) for r in res]
+        from .numba_cpu import NumbaKernel
+
+        bufs = NumbaKernel._outputs(self, out, shape, 0)  # same validation as the compiled targets
+        for b, r in zip(bufs, res):
+            b[...] = r
+        return bufs
+
+    @property
+    def n_out(self) -> int:
+        return len(self.graph.outputs)

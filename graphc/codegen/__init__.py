@@ -1,0 +1,1 @@
+"""Backends: numpy (reference evaluator), cpu and parallel (Numba)."""

@@ -1,0 +1,134 @@
+"""The on-disk kernel cache: content-addressed generated source, Numba's machine
+code beside it.
+
+Key: sha256 of the optimised IR text + target + dtype + variant + graphc and
+Numba versions. Each entry is a readable `.py` file whose first line carries a
+sha256 of the rest, so a corrupted or truncated entry is detected and rebuilt.
+Writes are atomic (temp file + os.replace), so concurrent compiles of one
+formula both succeed. A folder that cannot be written falls back to compiling
+in memory, with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+HEADER = "# graphc-kernel sha256="
+
+
+class CacheWarning(UserWarning):
+    """The kernel cache folder cannot be used; kernels compile in memory."""
+
+
+_warned: set[str] = set()
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("GRAPHC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "graphc"
+
+
+def cache_key(*parts: str) -> str:
+    import numba
+
+    from .. import __version__
+
+    h = hashlib.sha256()
+    for p in (*parts, __version__, numba.__version__):
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _seal(source: str) -> str:
+    return f"{HEADER}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
+
+
+def _intact(text: str) -> bool:
+    first, _, rest = text.partition("\n")
+    return first.startswith(HEADER) and first[len(HEADER):] == hashlib.sha256(rest.encode()).hexdigest()
+
+
+def usable_dir() -> Path | None:
+    """The cache folder, created if needed; None (with one warning) if unusable."""
+    d = cache_dir()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True)
+        probe.close()
+        pyc = d / "__pycache__"
+        pyc.mkdir(exist_ok=True)
+        if not os.access(pyc, os.W_OK):
+            raise PermissionError(f"{pyc} is not writable")
+        return d
+    except OSError as exc:
+        if str(d) not in _warned:
+            _warned.add(str(d))
+            warnings.warn(
+                f"graphc: kernel cache folder {d} is not usable ({exc}); compiling in memory "
+                "(set GRAPHC_CACHE_DIR to a writable folder to cache kernels)",
+                CacheWarning,
+                stacklevel=4,
+            )
+        return None
+
+
+def store(key: str, source: str) -> Path | None:
+    """Path of an intact cache entry holding `source`, writing it if needed."""
+    d = usable_dir()
+    if d is None:
+        return None
+    path = d / f"graphc_{key}.py"
+    try:
+        if path.exists() and _intact(path.read_text()):
+            return path
+        purge_numba(path)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.stem}-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(_seal(source))
+        os.replace(tmp, path)
+        return path
+    except OSError as exc:
+        warnings.warn(f"graphc: cannot write the kernel cache ({exc}); compiling in memory", CacheWarning,
+                      stacklevel=4)
+        return None
+
+
+def purge_numba(path: Path) -> None:
+    """Remove Numba's cached machine code for one generated module."""
+    pyc = path.parent / "__pycache__"
+    if pyc.is_dir():
+        for f in pyc.glob(f"{path.stem}.*"):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+
+
+def info() -> dict:
+    d = cache_dir()
+    entries = sorted(d.glob("graphc_*.py")) if d.is_dir() else []
+    size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) if d.is_dir() else 0
+    return {"dir": str(d), "entries": len(entries), "bytes": size}
+
+
+def clear() -> int:
+    d = cache_dir()
+    if not d.is_dir():
+        return 0
+    n = 0
+    for f in d.glob("graphc_*.py"):
+        f.unlink()
+        n += 1
+    shutil.rmtree(d / "__pycache__", ignore_errors=True)
+    for f in d.glob(".graphc_*.tmp"):
+        f.unlink()
+    return n

@@ -1,0 +1,230 @@
+"""Numba CPU backend (targets "cpu" and "parallel"): one fused loop per formula
+that reads each input once and writes the value and every gradient once, all
+intermediates in registers.
+
+Inputs that broadcast as scalars are read once before the loop; the kernel is
+generated per pattern of array/scalar inputs. `@njit(error_model="numpy")`, no
+fastmath: NaN and inf stay IEEE. The source is kept (`fn.source`) and cached
+on disk, with Numba's machine code beside it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArgumentError
+from ..ir import DTYPE_NUMPY, Graph, print_graph
+from . import cache
+from .scalar import Body, indent
+
+PARALLEL_MIN = 32_768  # below this many elements the parallel target runs serially
+
+_LOADED: dict[str, object] = {}  # cache key -> loaded module (one per process)
+_LOCK = threading.Lock()
+
+
+def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: bool = True) -> str:
+    """Python source of a module with `kernel` (and `kernel_parallel`) over arrays
+    and `scalar` over floats. mask[k]: input k is a full array (else broadcast)."""
+    body = Body(graph)
+    dt = DTYPE_NUMPY[graph.dtype]
+    names = body.input_vars()
+    arr = [f"a_{v[2:]}" for v in names]
+    outs = [f"o{k}" for k in range(len(body.outputs))]
+    sig = ", ".join(["n", *arr, *outs])
+    ir_comment = ["# " + ln for ln in print_graph(graph).splitlines()]
+    opts = f'error_model="numpy", cache={use_cache}'
+    src = [
+        f"# graphc kernel: target {target}, {dt}, inputs {', '.join(graph.input_names)}",
+        f"# outputs: {', '.join(graph.output_names)}",
+        "# generated from this IR:",
+        *ir_comment,
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"F = np.{dt}",
+        "",
+    ]
+    for h in body.helpers:
+        src += [f"@njit({opts})", *h.splitlines(), "", ""]
+
+    def loop(name: str, parallel: bool) -> list[str]:
+        rng = "prange" if parallel else "range"
+        par = ", parallel=True" if parallel else ""
+        lines = [f"@njit({opts}, nogil=True{par})", f"def {name}({sig}):"]
+        lines += indent(body.consts, 4)
+        for v, a, full in zip(names, arr, mask):
+            if not full:
+                lines.append(f"    {v} = {a}[0]")
+        lines.append(f"    for i in {rng}(n):")
+        inner = [f"{v} = {a}[i]" for v, a, full in zip(names, arr, mask) if full]
+        inner += body.lines
+        inner += [f"{o}[i] = {r}" for o, r in zip(outs, body.outputs)]
+        lines += indent(inner, 8)
+        return lines + ["", ""]
+
+    src += loop("kernel", parallel=False)
+    if target == "parallel":
+        src += loop("kernel_parallel", parallel=True)
+    src += [f"@njit({opts})", f"def scalar({', '.join(names)}):"]
+    src += indent([f"{v} = F({v})" for v in names] + body.consts + body.lines, 4)
+    src += [f"    return ({', '.join(body.outputs)},)", ""]
+    return "\n".join(src)
+
+
+def _load(key: str, source: str):
+    """Import the generated module from the disk cache, or in memory."""
+    mod = _LOADED.get(key)
+    if mod is not None:
+        return mod
+    with _LOCK:
+        mod = _LOADED.get(key)
+        if mod is not None:
+            return mod
+        path = cache.store(key, source)
+        if path is None:
+            mod = _exec_in_memory(key, source.replace("cache=True", "cache=False"))
+        else:
+            mod = _import_file(key, path)
+        _LOADED[key] = mod
+        return mod
+
+
+def _import_file(key: str, path: Path):
+    name = f"graphc_kernel_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)  # generated from verified IR, never user text
+    mod.__graphc_path__ = path  # type: ignore[attr-defined]
+    return mod
+
+
+def _exec_in_memory(key: str, source: str):
+    import types
+
+    name = f"graphc_kernel_{key}"
+    mod = types.ModuleType(name)
+    code = compile(source, f"<graphc kernel {key}>", "exec")
+    exec(code, mod.__dict__)  # generated from verified IR, never user text
+    mod.__graphc_path__ = None  # type: ignore[attr-defined]
+    return mod
+
+
+def _call_first(key: str, source: str, mod, fn_name: str, *args):
+    """The first call loads Numba's cached code; a corrupted Numba cache entry is
+    purged and the kernel rebuilt instead of crashing."""
+    try:
+        return getattr(mod, fn_name)(*args)
+    except Exception:
+        path = getattr(mod, "__graphc_path__", None)
+        if path is None:
+            raise
+        cache.purge_numba(path)
+        _LOADED.pop(key, None)
+        sys.modules.pop(f"graphc_kernel_{key}", None)
+        mod = _import_file(key, path)
+        _LOADED[key] = mod
+        return getattr(mod, fn_name)(*args)
+
+
+class NumbaKernel:
+    """Runs a graph through generated Numba kernels; `source` is the all-array variant."""
+
+    def __init__(self, graph: Graph, target: str):
+        self.graph = graph
+        self.target = target
+        self.ir_text = print_graph(graph)
+        self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
+        self.n_in = len(graph.inputs)
+        self.n_out = len(graph.outputs)
+        self._variants: dict[tuple[bool, ...], tuple[str, object]] = {}
+        self._warm: set[tuple] = set()
+        self._scalar_fn = None
+        full = (True,) * self.n_in
+        self.source = generate_source(graph, target, full)
+
+    def module(self, mask: tuple[bool, ...]):
+        hit = self._variants.get(mask)
+        if hit is None:
+            src = self.source if all(mask) else generate_source(self.graph, self.target, mask)
+            variant = "".join("a" if m else "s" for m in mask)
+            key = cache.cache_key(self.ir_text, self.target, self.graph.dtype, variant, src)
+            hit = (key, _load(key, src))
+            self._variants[mask] = hit
+        return hit
+
+    # ------------------------------------------------------------- scalars
+    def scalar(self, *args: float) -> tuple:
+        fn = self._scalar_fn
+        if fn is None:
+            key, mod = self.module((True,) * self.n_in)
+            res = _call_first(key, self.source, mod, "scalar", *args)
+            self._scalar_fn = mod.scalar
+            return res
+        return fn(*args)
+
+    # -------------------------------------------------------------- arrays
+    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None) -> list[np.ndarray]:
+        n = int(np.prod(shape)) if shape else 1
+        flat = []
+        mask = []
+        for a in arrays:
+            if a.size == 1 and n != 1:
+                flat.append(np.ascontiguousarray(a, dtype=self.np_dtype).reshape(1))
+                mask.append(False)
+            else:
+                if a.shape != shape:
+                    a = np.broadcast_to(a, shape)
+                flat.append(np.ascontiguousarray(a, dtype=self.np_dtype).reshape(-1))
+                mask.append(True)
+        outs = self._outputs(out, shape, n)
+        if n == 0:
+            return [o.reshape(shape) for o in outs]
+        key, mod = self.module(tuple(mask))
+        fn_name = "kernel_parallel" if self.target == "parallel" and n >= PARALLEL_MIN else "kernel"
+        args = (n, *flat, *(o.reshape(-1) for o in outs))
+        if (key, fn_name) not in self._warm:
+            _call_first(key, self.source, mod, fn_name, *args)
+            self._warm.add((key, fn_name))
+        else:
+            getattr(mod, fn_name)(*args)
+        return [o.reshape(shape) for o in outs]
+
+    def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
+        if out is None:
+            return [np.empty(shape, dtype=self.np_dtype) for _ in range(self.n_out)]
+        names = self.graph.output_names
+        if isinstance(out, dict):
+            missing = [k for k in names if k not in out]
+            if missing:
+                raise ArgumentError(f"out= lacks buffers for {', '.join(missing)}")
+            out = [out[k] for k in names]
+        out = list(out)
+        if len(out) != self.n_out:
+            raise ArgumentError(f"out= needs {self.n_out} buffers ({', '.join(names)}), got {len(out)}")
+        for name, o in zip(names, out):
+            if not isinstance(o, np.ndarray) or o.dtype != self.np_dtype or o.shape != tuple(shape) \
+                    or not o.flags.c_contiguous or not o.flags.writeable:
+                got = f"{type(o).__name__}{getattr(o, 'shape', '')} {getattr(o, 'dtype', '')}"
+                raise ArgumentError(
+                    f"out= buffer for {name} must be a writable C-contiguous {self.np_dtype} array of shape "
+                    f"{tuple(shape)}, got {got}"
+                )
+        return out
+
+    def llvm(self) -> str:
+        """LLVM IR Numba made for the all-array serial kernel."""
+        key, mod = self.module((True,) * self.n_in)
+        one = [np.ones(1, dtype=self.np_dtype) for _ in range(self.n_in)]
+        self.run(one, (1,))
+        return "\n".join(mod.kernel.inspect_llvm().values())

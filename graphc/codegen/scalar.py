@@ -1,0 +1,64 @@
+"""Per-element code from the op registry's templates, shared by the Numba CPU
+and CUDA backends: one statement per IR node, all intermediates as locals."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..ir import Graph
+from ..ops import REGISTRY
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+
+
+def literal(value: float) -> str:
+    """A constant as typed source: F(...) keeps float32 kernels in float32."""
+    if math.isnan(value):
+        return "F(math.nan)"
+    if math.isinf(value):
+        return "F(math.inf)" if value > 0 else "F(-math.inf)"
+    return f"F({value!r})"
+
+
+class Body:
+    """The straight-line code computing a graph's outputs for one element."""
+
+    def __init__(self, graph: Graph, overrides: dict[str, str] | None = None):
+        self.graph = graph
+        self.overrides = overrides or {}
+        self.var: dict[int, str] = {}
+        self.consts: list[str] = []  # "c0 = F(1.0)" lines, hoisted out of loops
+        self.lines: list[str] = []  # "t3 = math.exp(t2)  # exp" lines
+        self.helpers: list[str] = []
+        for n in graph.inputs:
+            assert _IDENT.match(n.attr), n.attr  # names come from the parser
+            self.var[id(n)] = f"x_{n.attr}"
+        seen_helpers: set[str] = set()
+        k = 0
+        for n in graph.body:
+            if n.op == "const":
+                name = f"c{len(self.consts)}"
+                self.consts.append(f"{name} = {literal(n.value)}")
+                self.var[id(n)] = name
+                continue
+            spec = REGISTRY[n.op]
+            template = self.overrides.get(n.op, spec.code)
+            expr = template.format(*(self.var[id(a)] for a in n.args))
+            name = f"t{k}"
+            k += 1
+            self.lines.append(f"{name} = {expr}  # {n.op}")
+            self.var[id(n)] = name
+            for h in spec.helpers:
+                if h not in seen_helpers:
+                    seen_helpers.add(h)
+                    self.helpers.append(h.strip("\n"))
+        self.outputs = [self.var[id(v)] for _, v in graph.outputs]
+
+    def input_vars(self) -> list[str]:
+        return [self.var[id(n)] for n in self.graph.inputs]
+
+
+def indent(lines: list[str], n: int) -> list[str]:
+    pad = " " * n
+    return [pad + ln for ln in lines]
