@@ -1,4 +1,4 @@
-"""The `graphc` command: eval, ir (and later emit, cache, check).
+"""The `graphc` command: eval, ir, emit, cache.
 
 Errors go to stderr with exit status 2 and no traceback.
 """
@@ -36,7 +36,7 @@ def _parse_assignments(items: Sequence[str]) -> dict[str, float]:
 
 
 def _add_compile_opts(p: argparse.ArgumentParser, target_default: str | None = None) -> None:
-    p.add_argument("--target", default=target_default, help="numpy (reference)")
+    p.add_argument("--target", default=target_default, help="cpu (default), parallel or numpy (reference)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--wrt", default=None, help="comma-separated names to differentiate by (default: all)")
     p.add_argument("--passes", default=None, help="comma-separated pipeline, e.g. simplify,fuse,autodiff,cse,dce")
@@ -93,6 +93,33 @@ def cmd_ir(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emit(args: argparse.Namespace) -> int:
+    import graphc
+
+    if args.target not in ("cpu", "parallel"):
+        raise GraphcError(f"emit: target {args.target!r} generates no kernel; use --target cpu or parallel")
+    fn = graphc.compile(args.formula, wrt=args.wrt, target=args.target, dtype=args.dtype, passes=args.passes)
+    if args.llvm:
+        print(fn._kernel.llvm())
+    else:
+        print(fn.source)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .codegen import cache
+
+    if args.action == "info":
+        i = cache.info()
+        print(f"cache folder: {i['dir']}")
+        print(f"kernels:      {i['entries']}")
+        print(f"size:         {i['bytes'] / 1e6:.2f} MB")
+    else:
+        n = cache.clear()
+        print(f"removed {n} cached kernel(s) from {cache.cache_dir()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphc", description="Compile formulas to value+gradient functions.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -114,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--wrt", default=None)
     r.add_argument("--passes", default=None)
     r.set_defaults(func=cmd_ir)
+
+    m = sub.add_parser("emit", help="print the generated kernel source (or its LLVM IR)")
+    m.add_argument("formula")
+    m.add_argument("--llvm", action="store_true", help="the LLVM IR Numba made for the kernel")
+    _add_compile_opts(m, target_default="cpu")
+    m.set_defaults(func=cmd_emit)
+
+    c = sub.add_parser("cache", help="the on-disk kernel cache: info or clear")
+    c.add_argument("action", choices=["info", "clear"])
+    c.set_defaults(func=cmd_cache)
     return p
 
 

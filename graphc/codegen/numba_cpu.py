@@ -189,7 +189,7 @@ class NumbaKernel:
                 mask.append(True)
         outs = self._outputs(out, shape, n)
         if n == 0:
-            return [o.reshape(shape) for o in outs]
+            return outs
         key, mod = self.module(tuple(mask))
         fn_name = "kernel_parallel" if self.target == "parallel" and n >= PARALLEL_MIN else "kernel"
         args = (n, *flat, *(o.reshape(-1) for o in outs))
@@ -198,7 +198,7 @@ class NumbaKernel:
             self._warm.add((key, fn_name))
         else:
             getattr(mod, fn_name)(*args)
-        return [o.reshape(shape) for o in outs]
+        return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
 
     def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
         if out is None:
