@@ -62,6 +62,10 @@ class CompiledFunction:
         self._fwd_kernel = None
         self._np_dtype = np.dtype(self.dtype)
         self._n_in = len(self.inputs)
+        self._fast_scalar = None  # set after the first scalar call on a compiled target
+        self._fast_arrays = getattr(self._kernel, "run_contiguous", None) if self.order == 1 else None
+        if self.order != 1:
+            self._fast_scalar = None
 
     # ----------------------------------------------------------- inspection
     @property
@@ -139,20 +143,39 @@ class CompiledFunction:
         out: optional preallocated output buffers (a list in output order, or a
         dict keyed by output name: 'f', 'df/dx', ...), C-contiguous, of the
         broadcast shape and the compiled dtype; they are filled and returned."""
-        scalar_fn = self._kernel.scalar
-        if (scalar_fn is not None and out is None and not kwargs and self.order == 1
-                and len(args) == self._n_in and all(type(a) is float for a in args)):
-            res = scalar_fn(*args)  # fast path: Python floats in, floats out
-            return res[0], dict(zip(self.wrt, res[1:]))
+        if not kwargs and len(args) == self._n_in:
+            # fast paths: Python floats, or same-shape contiguous arrays of our dtype
+            a0 = args[0] if args else None
+            if type(a0) is float and out is None and self._fast_scalar is not None:
+                for a in args:
+                    if type(a) is not float:
+                        break
+                else:
+                    res = self._fast_scalar(*args)
+                    return res[0], dict(zip(self.wrt, res[1:]))
+            elif type(a0) is np.ndarray and self._fast_arrays is not None:
+                shape, dt = a0.shape, self._np_dtype
+                for a in args:
+                    if type(a) is not np.ndarray or a.shape != shape or a.dtype != dt \
+                            or not a.flags.c_contiguous:
+                        break
+                else:
+                    outs = self._fast_arrays(args, shape, out)
+                    if outs is not None:
+                        return self._pack(outs)
         arrays, scalar, shape = self._bind(args, kwargs)
         if scalar and out is None:
+            scalar_fn = self._kernel.scalar
             if scalar_fn is not None:
-                res = scalar_fn(*(float(a) for a in arrays))
-                outs = [float(r) for r in res]
+                outs = [float(r) for r in scalar_fn(*(float(a) for a in arrays))]
+                self._fast_scalar = getattr(self._kernel, "scalar_dispatcher", None)
             else:
                 outs = [float(o) for o in self._kernel.run(arrays, shape)]
         else:
             outs = self._kernel.run(arrays, shape, out)
+        return self._pack(outs)
+
+    def _pack(self, outs: Sequence[Any]):
         k = len(self.wrt)
         value = outs[0]
         grads = dict(zip(self.wrt, outs[1:1 + k]))

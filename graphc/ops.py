@@ -40,6 +40,10 @@ class OpSpec:
     commutative: bool = False
     domain: tuple[str, ...] = ()  # per argument: "real", "positive", "nonzero", "gt-1", "tan"
     helpers: tuple[str, ...] = ()
+    # An expression of the arguments that several ops share, computed once per
+    # element by the backends and passed to `code` as {p}: sigmoid, its
+    # derivative and softplus all start from exp(-|x|).
+    prelude: str = ""
     internal: bool = False  # produced by autodiff, not meant to be written by users
     nonsmooth: bool = False  # derivative is zero almost everywhere (kinks/steps)
     printed: str = field(default="")
@@ -111,23 +115,21 @@ def _np_cmpw(a, b):
 # Compiled by each backend for its dtype (F is np.float64 or np.float32).
 
 H_SIGMOID = '''
-def g_sigmoid(x):
-    e = math.exp(-abs(x))
+def g_sigmoid(x, e):
     if x >= F(0.0):
         return F(1.0) / (F(1.0) + e)
     return e / (F(1.0) + e)
 '''
 H_DSIGMOID = '''
-def g_dsigmoid(x):
-    e = math.exp(-abs(x))
+def g_dsigmoid(e):
     d = F(1.0) + e
     return e / (d * d)
 '''
 H_SOFTPLUS = '''
-def g_softplus(x):
+def g_softplus(x, e):
     if x != x:
         return x
-    return max(x, F(0.0)) + math.log1p(math.exp(-abs(x)))
+    return max(x, F(0.0)) + math.log1p(e)
 '''
 H_DTANH = '''
 def g_dtanh(x):
@@ -317,6 +319,8 @@ def _g_zero(n, g):
 
 # ------------------------------------------------------------------- registry
 
+EXP_NEG_ABS = "math.exp(-abs({0}))"
+
 _O = OpSpec
 for _spec in [
     _O("add", 2, np.add, _g_add, lambda a, b: a + b, "({0} + {1})", "a + b", commutative=True),
@@ -335,10 +339,10 @@ for _spec in [
     _O("cos", 1, np.cos, _g_cos, lambda a: _sp().cos(a), "math.cos({0})", "cosine"),
     _O("tan", 1, np.tan, _g_tan, lambda a: _sp().tan(a), "math.tan({0})", "tangent", domain=("tan",)),
     _O("tanh", 1, np.tanh, _g_tanh, lambda a: _sp().tanh(a), "math.tanh({0})", "hyperbolic tangent"),
-    _O("sigmoid", 1, _np_sigmoid, _g_sigmoid, lambda a: 1 / (1 + _sp().exp(-a)), "g_sigmoid({0})",
-       "1 / (1 + exp(-a)), stable for any a", helpers=(H_SIGMOID,)),
-    _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), "g_softplus({0})",
-       "log(1 + exp(a)), never overflows", helpers=(H_SOFTPLUS,)),
+    _O("sigmoid", 1, _np_sigmoid, _g_sigmoid, lambda a: 1 / (1 + _sp().exp(-a)), "g_sigmoid({0}, {p})",
+       "1 / (1 + exp(-a)), stable for any a", helpers=(H_SIGMOID,), prelude=EXP_NEG_ABS),
+    _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), "g_softplus({0}, {p})",
+       "log(1 + exp(a)), never overflows", helpers=(H_SOFTPLUS,), prelude=EXP_NEG_ABS),
     _O("relu", 1, _np_relu, _g_relu, lambda a: _sp().Max(0, a), "g_relu({0})",
        "max(a, 0); relu'(0) = 0", helpers=(H_RELU,), nonsmooth=True),
     _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0", nonsmooth=True),
@@ -356,8 +360,9 @@ for _spec in [
        helpers=(H_LOGADDEXP,)),
     # Local-gradient ops: produced by autodiff; users may write them too.
     _O("dsigmoid", 1, _np_dsigmoid, _g_dsigmoid,
-       lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, "g_dsigmoid({0})",
-       "sigmoid'(a) = sigmoid(a)*sigmoid(-a), from one exp(-|a|)", helpers=(H_DSIGMOID,), internal=True),
+       lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, "g_dsigmoid({p})",
+       "sigmoid'(a) = sigmoid(a)*sigmoid(-a), from one exp(-|a|)", helpers=(H_DSIGMOID,), internal=True,
+       prelude=EXP_NEG_ABS),
     _O("dtanh", 1, _np_dtanh, _g_dtanh, lambda a: 1 - _sp().tanh(a) ** 2, "g_dtanh({0})",
        "tanh'(a) = 1 - tanh(a)**2, from one exp(-2|a|)", helpers=(H_DTANH,), internal=True),
     _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), "g_sign({0})", "-1, 0 or 1 (abs')",

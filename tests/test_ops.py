@@ -15,8 +15,10 @@ def test_every_op_has_every_facet():
         assert callable(spec.numpy), name
         assert callable(spec.grad), name
         assert callable(spec.sympy), name
-        assert isinstance(spec.code, str) and "{0}" in spec.code, name
-        assert spec.arity == 1 or "{1}" in spec.code, name
+        uses = spec.code + spec.prelude  # a template reads its arguments directly or via the prelude
+        assert isinstance(spec.code, str) and "{0}" in uses, name
+        assert spec.arity == 1 or "{1}" in uses, name
+        assert ("{p}" in spec.code) == bool(spec.prelude), name
         assert spec.doc, name
         assert spec.printed_name, name
         assert len(spec.domain) == spec.arity, name

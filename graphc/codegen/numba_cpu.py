@@ -147,21 +147,24 @@ class NumbaKernel:
         self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
         self.n_in = len(graph.inputs)
         self.n_out = len(graph.outputs)
-        self._variants: dict[tuple[bool, ...], tuple[str, object]] = {}
+        self._variants: dict[tuple[bool, ...], tuple[str, str]] = {}
         self._warm: set[tuple] = set()
         self._scalar_fn = None
+        self._fast_kernel = None  # serial all-array kernel, once it has run
+        self._fast_kernel_par = None
         full = (True,) * self.n_in
         self.source = generate_source(graph, target, full)
 
     def module(self, mask: tuple[bool, ...]):
+        """(cache key, loaded module) of the kernel variant for this array/scalar mask."""
         hit = self._variants.get(mask)
         if hit is None:
             src = self.source if all(mask) else generate_source(self.graph, self.target, mask)
             variant = "".join("a" if m else "s" for m in mask)
-            key = cache.cache_key(self.ir_text, self.target, self.graph.dtype, variant, src)
-            hit = (key, _load(key, src))
+            hit = (cache.cache_key(self.ir_text, self.target, self.graph.dtype, variant, src), src)
             self._variants[mask] = hit
-        return hit
+        key, src = hit
+        return key, _load(key, src)  # _load returns the module already loaded, or (re)loads it
 
     # ------------------------------------------------------------- scalars
     def scalar(self, *args: float) -> tuple:
@@ -169,9 +172,33 @@ class NumbaKernel:
         if fn is None:
             key, mod = self.module((True,) * self.n_in)
             res = _call_first(key, self.source, mod, "scalar", *args)
-            self._scalar_fn = mod.scalar
+            self._scalar_fn = self.module((True,) * self.n_in)[1].scalar
             return res
         return fn(*args)
+
+    @property
+    def scalar_dispatcher(self):
+        """The Numba dispatcher of the scalar function, once it has run."""
+        return self._scalar_fn
+
+    # ---------------------------------------------- same-shape contiguous arrays
+    def run_contiguous(self, arrays: Sequence[np.ndarray], shape: tuple, out=None):
+        """Fast path for arrays already of one shape, dtype and C order; None
+        when the general path must run (first call, empty or 1-element input)."""
+        kern = self._fast_kernel
+        n = arrays[0].size
+        if kern is None or n < 2:
+            return None
+        if self.target == "parallel" and n >= PARALLEL_MIN:
+            kern = self._fast_kernel_par
+            if kern is None:
+                return None
+        outs = self._outputs(out, shape, n)
+        if len(shape) == 1:
+            kern(n, *arrays, *outs)
+        else:
+            kern(n, *(a.reshape(-1) for a in arrays), *(o.reshape(-1) for o in outs))
+        return outs
 
     # -------------------------------------------------------------- arrays
     def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None) -> list[np.ndarray]:
@@ -196,13 +223,21 @@ class NumbaKernel:
         if (key, fn_name) not in self._warm:
             _call_first(key, self.source, mod, fn_name, *args)
             self._warm.add((key, fn_name))
+            mod = self.module(tuple(mask))[1]  # (reloaded if the first call rebuilt it)
+            if all(mask):
+                if fn_name == "kernel":
+                    self._fast_kernel = mod.kernel
+                else:
+                    self._fast_kernel_par = mod.kernel_parallel
         else:
             getattr(mod, fn_name)(*args)
         return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
 
     def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
-        if out is None:
-            return [np.empty(shape, dtype=self.np_dtype) for _ in range(self.n_out)]
+        if out is None:  # one allocation; each output is a contiguous row of it
+            if not shape:
+                return [np.empty((), dtype=self.np_dtype) for _ in range(self.n_out)]
+            return list(np.empty((self.n_out, *shape), dtype=self.np_dtype))
         names = self.graph.output_names
         if isinstance(out, dict):
             missing = [k for k in names if k not in out]
@@ -212,9 +247,10 @@ class NumbaKernel:
         out = list(out)
         if len(out) != self.n_out:
             raise ArgumentError(f"out= needs {self.n_out} buffers ({', '.join(names)}), got {len(out)}")
+        shape = tuple(shape)
         for name, o in zip(names, out):
-            if not isinstance(o, np.ndarray) or o.dtype != self.np_dtype or o.shape != tuple(shape) \
-                    or not o.flags.c_contiguous or not o.flags.writeable:
+            if type(o) is not np.ndarray or o.dtype != self.np_dtype or o.shape != shape \
+                    or not (o.flags.c_contiguous and o.flags.writeable):
                 got = f"{type(o).__name__}{getattr(o, 'shape', '')} {getattr(o, 'dtype', '')}"
                 raise ArgumentError(
                     f"out= buffer for {name} must be a writable C-contiguous {self.np_dtype} array of shape "

@@ -35,6 +35,7 @@ class Body:
             assert _IDENT.match(n.attr), n.attr  # names come from the parser
             self.var[id(n)] = f"x_{n.attr}"
         seen_helpers: set[str] = set()
+        preludes: dict[str, str] = {}
         k = 0
         for n in graph.body:
             if n.op == "const":
@@ -44,7 +45,15 @@ class Body:
                 continue
             spec = REGISTRY[n.op]
             template = self.overrides.get(n.op, spec.code)
-            expr = template.format(*(self.var[id(a)] for a in n.args))
+            args = [self.var[id(a)] for a in n.args]
+            pvar = ""
+            if spec.prelude:
+                pexpr = spec.prelude.format(*args)
+                pvar = preludes.get(pexpr, "")
+                if not pvar:
+                    pvar = preludes[pexpr] = f"p{len(preludes)}"
+                    self.lines.append(f"{pvar} = {pexpr}  # shared by {n.op} and its kin")
+            expr = template.format(*args, p=pvar)
             name = f"t{k}"
             k += 1
             self.lines.append(f"{name} = {expr}  # {n.op}")
