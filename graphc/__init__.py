@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .api import CompiledFunction, compile, hessian
+from .checker import CheckReport, check
 from .errors import (
     ArgumentError,
     ArityError,
@@ -21,7 +22,7 @@ from .passes.autodiff import autodiff, gradients, hessian_graph
 __version__ = "0.1.0"
 
 __all__ = [
-    "compile", "hessian", "CompiledFunction", "parse", "Graph", "Node", "parse_graph", "print_graph",
+    "compile", "hessian", "check", "CheckReport", "CompiledFunction", "parse", "Graph", "Node", "parse_graph", "print_graph",
     "to_json", "to_dot", "verify", "autodiff", "gradients", "hessian_graph",
     "GraphcError", "ParseError", "UnknownFunctionError", "ArityError", "LimitError", "IRError",
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "__version__",

@@ -154,15 +154,9 @@ class CompiledFunction:
                     res = self._fast_scalar(*args)
                     return res[0], dict(zip(self.wrt, res[1:]))
             elif type(a0) is np.ndarray and self._fast_arrays is not None:
-                shape, dt = a0.shape, self._np_dtype
-                for a in args:
-                    if type(a) is not np.ndarray or a.shape != shape or a.dtype != dt \
-                            or not a.flags.c_contiguous:
-                        break
-                else:
-                    outs = self._fast_arrays(args, shape, out)
-                    if outs is not None:
-                        return self._pack(outs)
+                outs = self._fast_arrays(args, out)  # 1-D arrays of one length; None if not
+                if outs is not None:
+                    return self._pack(outs)
         arrays, scalar, shape = self._bind(args, kwargs)
         if scalar and out is None:
             scalar_fn = self._kernel.scalar

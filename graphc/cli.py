@@ -1,4 +1,4 @@
-"""The `graphc` command: eval, ir, emit, cache.
+"""The `graphc` command: eval, ir, emit, check, cache.
 
 Errors go to stderr with exit status 2 and no traceback.
 """
@@ -106,6 +106,19 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .checker import check, format_swell, swell
+
+    if args.swell:
+        res = swell(args.formula, time_limit=args.time_limit)
+        print(json.dumps(res, indent=1) if args.json else format_swell(res))
+        return 0
+    report = check(args.formula, target=args.target, dtype=args.dtype, points=args.points, seed=args.seed,
+                   wrt=args.wrt, time_limit=args.time_limit, symbolic=not args.no_symbolic)
+    print(report.to_json() if args.json else report)
+    return 0 if report.ok else 1
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .codegen import cache
 
@@ -147,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--llvm", action="store_true", help="the LLVM IR Numba made for the kernel")
     _add_compile_opts(m, target_default="cpu")
     m.set_defaults(func=cmd_emit)
+
+    k = sub.add_parser("check", help="check every output against SymPy's exact derivatives (exit 1 on disagreement)")
+    k.add_argument("formula")
+    k.add_argument("--points", type=int, default=64, help="random points (adversarial points are added)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--json", action="store_true")
+    k.add_argument("--swell", action="store_true", help="expression-swell report: graphc vs SymPy op counts")
+    k.add_argument("--time-limit", type=float, default=20.0, help="seconds SymPy may take per task")
+    k.add_argument("--no-symbolic", action="store_true", help="numeric verdict only")
+    k.add_argument("--target", default="cpu", help="cpu (default), parallel or numpy")
+    k.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    k.add_argument("--wrt", default=None)
+    k.set_defaults(func=cmd_check)
 
     c = sub.add_parser("cache", help="the on-disk kernel cache: info or clear")
     c.add_argument("action", choices=["info", "clear"])

@@ -73,3 +73,170 @@ def _ev(expr, subs, digits: int) -> float:
     except TypeError:  # complex result (e.g. log of a negative): not a real number
         c = complex(val)
         return c.real if c.imag == 0 else float("nan")
+
+
+# ------------------------------------------------------------ fast references
+
+
+def _mp_funcs(exprs: Sequence, syms: Sequence):
+    """lambdify to mpmath, with Heaviside rewritten as Piecewise (mpmath has none)."""
+    import sympy as sp
+
+    fixed = [e.rewrite(sp.Piecewise) if e.has(sp.Heaviside) else e for e in exprs]
+    return sp.lambdify(list(syms), fixed, modules="mpmath")
+
+
+def _to_float(v) -> float:
+    import mpmath
+
+    if isinstance(v, mpmath.mpc) or isinstance(v, complex):
+        return float(v.real) if v.imag == 0 else float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def eval_adaptive(fn, args: Sequence[float], digits: int = DIGITS, max_digits: int = MAXN) -> list[float]:
+    """Evaluate an mpmath function at increasing precision until two
+    precisions agree to `digits` // 2 digits (catches cancellation)."""
+    import mpmath
+
+    prev = None
+    dps = digits
+    while True:
+        with mpmath.workdps(dps):
+            try:
+                vals = fn(*(mpmath.mpf(a) for a in args))
+            except (ZeroDivisionError, ValueError, OverflowError):
+                vals = None
+            if vals is None:
+                return [float("nan")]
+            vals = list(vals) if isinstance(vals, (list, tuple)) else [vals]
+            cur = [mpmath.mpmathify(v) if not isinstance(v, (mpmath.mpf, mpmath.mpc)) else v for v in vals]
+        if prev is not None:
+            same = True
+            for a, b in zip(prev, cur):
+                if not (mpmath.isfinite(a) and mpmath.isfinite(b)):
+                    same = same and str(a) == str(b)
+                    continue
+                if abs(a - b) > mpmath.mpf(10) ** (-(digits // 2)) * max(abs(a), abs(b), mpmath.mpf(10) ** -300):
+                    same = False
+            if same or dps >= max_digits:
+                return [_to_float(v) for v in cur]
+        prev = cur
+        dps *= 2
+
+
+def sympy_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: Sequence[str],
+                    digits: int = DIGITS) -> list[list[float]]:
+    """[f, df/dw...] at each point, from SymPy's exact derivatives evaluated with
+    mpmath at adaptive precision."""
+    import sympy as sp
+
+    exprs, syms = to_sympy(forward, [forward.output_names[0]])
+    f = exprs[forward.output_names[0]]
+    outs = [f] + [sp.diff(f, syms[w]) for w in wrt]
+    order = list(forward.input_names)
+    fn = _mp_funcs(outs, [syms[n] for n in order])
+    return [eval_adaptive(fn, [p[n] for n in order], digits) for p in points]
+
+
+_MP_OPS: dict[str, object] = {}
+
+
+def _mp_op(name: str):
+    """An op's mpmath implementation, derived from its SymPy facet."""
+    fn = _MP_OPS.get(name)
+    if fn is None:
+        import sympy as sp
+
+        spec = REGISTRY[name]
+        args = sp.symbols(f"a0:{spec.arity}", real=True)
+        fn = _MP_OPS[name] = _mp_funcs([spec.sympy(*args)], args)
+    return fn
+
+
+def mpmath_eval_graph(forward: Graph, point: Mapping[str, object]):
+    """Evaluate the forward graph's first output in mpmath (current precision)."""
+    import mpmath
+
+    env: dict[int, object] = {id(n): mpmath.mpf(point[n.attr]) for n in forward.inputs}
+    for n in forward.body:
+        if n.op == "const":
+            env[id(n)] = mpmath.mpf(n.value)
+        else:
+            env[id(n)] = _mp_op(n.op)(*(env[id(a)] for a in n.args))[0]
+    return env[id(forward.outputs[0][1])]
+
+
+def mpmath_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: Sequence[str],
+                     digits: int = DIGITS) -> list[list[float]]:
+    """[f, df/dw...] by evaluating the forward graph in mpmath and differentiating
+    numerically at high precision (mpmath.diff): independent of graphc's
+    derivative rules, and needs no symbolic expression (for when SymPy swells)."""
+    import mpmath
+
+    order = list(forward.input_names)
+    idx = [order.index(w) for w in wrt]
+
+    def f(*xs):
+        return mpmath_eval_graph(forward, dict(zip(order, xs)))
+
+    def value_and_grads(*x0):
+        row = [f(*x0)]
+        for k in idx:
+            row.append(mpmath.diff(lambda t, k=k: f(*(x0[:k] + (t,) + x0[k + 1:])), x0[k]))
+        return row
+
+    return [eval_adaptive(value_and_grads, [p[n] for n in order], digits, max_digits=1200) for p in points]
+
+
+# ------------------------------------------------------------- time limits
+
+
+class TimeLimit(Exception):
+    """Work that did not finish within its time limit."""
+
+
+def run_limited(fn, seconds: float):
+    """fn() in a forked child, killed after `seconds`; raises TimeLimit then.
+    SymPy cannot be interrupted in-process, and may take minutes on a large
+    expression: a child process keeps `graphc check` responsive."""
+    import multiprocessing as mp
+    import pickle
+    import traceback
+
+    try:
+        ctx = mp.get_context("fork")
+    except ValueError:  # no fork on this platform: run in-process, unlimited
+        return fn()
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        try:
+            payload = ("ok", fn())
+        except BaseException as exc:  # report, never hang the parent
+            payload = ("err", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        try:
+            send.send_bytes(pickle.dumps(payload))
+        finally:
+            send.close()
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(seconds):
+            raise TimeLimit(f"did not finish within {seconds:g} s")
+        status, value = pickle.loads(recv.recv_bytes())
+    except EOFError:
+        raise TimeLimit("the worker process died") from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if status == "err":
+        raise RuntimeError(value)
+    return value

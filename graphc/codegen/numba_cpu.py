@@ -30,8 +30,9 @@ _LOCK = threading.Lock()
 
 
 def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: bool = True) -> str:
-    """Python source of a module with `kernel` (and `kernel_parallel`) over arrays
-    and `scalar` over floats. mask[k]: input k is a full array (else broadcast)."""
+    """Python source of a module with `kernel` (and `kernel_parallel`), compiled
+    by `compiled(name)` for C-contiguous 1-D arrays, and `scalar` over floats.
+    mask[k]: input k is a full array (else a 1-element array broadcast to all)."""
     body = Body(graph)
     dt = DTYPE_NUMPY[graph.dtype]
     names = body.input_vars()
@@ -48,9 +49,12 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: 
         "import math",
         "",
         "import numpy as np",
-        "from numba import njit, prange",
+        "from numba import njit, prange, types",
         "",
         f"F = np.{dt}",
+        f'IN = types.Array(types.{dt}, 1, "C", readonly=True)  # inputs: any C-contiguous 1-D array',
+        f'OUT = types.Array(types.{dt}, 1, "C")',
+        f"SIGNATURE = (types.int64, {'IN, ' * len(arr)}{'OUT, ' * len(outs)})",
         "",
     ]
     for h in body.helpers:
@@ -58,8 +62,12 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: 
 
     def loop(name: str, parallel: bool) -> list[str]:
         rng = "prange" if parallel else "range"
-        par = ", parallel=True" if parallel else ""
-        lines = [f"@njit({opts}, nogil=True{par})", f"def {name}({sig}):"]
+        lines = [f"def {name}({sig}):"]
+        for a, full in zip(arr, mask):
+            cond = f"{a}.shape[0] != n" if full else f"{a}.shape[0] < 1"
+            lines.append(f'    if {cond}:\n        raise ValueError("graphc: input {a[2:]} has the wrong size")')
+        for o in outs:
+            lines.append(f'    if {o}.shape[0] != n:\n        raise ValueError("graphc: output buffer {o} has the wrong size")')
         lines += indent(body.consts, 4)
         for v, a, full in zip(names, arr, mask):
             if not full:
@@ -74,6 +82,13 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: 
     src += loop("kernel", parallel=False)
     if target == "parallel":
         src += loop("kernel_parallel", parallel=True)
+    src += [
+        "def compiled(name):",
+        '    """A loop above compiled by Numba for SIGNATURE (machine code cached beside this file)."""',
+        f'    return njit(SIGNATURE, {opts}, nogil=True, parallel=name == "kernel_parallel")(globals()[name])',
+        "",
+        "",
+    ]
     src += [f"@njit({opts})", f"def scalar({', '.join(names)}):"]
     src += indent([f"{v} = F({v})" for v in names] + body.consts + body.lines, 4)
     src += [f"    return ({', '.join(body.outputs)},)", ""]
@@ -120,11 +135,11 @@ def _exec_in_memory(key: str, source: str):
     return mod
 
 
-def _call_first(key: str, source: str, mod, fn_name: str, *args):
-    """The first call loads Numba's cached code; a corrupted Numba cache entry is
-    purged and the kernel rebuilt instead of crashing."""
+def _first_use(key: str, mod, use):
+    """`use(mod)` on a freshly loaded module. A corrupted Numba cache entry makes
+    the first use fail: its files are purged and the module reloaded, not crashed."""
     try:
-        return getattr(mod, fn_name)(*args)
+        return use(mod)
     except Exception:
         path = getattr(mod, "__graphc_path__", None)
         if path is None:
@@ -134,7 +149,7 @@ def _call_first(key: str, source: str, mod, fn_name: str, *args):
         sys.modules.pop(f"graphc_kernel_{key}", None)
         mod = _import_file(key, path)
         _LOADED[key] = mod
-        return getattr(mod, fn_name)(*args)
+        return use(mod)
 
 
 class NumbaKernel:
@@ -147,13 +162,13 @@ class NumbaKernel:
         self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
         self.n_in = len(graph.inputs)
         self.n_out = len(graph.outputs)
+        self._full = (True,) * self.n_in
         self._variants: dict[tuple[bool, ...], tuple[str, str]] = {}
-        self._warm: set[tuple] = set()
+        self._dispatchers: dict[tuple, object] = {}
         self._scalar_fn = None
-        self._fast_kernel = None  # serial all-array kernel, once it has run
-        self._fast_kernel_par = None
-        full = (True,) * self.n_in
-        self.source = generate_source(graph, target, full)
+        self._fast_serial = None  # compiled all-array kernels, once they have run
+        self._fast_parallel = None
+        self.source = generate_source(graph, target, self._full)
 
     def module(self, mask: tuple[bool, ...]):
         """(cache key, loaded module) of the kernel variant for this array/scalar mask."""
@@ -164,15 +179,29 @@ class NumbaKernel:
             hit = (cache.cache_key(self.ir_text, self.target, self.graph.dtype, variant, src), src)
             self._variants[mask] = hit
         key, src = hit
-        return key, _load(key, src)  # _load returns the module already loaded, or (re)loads it
+        return key, _load(key, src)  # the module already loaded, or (re)loaded
+
+    def dispatcher(self, mask: tuple[bool, ...], name: str):
+        """The compiled loop `name` of a variant (compiled, or loaded from cache, once)."""
+        d = self._dispatchers.get((mask, name))
+        if d is None:
+            key, mod = self.module(mask)
+            d = _first_use(key, mod, lambda m: m.compiled(name))
+            self._dispatchers[(mask, name)] = d
+            if mask == self._full:
+                if name == "kernel":
+                    self._fast_serial = d
+                else:
+                    self._fast_parallel = d
+        return d
 
     # ------------------------------------------------------------- scalars
     def scalar(self, *args: float) -> tuple:
         fn = self._scalar_fn
         if fn is None:
-            key, mod = self.module((True,) * self.n_in)
-            res = _call_first(key, self.source, mod, "scalar", *args)
-            self._scalar_fn = self.module((True,) * self.n_in)[1].scalar
+            key, mod = self.module(self._full)
+            res = _first_use(key, mod, lambda m: m.scalar(*args))
+            self._scalar_fn = self.module(self._full)[1].scalar
             return res
         return fn(*args)
 
@@ -181,26 +210,28 @@ class NumbaKernel:
         """The Numba dispatcher of the scalar function, once it has run."""
         return self._scalar_fn
 
-    # ---------------------------------------------- same-shape contiguous arrays
-    def run_contiguous(self, arrays: Sequence[np.ndarray], shape: tuple, out=None):
-        """Fast path for arrays already of one shape, dtype and C order; None
-        when the general path must run (first call, empty or 1-element input)."""
-        kern = self._fast_kernel
-        n = arrays[0].size
-        if kern is None or n < 2:
+    # ---------------------------------------------------------------- arrays
+    def run_contiguous(self, arrays: Sequence[np.ndarray], out=None):
+        """Fast path: 1-D arrays of one length; Numba's own type check and the
+        kernel's size check decide. None sends the call down the general path."""
+        n = arrays[0].shape[0] if arrays[0].ndim == 1 else 0
+        if n < 2:
             return None
-        if self.target == "parallel" and n >= PARALLEL_MIN:
-            kern = self._fast_kernel_par
-            if kern is None:
-                return None
-        outs = self._outputs(out, shape, n)
-        if len(shape) == 1:
-            kern(n, *arrays, *outs)
+        kern = self._fast_parallel if self.target == "parallel" and n >= PARALLEL_MIN else self._fast_serial
+        if kern is None:
+            return None
+        if out is None:
+            outs = list(np.empty((self.n_out, n), dtype=self.np_dtype))
+        elif type(out) in (list, tuple) and len(out) == self.n_out:
+            outs = out
         else:
-            kern(n, *(a.reshape(-1) for a in arrays), *(o.reshape(-1) for o in outs))
-        return outs
+            return None
+        try:
+            kern(n, *arrays, *outs)
+        except (TypeError, ValueError):
+            return None  # wrong types or sizes: the general path converts or explains
+        return list(outs)
 
-    # -------------------------------------------------------------- arrays
     def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None) -> list[np.ndarray]:
         n = int(np.prod(shape)) if shape else 1
         flat = []
@@ -217,20 +248,8 @@ class NumbaKernel:
         outs = self._outputs(out, shape, n)
         if n == 0:
             return outs
-        key, mod = self.module(tuple(mask))
-        fn_name = "kernel_parallel" if self.target == "parallel" and n >= PARALLEL_MIN else "kernel"
-        args = (n, *flat, *(o.reshape(-1) for o in outs))
-        if (key, fn_name) not in self._warm:
-            _call_first(key, self.source, mod, fn_name, *args)
-            self._warm.add((key, fn_name))
-            mod = self.module(tuple(mask))[1]  # (reloaded if the first call rebuilt it)
-            if all(mask):
-                if fn_name == "kernel":
-                    self._fast_kernel = mod.kernel
-                else:
-                    self._fast_kernel_par = mod.kernel_parallel
-        else:
-            getattr(mod, fn_name)(*args)
+        name = "kernel_parallel" if self.target == "parallel" and n >= PARALLEL_MIN else "kernel"
+        self.dispatcher(tuple(mask), name)(n, *flat, *(o.reshape(-1) for o in outs))
         return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
 
     def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
@@ -260,7 +279,5 @@ class NumbaKernel:
 
     def llvm(self) -> str:
         """LLVM IR Numba made for the all-array serial kernel."""
-        key, mod = self.module((True,) * self.n_in)
-        one = [np.ones(1, dtype=self.np_dtype) for _ in range(self.n_in)]
-        self.run(one, (1,))
-        return "\n".join(mod.kernel.inspect_llvm().values())
+        d = self.dispatcher(self._full, "kernel")
+        return "\n".join(d.inspect_llvm().values())
