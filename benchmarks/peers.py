@@ -6,8 +6,9 @@ f = 1/(1+exp(-(w0*x0 + w1*x1 + w2))), value + 5 gradients, float64.
 
 Each peer runs in its own child process (thread pools of JAX, PyTorch and Numba
 would interfere), and in that process the baseline -- a hand-written serial
-Numba loop that allocates its outputs -- runs alternately with the peer, round
-after round; the reported ratio is the median over rounds of peer/baseline.
+Numba loop writing into preallocated outputs (at N = 1 its scalar body) -- runs
+alternately with the peer, round after round; the reported ratio is the median
+over rounds of peer/baseline.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ import numpy as np
 FORMULA = "1/(1+exp(-(w0*x0 + w1*x1 + w2)))"
 POINT = (2.0, -1.0, -3.0, -2.0, -3.0)
 SIZES = [1, 1_000, 100_000, 10_000_000]
+BASELINE = "numba_serial_out"
 BYTES_PER_ELEMENT = 88  # 5 inputs read + 6 outputs written, float64
 
 PEERS = {
-    "numba_serial": "hand-written Numba loop, serial, allocates its 6 outputs (baseline)",
-    "numba_serial_out": "hand-written Numba loop, serial, preallocated outputs",
+    "numba_serial_out": "hand-written Numba loop, serial, preallocated outputs (baseline)",
+    "numba_serial": "hand-written Numba loop, serial, allocates its 6 outputs",
     "numba_parallel_out": "hand-written Numba prange loop, preallocated outputs",
     "graphc_cpu": "graphc target=cpu",
     "graphc_cpu_out": "graphc target=cpu, out= buffers",
@@ -110,7 +112,7 @@ def make_peer(name: str, n: int):
         return lambda: serial(*args)
     if name == "numba_serial_out":
         if n == 1:
-            return None
+            return lambda: body(*args)  # the baseline's scalar form
         return lambda: serial_out(*args, *outs)
     if name == "numba_parallel_out":
         if n == 1:
@@ -209,7 +211,7 @@ def child(peer: str, n: int, rounds: int, budget: float) -> dict:
         return {"peer": peer, "n": n, "skipped": f"not installed ({exc.name})"}
     if fn is None:
         return {"peer": peer, "n": n, "skipped": "n/a"}
-    base = make_peer("numba_serial", n)
+    base = make_peer(BASELINE, n)
     fn()
     base()  # compile / warm up
     fn()
@@ -266,7 +268,6 @@ t = time.perf_counter()
 fn = graphc.compile({FORMULA!r}, target="cpu")
 fn(2.0, -1.0, -3.0, -2.0, -3.0)
 t1 = time.perf_counter()
-graphc.compile({FORMULA!r} + " + 0*w0", target="cpu")  # same IR after simplify? no: x*0 is kept
 print(json.dumps({{"scalar_compile": t1 - t}}))
 """
     vals = []
@@ -323,6 +324,12 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions}
 
 
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
 def fmt_time(s: float) -> str:
     if s < 1e-3:
         return f"{s * 1e6:.2f} µs"
@@ -341,8 +348,9 @@ def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, s
         "",
         f"Formula: the seed's sigmoid neuron `{FORMULA}`, value + 5 gradients, float64. "
         "Each cell: median time per call, and in parentheses the median ratio to the baseline "
-        "(hand-written serial Numba loop allocating its outputs), measured alternately in the same child "
-        "process. N = 1 is a scalar call with Python floats. Command: `python -m benchmarks.peers`.",
+        "(hand-written serial Numba loop writing into preallocated outputs; at N = 1 its scalar body "
+        "called with Python floats), measured alternately in the same child process. N = 1 is a scalar "
+        "call with Python floats. Command: `python -m benchmarks.peers`.",
         "",
         "| peer | " + " | ".join(f"N = {n:,}" for n in sizes) + " |",
         "|---|" + "---|" * len(sizes),
@@ -384,9 +392,10 @@ def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, s
     sc = by.get(("graphc_cpu", 1))
     if sc and "seconds" in sc:
         lines.append(f"- Scalar call with Python floats: {fmt_time(sc['seconds'])} (target <= 2 µs).")
+    scipy = "installed" if _has("scipy") else "not installed"
     lines += [
         "",
-        "## Compile latency (new process each, medians)",
+        f"## Compile latency (new process each, medians; SciPy {scipy} in this environment)",
         "",
         "| target | import graphc+numba | formula -> first scalar result | then first array result |",
         "|---|---|---|---|",
@@ -395,21 +404,25 @@ def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, s
         for kind in ("cold", "cached"):
             lines.append(f"| {target}, {kind} cache | {fmt_time(d['import'][kind])} | "
                          f"{fmt_time(d['scalar'][kind])} | {fmt_time(d['array'][kind])} |")
-    lines += [
-        "",
-        f"With Numba already initialised in the process, compiling the neuron to its first scalar result "
-        f"takes {fmt_time(warm['scalar_compile'])}: most of a new process's first-call time is Numba's "
-        "one-time initialisation (its lazily imported registries, which import SciPy when it is installed), "
-        "paid once per process by any Numba user.",
-        "",
-        "## Pipeline (text -> optimised value+gradient IR)",
-        "",
-        f"Sum of 256 sigmoid neurons: graphc {fmt_time(pipe['graphc'])} "
-        f"({pipe['ops_forward']} forward ops -> {pipe['ops_grad']} value+gradient ops, "
-        f"{pipe['ops_grad'] / pipe['ops_forward']:.2f}×); SymPy diff + cse of the same formula "
-        f"{fmt_time(pipe['sympy_diff_cse'])}.",
-        "",
-    ]
+    if warm:
+        lines += [
+            "",
+            f"With Numba already initialised in the process, compiling the neuron to its first scalar result "
+            f"takes {fmt_time(warm['scalar_compile'])}: most of a new process's first-call time is Numba's "
+            "one-time initialisation (its lazily imported registries, which import SciPy when it is "
+            "installed), paid once per process by any Numba user.",
+        ]
+    if pipe:
+        lines += [
+            "",
+            "## Pipeline (text -> optimised value+gradient IR)",
+            "",
+            f"Sum of 256 sigmoid neurons: graphc {fmt_time(pipe['graphc'])} "
+            f"({pipe['ops_forward']} forward ops -> {pipe['ops_grad']} value+gradient ops, "
+            f"{pipe['ops_grad'] / pipe['ops_forward']:.2f}×); SymPy diff + cse of the same formula "
+            f"{fmt_time(pipe['sympy_diff_cse'])}.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -421,6 +434,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--sections", default="peers,latency,pipeline",
+                    help="which parts to run: peers, latency, pipeline")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
@@ -431,8 +446,9 @@ def main(argv=None) -> int:
         print(json.dumps(child(args.child, args.n, rounds, budget)))
         return 0
     sizes = [int(float(s)) for s in args.sizes.split(",")] if args.sizes else ([1, 1000] if args.quick else SIZES)
+    sections = set(args.sections.split(","))
     results = []
-    for peer in [p.strip() for p in args.peers.split(",") if p.strip()]:
+    for peer in [p.strip() for p in args.peers.split(",") if p.strip()] if "peers" in sections else []:
         for n in sizes:
             cmd = [sys.executable, "-m", "benchmarks.peers", "--child", peer, "--n", str(n),
                    "--rounds", str(rounds), "--budget", str(budget)]
@@ -445,9 +461,9 @@ def main(argv=None) -> int:
             shown = res.get("skipped") or f"{fmt_time(res['seconds'])} ratio {res['ratio']:.2f}"
             print(f"{peer:>22} N={n:<10,} {shown}", flush=True)
     reps = 1 if args.quick else 5
-    lat = {t: compile_latency(t, reps) for t in ("cpu", "parallel")}
-    warm = warm_compile_in_process(reps)
-    pipe = pipeline_times(reps)
+    lat = {t: compile_latency(t, reps) for t in ("cpu", "parallel")} if "latency" in sections else {}
+    warm = warm_compile_in_process(reps) if "latency" in sections else {}
+    pipe = pipeline_times(reps) if "pipeline" in sections else {}
     text = report(results, lat, warm, pipe, machine(), sizes)
     print(text)
     if not args.no_write:

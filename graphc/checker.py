@@ -119,7 +119,10 @@ def infer_domains(graph: Graph) -> dict[str, str]:
     for n in graph.body:
         if not n.args:
             continue
-        for a, d in zip(n.args, REGISTRY[n.op].domain):
+        doms = REGISTRY[n.op].domain
+        if n.op == "pow" and n.args[1].op == "const" and float(n.args[1].value).is_integer():
+            doms = ("real", "real")  # x**3: any real base
+        for a, d in zip(n.args, doms):
             if a.op == "input" and rank.get(d, 0) > rank[dom[a.attr]]:
                 dom[a.attr] = "positive" if {d, dom[a.attr]} == {"gt-1", "nonzero"} else d
     return dom

@@ -82,7 +82,9 @@ def _mp_funcs(exprs: Sequence, syms: Sequence):
     """lambdify to mpmath, with Heaviside rewritten as Piecewise (mpmath has none)."""
     import sympy as sp
 
-    fixed = [e.rewrite(sp.Piecewise) if e.has(sp.Heaviside) else e for e in exprs]
+    # DiracDelta (the derivative of a step) is 0 away from the kink, where we evaluate
+    fixed = [e.replace(sp.DiracDelta, lambda *a: sp.S.Zero) if e.has(sp.DiracDelta) else e for e in exprs]
+    fixed = [e.rewrite(sp.Piecewise) if e.has(sp.Heaviside) else e for e in fixed]
     return sp.lambdify(list(syms), fixed, modules="mpmath")
 
 
