@@ -21,7 +21,7 @@ from .passes.manager import (
     run_pipeline,
 )
 
-TARGETS = ("cpu", "parallel", "numpy")
+TARGETS = ("cpu", "parallel", "numpy", "cuda")
 DEFAULT_TARGET = "cpu"
 
 
@@ -34,7 +34,18 @@ def _kernel_for(graph: Graph, target: str):
         from .codegen.numba_cpu import NumbaKernel
 
         return NumbaKernel(graph, target)
+    if target == "cuda":
+        from .codegen.numba_cuda import CudaKernel
+
+        return CudaKernel(graph)
     raise GraphcError(f"unknown target {target!r}; targets: {', '.join(TARGETS)}")
+
+
+class _DeviceShape:
+    """A device array during binding: its shape, without copying it to the host."""
+
+    def __init__(self, array: Any, shape: tuple):
+        self.array, self.shape = array, shape
 
 
 class CompiledFunction:
@@ -119,6 +130,17 @@ class CompiledFunction:
         scalar = True
         for n in names:
             v = values[n]
+            if self.target == "cuda":
+                from .codegen.numba_cuda import device_shape_dtype, is_device_array
+
+                if is_device_array(v):
+                    dshape, ddtype = device_shape_dtype(v)
+                    if ddtype != self._np_dtype:
+                        raise ArgumentError(f"argument {n!r} is a device array of dtype {ddtype}; "
+                                            f"the kernel is {self._np_dtype}")
+                    arrays.append(_DeviceShape(v, dshape))
+                    scalar = False
+                    continue
             try:
                 a = np.asarray(v)
             except Exception as exc:  # e.g. ragged nested lists
@@ -132,17 +154,24 @@ class CompiledFunction:
             arrays.append(a.astype(self._np_dtype, copy=False))
         try:
             shape = np.broadcast_shapes(*(a.shape for a in arrays))
+            arrays = [a.array if isinstance(a, _DeviceShape) else a for a in arrays]
         except ValueError:
             shapes = ", ".join(f"{n}{tuple(a.shape)}" for n, a in zip(names, arrays))
             raise ArgumentError(f"argument shapes do not broadcast together: {shapes}") from None
         return arrays, scalar, shape
 
-    def __call__(self, *args: Any, out: Any = None, **kwargs: Any):
+    def __call__(self, *args: Any, out: Any = None, stream: Any = None, **kwargs: Any):
         """(value, grads) -- or (value, grads, hessian) for order=2.
 
         out: optional preallocated output buffers (a list in output order, or a
         dict keyed by output name: 'f', 'df/dx', ...), C-contiguous, of the
-        broadcast shape and the compiled dtype; they are filled and returned."""
+        broadcast shape and the compiled dtype; they are filled and returned.
+        stream: a CUDA stream (target "cuda" only)."""
+        if stream is not None:
+            if self.target != "cuda":
+                raise ArgumentError("stream= is for target='cuda' only")
+            arrays, scalar, shape = self._bind(args, kwargs)
+            return self._pack(self._kernel.run(arrays, shape, out, stream=stream))
         if not kwargs and len(args) == self._n_in:
             # fast paths: Python floats, or same-shape contiguous arrays of our dtype
             a0 = args[0] if args else None

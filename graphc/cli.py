@@ -36,7 +36,7 @@ def _parse_assignments(items: Sequence[str]) -> dict[str, float]:
 
 
 def _add_compile_opts(p: argparse.ArgumentParser, target_default: str | None = None) -> None:
-    p.add_argument("--target", default=target_default, help="cpu (default), parallel or numpy (reference)")
+    p.add_argument("--target", default=target_default, help="cpu (default), parallel, cuda or numpy (reference)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--wrt", default=None, help="comma-separated names to differentiate by (default: all)")
     p.add_argument("--passes", default=None, help="comma-separated pipeline, e.g. simplify,fuse,autodiff,cse,dce")
@@ -96,8 +96,23 @@ def cmd_ir(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> int:
     import graphc
 
-    if args.target not in ("cpu", "parallel"):
-        raise GraphcError(f"emit: target {args.target!r} generates no kernel; use --target cpu or parallel")
+    if args.target not in ("cpu", "parallel", "cuda"):
+        raise GraphcError(f"emit: target {args.target!r} generates no kernel; use --target cpu, parallel or cuda")
+    if args.target == "cuda":  # source and PTX need no GPU
+        from .codegen import numba_cuda
+
+        fn = graphc.compile(args.formula, wrt=args.wrt, target="numpy", dtype=args.dtype, passes=args.passes)
+        if args.ptx:
+            try:
+                major, minor = (int(x) for x in args.cc.split("."))
+            except ValueError:
+                raise GraphcError(f"--cc expects MAJOR.MINOR such as 9.0, got {args.cc!r}") from None
+            print(numba_cuda.ptx(fn.graph, (major, minor)))
+        else:
+            print(numba_cuda.generate_source(fn.graph, (True,) * len(fn.inputs)))
+        return 0
+    if args.ptx:
+        raise GraphcError("--ptx needs --target cuda")
     fn = graphc.compile(args.formula, wrt=args.wrt, target=args.target, dtype=args.dtype, passes=args.passes)
     if args.llvm:
         print(fn._kernel.llvm())
@@ -158,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("emit", help="print the generated kernel source (or its LLVM IR)")
     m.add_argument("formula")
     m.add_argument("--llvm", action="store_true", help="the LLVM IR Numba made for the kernel")
+    m.add_argument("--ptx", action="store_true", help="PTX for --target cuda (no GPU needed)")
+    m.add_argument("--cc", default="9.0", help="compute capability for --ptx (default 9.0)")
     _add_compile_opts(m, target_default="cpu")
     m.set_defaults(func=cmd_emit)
 

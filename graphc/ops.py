@@ -26,9 +26,10 @@ GradRule = Callable[[Node, Node], tuple[Node | None, ...]]
 
 @dataclass(frozen=True)
 class OpSpec:
-    """One op. `code` is a Python expression template over `{0}`, `{1}`; literals
-    are written `F(1.0)` so float32 kernels stay float32. `helpers` are scalar
-    functions (source text) the template calls; backends compile them."""
+    """One op. `code` is a Python expression template over `{0}`, `{1}` (and
+    `{p}`, the prelude's value); literals are written `F(1.0)` so float32
+    kernels stay float32. Templates are plain expressions -- no helper
+    functions -- so the same text compiles for the CPU and for CUDA."""
 
     name: str
     arity: int
@@ -39,7 +40,6 @@ class OpSpec:
     doc: str
     commutative: bool = False
     domain: tuple[str, ...] = ()  # per argument: "real", "positive", "nonzero", "gt-1", "tan"
-    helpers: tuple[str, ...] = ()
     # An expression of the arguments that several ops share, computed once per
     # element by the backends and passed to `code` as {p}: sigmoid, its
     # derivative and softplus all start from exp(-|x|).
@@ -110,90 +110,6 @@ def _np_cmpw(a, b):
     half = np.asarray(0.5, dtype=np.result_type(a, b))
     return np.where(a > b, half * 2, np.where(a < b, half * 0, np.where(a == b, half, half * np.nan)))
 
-
-# ---------------------------------------------------------- scalar helper source
-# Compiled by each backend for its dtype (F is np.float64 or np.float32).
-
-H_SIGMOID = '''
-def g_sigmoid(x, e):
-    if x >= F(0.0):
-        return F(1.0) / (F(1.0) + e)
-    return e / (F(1.0) + e)
-'''
-H_DSIGMOID = '''
-def g_dsigmoid(e):
-    d = F(1.0) + e
-    return e / (d * d)
-'''
-H_SOFTPLUS = '''
-def g_softplus(x, e):
-    if x != x:
-        return x
-    return max(x, F(0.0)) + math.log1p(e)
-'''
-H_DTANH = '''
-def g_dtanh(x):
-    e = math.exp(F(-2.0) * abs(x))
-    d = F(1.0) + e
-    return F(4.0) * e / (d * d)
-'''
-H_RELU = '''
-def g_relu(x):
-    if x > F(0.0):
-        return x
-    if x <= F(0.0):
-        return F(0.0)
-    return x
-'''
-H_STEP = '''
-def g_step(x):
-    if x > F(0.0):
-        return F(1.0)
-    if x <= F(0.0):
-        return F(0.0)
-    return x
-'''
-H_SIGN = '''
-def g_sign(x):
-    if x > F(0.0):
-        return F(1.0)
-    if x < F(0.0):
-        return F(-1.0)
-    if x == F(0.0):
-        return F(0.0)
-    return x
-'''
-H_CMPW = '''
-def g_cmpw(a, b):
-    if a > b:
-        return F(1.0)
-    if a < b:
-        return F(0.0)
-    if a == b:
-        return F(0.5)
-    return a + b
-'''
-H_MAX = '''
-def g_max(a, b):
-    if a != a or b != b:
-        return a + b
-    return a if a >= b else b
-'''
-H_MIN = '''
-def g_min(a, b):
-    if a != a or b != b:
-        return a + b
-    return a if a <= b else b
-'''
-H_LOGADDEXP = '''
-def g_logaddexp(a, b):
-    m = a if a >= b else b
-    if m == -math.inf or m != m:
-        return a + b if m == m else m
-    if m == math.inf:
-        return m
-    return m + math.log1p(math.exp(-abs(a - b)))
-'''
 
 # ---------------------------------------------------------------- derivatives
 # Each rule gets the node n and the upstream gradient g and returns one
@@ -320,6 +236,19 @@ def _g_zero(n, g):
 # ------------------------------------------------------------------- registry
 
 EXP_NEG_ABS = "math.exp(-abs({0}))"
+EXP_NEG_2ABS = "math.exp(F(-2.0) * abs({0}))"
+C_SIGMOID = "(F(1.0) / (F(1.0) + {p}) if {0} >= F(0.0) else {p} / (F(1.0) + {p}))"
+C_SOFTPLUS = "({0} if {0} != {0} else max({0}, F(0.0)) + math.log1p({p}))"
+C_RELU = "({0} if {0} > F(0.0) else (F(0.0) if {0} <= F(0.0) else {0}))"
+C_MAX = "(({0} + {1}) if ({0} != {0} or {1} != {1}) else ({0} if {0} >= {1} else {1}))"
+C_MIN = "(({0} + {1}) if ({0} != {0} or {1} != {1}) else ({0} if {0} <= {1} else {1}))"
+C_LOGADDEXP = ("({0} + F(0.6931471805599453) if {0} == {1} else "
+               "({0} if {0} > {1} else {1}) + math.log1p(math.exp(-abs({0} - {1}))))")
+C_DSIGMOID = "({p} / ((F(1.0) + {p}) * (F(1.0) + {p})))"
+C_DTANH = "(F(4.0) * {p} / ((F(1.0) + {p}) * (F(1.0) + {p})))"
+C_SIGN = "(F(1.0) if {0} > F(0.0) else (F(-1.0) if {0} < F(0.0) else (F(0.0) if {0} == F(0.0) else {0})))"
+C_STEP = "(F(1.0) if {0} > F(0.0) else (F(0.0) if {0} <= F(0.0) else {0}))"
+C_CMPW = "(F(1.0) if {0} > {1} else (F(0.0) if {0} < {1} else (F(0.5) if {0} == {1} else {0} + {1})))"
 
 _O = OpSpec
 for _spec in [
@@ -339,38 +268,35 @@ for _spec in [
     _O("cos", 1, np.cos, _g_cos, lambda a: _sp().cos(a), "math.cos({0})", "cosine"),
     _O("tan", 1, np.tan, _g_tan, lambda a: _sp().tan(a), "math.tan({0})", "tangent", domain=("tan",)),
     _O("tanh", 1, np.tanh, _g_tanh, lambda a: _sp().tanh(a), "math.tanh({0})", "hyperbolic tangent"),
-    _O("sigmoid", 1, _np_sigmoid, _g_sigmoid, lambda a: 1 / (1 + _sp().exp(-a)), "g_sigmoid({0}, {p})",
-       "1 / (1 + exp(-a)), stable for any a", helpers=(H_SIGMOID,), prelude=EXP_NEG_ABS),
-    _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), "g_softplus({0}, {p})",
-       "log(1 + exp(a)), never overflows", helpers=(H_SOFTPLUS,), prelude=EXP_NEG_ABS),
-    _O("relu", 1, _np_relu, _g_relu, lambda a: _sp().Max(0, a), "g_relu({0})",
-       "max(a, 0); relu'(0) = 0", helpers=(H_RELU,), nonsmooth=True),
+    _O("sigmoid", 1, _np_sigmoid, _g_sigmoid, lambda a: 1 / (1 + _sp().exp(-a)), C_SIGMOID,
+       "1 / (1 + exp(-a)), stable for any a", prelude=EXP_NEG_ABS),
+    _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), C_SOFTPLUS,
+       "log(1 + exp(a)), never overflows", prelude=EXP_NEG_ABS),
+    _O("relu", 1, _np_relu, _g_relu, lambda a: _sp().Max(0, a), C_RELU,
+       "max(a, 0); relu'(0) = 0", nonsmooth=True),
     _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0", nonsmooth=True),
-    _O("max", 2, np.maximum, _g_max, lambda a, b: _sp().Max(a, b), "g_max({0}, {1})",
-       "larger of a, b (NaN propagates); ties split the gradient", commutative=True,
-       helpers=(H_MAX,), nonsmooth=True),
-    _O("min", 2, np.minimum, _g_min, lambda a, b: _sp().Min(a, b), "g_min({0}, {1})",
-       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True,
-       helpers=(H_MIN,), nonsmooth=True),
+    _O("max", 2, np.maximum, _g_max, lambda a, b: _sp().Max(a, b), C_MAX,
+       "larger of a, b (NaN propagates); ties split the gradient", commutative=True, nonsmooth=True),
+    _O("min", 2, np.minimum, _g_min, lambda a, b: _sp().Min(a, b), C_MIN,
+       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True, nonsmooth=True),
     _O("log1p", 1, np.log1p, _g_log1p, lambda a: _sp().log(1 + a), "math.log1p({0})", "log(1 + a), exact near 0",
        domain=("gt-1",)),
     _O("expm1", 1, np.expm1, _g_expm1, lambda a: _sp().exp(a) - 1, "math.expm1({0})", "exp(a) - 1, exact near 0"),
     _O("logaddexp", 2, np.logaddexp, _g_logaddexp, lambda a, b: _sp().log(_sp().exp(a) + _sp().exp(b)),
-       "g_logaddexp({0}, {1})", "log(exp(a) + exp(b)), never overflows", commutative=True,
-       helpers=(H_LOGADDEXP,)),
+       C_LOGADDEXP, "log(exp(a) + exp(b)), never overflows", commutative=True),
     # Local-gradient ops: produced by autodiff; users may write them too.
     _O("dsigmoid", 1, _np_dsigmoid, _g_dsigmoid,
-       lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, "g_dsigmoid({p})",
-       "sigmoid'(a) = sigmoid(a)*sigmoid(-a), from one exp(-|a|)", helpers=(H_DSIGMOID,), internal=True,
+       lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, C_DSIGMOID,
+       "sigmoid'(a) = sigmoid(a)*sigmoid(-a), from one exp(-|a|)", internal=True,
        prelude=EXP_NEG_ABS),
-    _O("dtanh", 1, _np_dtanh, _g_dtanh, lambda a: 1 - _sp().tanh(a) ** 2, "g_dtanh({0})",
-       "tanh'(a) = 1 - tanh(a)**2, from one exp(-2|a|)", helpers=(H_DTANH,), internal=True),
-    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), "g_sign({0})", "-1, 0 or 1 (abs')",
-       helpers=(H_SIGN,), internal=True, nonsmooth=True),
-    _O("step", 1, _np_step, _g_zero, lambda a: _sp().Heaviside(a, 0), "g_step({0})",
-       "1 where a > 0 else 0 (relu')", helpers=(H_STEP,), internal=True, nonsmooth=True),
-    _O("cmpw", 2, _np_cmpw, _g_zero, lambda a, b: _sp().Heaviside(a - b, _sp().S.Half), "g_cmpw({0}, {1})",
-       "1 where a > b, 1/2 where a == b, 0 where a < b (max/min')", helpers=(H_CMPW,),
+    _O("dtanh", 1, _np_dtanh, _g_dtanh, lambda a: 1 - _sp().tanh(a) ** 2, C_DTANH,
+       "tanh'(a) = 1 - tanh(a)**2, from one exp(-2|a|)", internal=True,
+       prelude=EXP_NEG_2ABS),
+    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), C_SIGN, "-1, 0 or 1 (abs')", internal=True, nonsmooth=True),
+    _O("step", 1, _np_step, _g_zero, lambda a: _sp().Heaviside(a, 0), C_STEP,
+       "1 where a > 0 else 0 (relu')", internal=True, nonsmooth=True),
+    _O("cmpw", 2, _np_cmpw, _g_zero, lambda a, b: _sp().Heaviside(a - b, _sp().S.Half), C_CMPW,
+       "1 where a > b, 1/2 where a == b, 0 where a < b (max/min')",
        internal=True, nonsmooth=True),
 ]:
     register(_spec)

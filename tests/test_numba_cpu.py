@@ -20,7 +20,7 @@ def test_source_is_one_fused_loop():
     src = fn.source
     assert src.count("for i in range(n):") == 1
     assert "error_model=\"numpy\"" in src and "fastmath" not in src
-    assert "g_sigmoid" in src and "g_dsigmoid" in src
+    assert "# sigmoid" in src and "# dsigmoid" in src
     loop = src.split("def kernel(")[1].split("def scalar(")[0]
     assert loop.count("math.exp(") == 1  # one exp(-|z|) shared by sigmoid and its derivative
     assert fn.graph.output_names == ("f", "df/dw0", "df/dx0", "df/dw1", "df/dx1", "df/dw2")

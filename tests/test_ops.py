@@ -22,10 +22,7 @@ def test_every_op_has_every_facet():
         assert spec.doc, name
         assert spec.printed_name, name
         assert len(spec.domain) == spec.arity, name
-        for h in spec.helpers:
-            assert h.strip().startswith("def g_"), name
-        if spec.helpers:
-            assert spec.code.startswith("g_"), name
+        compile(spec.code.format(*[f"a{i}" for i in range(spec.arity)], p="p"), name, "eval")  # an expression
 
 
 POINTS = {"real": [0.3, -1.7, 2.2], "positive": [0.4, 1.3, 2.9], "nonzero": [0.7, -1.4, 2.5],

@@ -57,8 +57,6 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: 
         f"SIGNATURE = (types.int64, {'IN, ' * len(arr)}{'OUT, ' * len(outs)})",
         "",
     ]
-    for h in body.helpers:
-        src += [f"@njit({opts})", *h.splitlines(), "", ""]
 
     def loop(name: str, parallel: bool) -> list[str]:
         rng = "prange" if parallel else "range"

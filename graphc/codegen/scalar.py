@@ -30,11 +30,9 @@ class Body:
         self.var: dict[int, str] = {}
         self.consts: list[str] = []  # "c0 = F(1.0)" lines, hoisted out of loops
         self.lines: list[str] = []  # "t3 = math.exp(t2)  # exp" lines
-        self.helpers: list[str] = []
         for n in graph.inputs:
             assert _IDENT.match(n.attr), n.attr  # names come from the parser
             self.var[id(n)] = f"x_{n.attr}"
-        seen_helpers: set[str] = set()
         preludes: dict[str, str] = {}
         k = 0
         for n in graph.body:
@@ -58,10 +56,6 @@ class Body:
             k += 1
             self.lines.append(f"{name} = {expr}  # {n.op}")
             self.var[id(n)] = name
-            for h in spec.helpers:
-                if h not in seen_helpers:
-                    seen_helpers.add(h)
-                    self.helpers.append(h.strip("\n"))
         self.outputs = [self.var[id(v)] for _, v in graph.outputs]
 
     def input_vars(self) -> list[str]:

@@ -1,0 +1,245 @@
+"""CUDA backend (target "cuda", numba-cuda): the CPU backend's per-element code
+(one op-registry template set) inside a grid-stride loop, one launch computing
+the value and every gradient.
+
+Inputs: NumPy arrays (copied to the device and results back), or any object
+with `__cuda_array_interface__` (Numba device arrays, CuPy arrays, PyTorch CUDA
+tensors), used in place; device arrays in give device arrays out. `out=`
+device buffers and a `stream=` are accepted. Without a usable GPU, compiling
+for this target raises CudaUnavailableError; `ptx()` still compiles PTX (it
+needs the NVVM library of the `graphc[cuda]` extra, not a GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ArgumentError, BackendUnavailableError
+from ..ir import DTYPE_NUMPY, Graph, print_graph
+from .scalar import Body, indent
+
+REMEDIES = (
+    "install the extra (pip install 'graphc[cuda]') on a machine with an NVIDIA GPU and driver, "
+    "use target='cpu' or 'parallel', or run under Numba's CUDA simulator "
+    "(NUMBA_ENABLE_CUDASIM=1, set before numba is first imported)"
+)
+
+
+class CudaUnavailableError(BackendUnavailableError):
+    """target='cuda' was asked for, but CUDA cannot be used on this machine."""
+
+
+def _cuda():
+    """numba.cuda, or CudaUnavailableError saying why and what to do."""
+    try:
+        from numba import cuda
+    except Exception as exc:  # CudaSupportError is an ImportError; loaders raise RuntimeError
+        raise CudaUnavailableError(f"CUDA is not usable here ({type(exc).__name__}: {exc}); {REMEDIES}") from None
+    return cuda
+
+
+def simulator() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def require_gpu():
+    cuda = _cuda()
+    try:
+        ok = cuda.is_available()
+    except Exception as exc:
+        raise CudaUnavailableError(f"CUDA is not usable here ({type(exc).__name__}: {exc}); {REMEDIES}") from None
+    if not ok:
+        raise CudaUnavailableError(f"no usable NVIDIA GPU or driver was found; {REMEDIES}")
+    return cuda
+
+
+def generate_source(graph: Graph, mask: Sequence[bool]) -> str:
+    """Module source with `kernel` (grid-stride loop) and SIGNATURE."""
+    body = Body(graph)
+    dt = DTYPE_NUMPY[graph.dtype]
+    names = body.input_vars()
+    arr = [f"a_{v[2:]}" for v in names]
+    outs = [f"o{k}" for k in range(len(body.outputs))]
+    src = [
+        f"# graphc CUDA kernel: {dt}, inputs {', '.join(graph.input_names)}",
+        f"# outputs: {', '.join(graph.output_names)}",
+        "# generated from this IR:",
+        *["# " + ln for ln in print_graph(graph).splitlines()],
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import cuda, types",
+        "",
+        f"F = np.{dt}",
+        f'ARR = types.Array(types.{dt}, 1, "C")',
+        f"SIGNATURE = (types.int64, {'ARR, ' * (len(arr) + len(outs))})",
+        "",
+        "",
+        f"def kernel({', '.join(['n', *arr, *outs])}):",
+    ]
+    lines = list(body.consts)
+    lines += [f"{v} = {a}[0]" for v, a, full in zip(names, arr, mask) if not full]
+    lines += ["start = cuda.grid(1)", "stride = cuda.gridsize(1)", "for i in range(start, n, stride):"]
+    inner = [f"{v} = {a}[i]" for v, a, full in zip(names, arr, mask) if full]
+    inner += body.lines
+    inner += [f"{o}[i] = {r}" for o, r in zip(outs, body.outputs)]
+    src += indent(lines, 4) + indent(inner, 8) + ["", ""]
+    src += [
+        "def compiled():",
+        '    """The kernel compiled for SIGNATURE (no fastmath: NaN and inf stay IEEE)."""',
+        "    return cuda.jit(SIGNATURE)(kernel)",
+        "",
+    ]
+    return "\n".join(src)
+
+
+def _namespace(source: str, name: str) -> dict:
+    ns: dict[str, Any] = {"__name__": name}
+    exec(compile(source, f"<graphc cuda kernel {name}>", "exec"), ns)  # generated from verified IR
+    return ns
+
+
+def ptx(graph: Graph, cc: tuple[int, int] = (9, 0)) -> str:
+    """PTX for the all-array kernel, compiled without a GPU."""
+    cuda = _cuda()
+    src = generate_source(graph, (True,) * len(graph.inputs))
+    ns = _namespace(src, "graphc_cuda_ptx")
+    try:
+        text, _ = cuda.compile_ptx(ns["kernel"], ns["SIGNATURE"], cc=cc)
+    except Exception as exc:
+        raise CudaUnavailableError(
+            f"cannot compile PTX here ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "the graphc[cuda] extra provides NVVM"
+        ) from None
+    return text
+
+
+def is_device_array(a: Any) -> bool:
+    """A GPU array: anything with __cuda_array_interface__ (Numba, CuPy, PyTorch),
+    or the CUDA simulator's stand-in."""
+    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
+
+
+def device_shape_dtype(a: Any) -> tuple[tuple, np.dtype]:
+    if hasattr(a, "__cuda_array_interface__"):
+        cai = a.__cuda_array_interface__
+        return tuple(cai["shape"]), np.dtype(cai["typestr"])
+    return tuple(a.shape), np.dtype(a.dtype)
+
+
+def _as_device(cuda, a: Any):
+    return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)
+
+
+_is_device = is_device_array
+
+
+class CudaKernel:
+    """Runs a graph as one CUDA launch per call."""
+
+    scalar = None  # scalars go through the array path (a GPU launch per call)
+
+    def __init__(self, graph: Graph):
+        self.cuda = require_gpu()
+        self.graph = graph
+        self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
+        self.n_in = len(graph.inputs)
+        self.n_out = len(graph.outputs)
+        self._full = (True,) * self.n_in
+        self.source = generate_source(graph, self._full)
+        self._kernels: dict[tuple[bool, ...], Any] = {}
+        self._launch: dict[int, tuple[int, int]] = {}
+
+    def kernel(self, mask: tuple[bool, ...]):
+        k = self._kernels.get(mask)
+        if k is None:
+            src = self.source if all(mask) else generate_source(self.graph, mask)
+            k = self._kernels[mask] = _namespace(src, "graphc_cuda")["compiled"]()
+        return k
+
+    def launch_config(self, kern, n: int) -> tuple[int, int]:
+        """(blocks, threads): an occupancy-aware block size and a grid sized to
+        the SM count; the grid-stride loop covers any n."""
+        if simulator():
+            return 1, min(32, max(1, n))  # the simulator runs each thread in Python
+        cfg = self._launch.get(0)
+        if cfg is None:
+            dev = self.cuda.get_current_device()
+            sms = dev.MULTIPROCESSOR_COUNT
+            try:
+                regs = max(1, int(kern.get_regs_per_thread()))
+            except Exception:
+                regs = 32
+            threads_per_sm = min(2048, 65536 // regs)
+            block = 256 if threads_per_sm >= 256 else max(32, threads_per_sm // 32 * 32)
+            cfg = self._launch[0] = (sms * max(1, threads_per_sm // block), block)
+        max_blocks, block = cfg
+        return max(1, min(max_blocks, math.ceil(n / block))), block
+
+    def run(self, arrays: Sequence[Any], shape: tuple, out=None, stream=0) -> list:
+        cuda = self.cuda
+        on_device = any(_is_device(a) for a in arrays)
+        n = int(np.prod(shape)) if shape else 1
+        dev_in, mask = [], []
+        for a in arrays:
+            if _is_device(a):
+                d = _as_device(cuda, a)
+                if d.dtype != self.np_dtype:
+                    raise ArgumentError(f"device array of dtype {d.dtype}, but the kernel is {self.np_dtype}")
+                if not d.is_c_contiguous():
+                    raise ArgumentError("device arrays must be C-contiguous")
+                full = d.size != 1 or n == 1
+                if full and tuple(d.shape) != tuple(shape):
+                    raise ArgumentError(f"device array of shape {tuple(d.shape)} does not match {tuple(shape)} "
+                                        "(on the device only equal shapes and size-1 arrays broadcast)")
+                dev_in.append(d.reshape(d.size))
+            else:
+                h = np.asarray(a, dtype=self.np_dtype)
+                full = h.size != 1 or n == 1
+                h = np.ascontiguousarray(np.broadcast_to(h, shape) if full else h).reshape(-1)
+                dev_in.append(cuda.to_device(h, stream=stream))
+            mask.append(full)
+        dev_out, host_out = self._outputs(out, shape, n, on_device, stream)
+        if n:
+            kern = self.kernel(tuple(mask))
+            blocks, threads = self.launch_config(kern, n)
+            kern[blocks, threads, stream](n, *dev_in, *(o.reshape(o.size) for o in dev_out))
+        if host_out is None:
+            if out is not None:  # the caller's device buffers themselves
+                return list(out.values()) if isinstance(out, dict) else list(out)
+            return dev_out
+        for d, h in zip(dev_out, host_out):
+            flat = d.reshape(d.size)
+            if h.flags.c_contiguous:
+                flat.copy_to_host(h.reshape(-1), stream=stream)
+            else:
+                h[...] = flat.copy_to_host(stream=stream).reshape(h.shape)
+        if stream:
+            stream.synchronize()
+        return host_out
+
+    def _outputs(self, out, shape, n, on_device, stream):
+        cuda = self.cuda
+        if out is None:
+            dev = [cuda.device_array(shape or (1,), dtype=self.np_dtype, stream=stream)
+                   for _ in range(self.n_out)]
+            if on_device:
+                return dev, None
+            return dev, [np.empty(shape, dtype=self.np_dtype) for _ in range(self.n_out)]
+        out = list(out.values()) if isinstance(out, dict) else list(out)
+        if len(out) != self.n_out:
+            raise ArgumentError(f"out= needs {self.n_out} buffers, got {len(out)}")
+        if all(_is_device(o) for o in out):
+            dev = [_as_device(cuda, o) for o in out]
+            for o in dev:
+                if tuple(o.shape) != tuple(shape) or o.dtype != self.np_dtype or not o.is_c_contiguous():
+                    raise ArgumentError(f"out= device buffers must be C-contiguous {self.np_dtype} of shape {shape}")
+            return dev, None
+        for o in out:
+            if not isinstance(o, np.ndarray) or o.shape != tuple(shape) or o.dtype != self.np_dtype:
+                raise ArgumentError(f"out= buffers must be {self.np_dtype} arrays of shape {tuple(shape)}")
+        return [cuda.device_array(shape, dtype=self.np_dtype, stream=stream) for _ in out], out

@@ -1,0 +1,139 @@
+"""The CUDA target without a GPU: Numba's simulator (in a process of its own),
+real PTX for cc 8.0 and 9.0 (assembled by ptxas where present), and a clean
+error when CUDA is unusable. Tests that need a real GPU are marked `gpu`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from formulas import CORE
+
+import graphc
+from graphc.codegen import numba_cuda
+
+pytest.importorskip("numba.cuda")
+
+
+def _gpu_present() -> bool:
+    code = "from numba import cuda; print(cuda.is_available())"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return r.stdout.strip() == "True"
+
+
+GPU = _gpu_present()
+gpu = pytest.mark.skipif(not GPU, reason="needs an NVIDIA GPU")
+
+
+def test_simulator_matches_cpu_on_core_set():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    script = Path(__file__).with_name("cuda_sim_run.py")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["checked"] == 2 * len(CORE)
+    assert res["failures"] == []
+    assert set(res["extra"]) == {"device_out", "device_grads", "out_buffers", "broadcast", "scalar"}
+
+
+def _needs_nvvm():
+    try:
+        numba_cuda.ptx(graphc.compile("x*y", target="numpy").graph, (9, 0))
+    except graphc.GraphcError as exc:
+        pytest.fail(f"PTX compilation unavailable: {exc}")
+
+
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ptx_compiles_for_core_set(cc, dtype):
+    _needs_nvvm()
+    for formula, _ in CORE:
+        g = graphc.compile(formula, target="numpy", dtype=dtype).graph
+        text = numba_cuda.ptx(g, cc)
+        assert ".entry" in text and f".target sm_{cc[0]}{cc[1]}" in text, formula
+        if dtype == "float32":
+            # no float32 value is ever widened to float64 (libdevice's sinf/cosf
+            # range reduction converts an integer to f64 internally; that is not ours)
+            body = text.split(".entry", 1)[1]
+            assert "cvt.f64.f32" not in body, f"{formula}: float32 promoted to float64"
+
+
+@pytest.mark.skipif(shutil.which("ptxas") is None, reason="ptxas is not on this machine")
+def test_ptx_assembles_for_sm90(tmp_path):
+    _needs_nvvm()
+    for formula in ["sigmoid(w0*x0 + w1*x1 + w2)", "softplus(x*y) + logaddexp(x, y) * tanh(y)", "x ** y / (1 + abs(x))"]:
+        ptx = tmp_path / "k.ptx"
+        ptx.write_text(numba_cuda.ptx(graphc.compile(formula, target="numpy").graph, (9, 0)))
+        r = subprocess.run(["ptxas", "-arch=sm_90", str(ptx), "-o", str(tmp_path / "k.cubin")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "k.cubin").stat().st_size > 0
+
+
+def test_cli_emit_cuda_source_and_ptx():
+    r = subprocess.run([sys.executable, "-m", "graphc", "emit", "sigmoid(w0*x0 + w1*x1 + w2)", "--target", "cuda"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "cuda.grid(1)" in r.stdout and "cuda.gridsize(1)" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "graphc", "emit", "sigmoid(w0*x0 + w1*x1 + w2)", "--target", "cuda",
+                        "--ptx", "--cc", "9.0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert ".entry" in r.stdout
+
+
+def test_cpu_and_cuda_share_one_template_set():
+    from graphc.codegen.scalar import Body
+
+    g = graphc.compile("sigmoid(x*y) + softplus(x)", target="numpy").graph
+    cuda_src = numba_cuda.generate_source(g, (True, True))
+    for line in Body(g).lines:
+        assert line in cuda_src
+
+
+@pytest.mark.skipif(GPU, reason="this machine has a GPU")
+def test_no_gpu_gives_a_clean_graphc_error():
+    code = (
+        "import graphc\n"
+        "try:\n"
+        "    graphc.compile('x*y', target='cuda')\n"
+        "except graphc.GraphcError as e:\n"
+        "    print(type(e).__name__, '|', e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("CudaUnavailableError |")
+    for phrase in ("graphc[cuda]", "target='cpu'", "NUMBA_ENABLE_CUDASIM"):
+        assert phrase in r.stdout
+    assert issubclass(numba_cuda.CudaUnavailableError, graphc.BackendUnavailableError)
+
+
+@gpu
+def test_real_gpu_matches_cpu():
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(100_003) for _ in range(5)]
+    for dtype in ("float64", "float32"):
+        fn = graphc.compile("sigmoid(w0*x0 + w1*x1 + w2)", target="cuda", dtype=dtype)
+        ref = graphc.compile("sigmoid(w0*x0 + w1*x1 + w2)", target="cpu", dtype=dtype)
+        a = [x.astype(dtype) for x in args]
+        v, g = fn(*a)
+        rv, rg = ref(*a)
+        tol = 1e-13 if dtype == "float64" else 1e-5
+        np.testing.assert_allclose(v, rv, rtol=tol, atol=tol)
+        for k in rg:
+            np.testing.assert_allclose(g[k], rg[k], rtol=tol, atol=tol)
+
+
+@gpu
+def test_real_gpu_device_arrays_zero_copy():
+    from numba import cuda
+
+    fn = graphc.compile("x*y + exp(x)", target="cuda")
+    d = [cuda.to_device(np.linspace(-1, 1, 1000)) for _ in range(2)]
+    v, g = fn(*d)
+    assert hasattr(v, "__cuda_array_interface__")
+    np.testing.assert_allclose(g["y"].copy_to_host(), np.linspace(-1, 1, 1000))
