@@ -75,8 +75,6 @@ class CompiledFunction:
         self._n_in = len(self.inputs)
         self._fast_scalar = None  # set after the first scalar call on a compiled target
         self._fast_arrays = getattr(self._kernel, "run_contiguous", None) if self.order == 1 else None
-        if self.order != 1:
-            self._fast_scalar = None
 
     # ----------------------------------------------------------- inspection
     @property
@@ -191,7 +189,8 @@ class CompiledFunction:
             scalar_fn = self._kernel.scalar
             if scalar_fn is not None:
                 outs = [float(r) for r in scalar_fn(*(float(a) for a in arrays))]
-                self._fast_scalar = getattr(self._kernel, "scalar_dispatcher", None)
+                if self.order == 1:  # the fast path returns (value, grads) only
+                    self._fast_scalar = getattr(self._kernel, "scalar_dispatcher", None)
             else:
                 outs = [float(o) for o in self._kernel.run(arrays, shape)]
         else:

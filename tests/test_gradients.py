@@ -73,6 +73,14 @@ def test_hessian_matches_sympy(formula, ranges, target):
             assert rel_err(hess[x][y], r) <= 1e-9 or abs(hess[x][y] - r) <= 1e-13, (x, y, hess[x][y], r)
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_hessian_repeated_scalar_calls(target):
+    fn = graphc.hessian("x*x*y", target=target)
+    first = fn(1.5, 2.0)
+    assert fn(1.5, 2.0) == first and len(first) == 3  # the scalar fast path never drops the Hessian
+    assert first[2] == {"x": {"x": 4.0, "y": 3.0}, "y": {"x": 3.0, "y": 0.0}}
+
+
 def test_hessian_is_ir_and_symmetric():
     fn = graphc.hessian("sigmoid(x*y) + x**3")
     assert "d2f/dxdy" in fn.graph.output_names
