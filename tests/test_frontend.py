@@ -4,8 +4,11 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc
+from graphc import ir
 from graphc.errors import ArityError, GraphcError, ParseError, UnknownFunctionError, UnsupportedError
 
 
@@ -115,6 +118,8 @@ def test_arity_errors_name_function_and_count():
 def test_user_text_is_never_executed(tmp_path, monkeypatch):
     import builtins
 
+    graphc.compile("x*y", target="numpy")  # import every module first: imports themselves use exec
+
     def boom(*a, **k):
         raise AssertionError("eval/exec called on user text")
 
@@ -130,13 +135,13 @@ def test_user_text_is_never_executed(tmp_path, monkeypatch):
 
 def test_deep_parentheses():
     depth = 5000
-    fn = graphc.compile("(" * depth + "x + 1" + ")" * depth)
+    fn = graphc.compile("(" * depth + "x + 1" + ")" * depth)  # default target: one small kernel
     assert fn(2.0) == (3.0, {"x": 1.0})
 
 
 def test_deep_call_chain():
     depth = 2000
-    fn = graphc.compile("tanh(" * depth + "x" + ")" * depth)
+    fn = graphc.compile("tanh(" * depth + "x" + ")" * depth, target="numpy")  # depth, not Numba's compile time
     v, g = fn(0.5)
     ref, d = 0.5, 1.0
     for _ in range(depth):
@@ -148,7 +153,7 @@ def test_deep_call_chain():
 
 def test_long_sum():
     n = 20000
-    fn = graphc.compile(" + ".join(f"{i % 7}*x{i % 50} * y" for i in range(n)))
+    fn = graphc.compile(" + ".join(f"{i % 7}*x{i % 50} * y" for i in range(n)), target="numpy")
     v, g = fn(*np.ones(len(fn.inputs)))
     assert v == sum(i % 7 for i in range(n))
     assert g["y"] == v
@@ -177,3 +182,28 @@ def test_compile_rejects_other_objects():
         graphc.compile(42)
     with pytest.raises(GraphcError, match="cannot compile"):
         graphc.compile(lambda x: x)
+
+
+def test_non_ascii_names_are_refused_clearly():
+    for text, col in [("λ*2", 0), ("x²", 1), ("２*x", 0)]:
+        with pytest.raises(ParseError, match="non-ASCII") as info:
+            parse(text)
+        assert info.value.col == col
+    sp = pytest.importorskip("sympy")
+    with pytest.raises(UnsupportedError, match="cannot be a graphc variable"):
+        graphc.compile(sp.Symbol("x.y") * 2)
+
+
+_ALPHABET = "xyz0123456789.+-*/()^,=[]'\" eE_;:<>!%@#\tλ²" + "exppisinlogmaxrelutanh"
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.text(alphabet=_ALPHABET, max_size=30) | st.text(max_size=20))
+def test_any_text_parses_or_raises_a_graphc_error(text):
+    """No input text makes graphc fail with anything but a GraphcError."""
+    try:
+        fn = graphc.compile(text, target="numpy")
+    except GraphcError:
+        return
+    ir.verify(fn.graph)
+    fn(*[0.5] * len(fn.inputs))

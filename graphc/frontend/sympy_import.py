@@ -7,9 +7,12 @@ appearance); pass `inputs=` to choose another order.
 from __future__ import annotations
 
 import math
+import re
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, const, input_node, make
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 
 
 def _fold(op: str, nodes: list[Node]) -> Node:
@@ -37,6 +40,10 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
     def leaf(e) -> Node | None:
         if isinstance(e, sp.Symbol):
             name = str(e)
+            if not _IDENT.match(name):
+                raise UnsupportedError(
+                    f"SymPy symbol {name!r} cannot be a graphc variable: names are ASCII letters, digits and '_'"
+                )
             if name not in symbols:
                 symbols[name] = input_node(name, dtype)
             return symbols[name]

@@ -52,11 +52,16 @@ _KEYWORDS = {
 _ALIASES = {"ln": "log", "logistic": "sigmoid", "expit": "sigmoid", "maximum": "max", "minimum": "min",
             "power": "pow", "fabs": "abs", "Abs": "abs", "Max": "max", "Min": "min"}
 
-_NUMBER_RE = re.compile(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_NUMBER_RE = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_DIGITS = "0123456789"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 _BINARY = {"+": (10, "add"), "-": (10, "sub"), "*": (20, "mul"), "/": (20, "div"), "**": (40, "pow")}
 _UNARY_PREC = 30
+
+
+def _is_name_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalpha() or ch == "_")
 
 
 @dataclass
@@ -74,11 +79,11 @@ def _tokenize(text: str) -> list[_Tok]:
         if ch in " \t\r\n":
             i += 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER_RE.match(text, i)
             assert m is not None
             end = m.end()
-            if end < n and (text[end].isalpha() or text[end] == "_"):
+            if end < n and (_is_name_char(text[end])):
                 if text[end] in "eE":
                     raise ParseError("malformed number: exponent has no digits", text, end)
                 if text[i:end] == "0" and text[end] in "xXbBoO":
@@ -94,7 +99,12 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("num", text[i:end], i))
             i = end
             continue
-        if ch.isalpha() or ch == "_":
+        if not ch.isascii() and (ch.isalnum() or ch == "\u00b2" or ch == "\u00b3"):
+            raise ParseError(
+                f"non-ASCII character {ch!r}: names are ASCII letters, digits and '_', powers are written **",
+                text, i,
+            )
+        if _is_name_char(ch):
             m = _NAME_RE.match(text, i)
             assert m is not None
             word = m.group(0)
