@@ -61,11 +61,12 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: 
     def loop(name: str, parallel: bool) -> list[str]:
         rng = "prange" if parallel else "range"
         lines = [f"def {name}({sig}):"]
-        for a, full in zip(arr, mask):
-            cond = f"{a}.shape[0] != n" if full else f"{a}.shape[0] < 1"
-            lines.append(f'    if {cond}:\n        raise ValueError("graphc: input {a[2:]} has the wrong size")')
-        for o in outs:
-            lines.append(f'    if {o}.shape[0] != n:\n        raise ValueError("graphc: output buffer {o} has the wrong size")')
+        # one branch-free test: a branch per array would give Numba a block per
+        # array, and its compile time grows with blocks x live arrays
+        conds = [f"({a}.shape[0] != n)" if full else f"({a}.shape[0] < 1)" for a, full in zip(arr, mask)]
+        conds += [f"({o}.shape[0] != n)" for o in outs]
+        lines.append("    bad = " + " | ".join(conds))
+        lines.append('    if bad:\n        raise ValueError("graphc: an input or output array has the wrong size")')
         lines += indent(body.consts, 4)
         for v, a, full in zip(names, arr, mask):
             if not full:
