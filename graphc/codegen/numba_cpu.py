@@ -129,7 +129,7 @@ def _exec_in_memory(key: str, source: str):
     name = f"graphc_kernel_{key}"
     mod = types.ModuleType(name)
     code = compile(source, f"<graphc kernel {key}>", "exec")
-    exec(code, mod.__dict__)  # generated from verified IR, never user text
+    exec(code, mod.__dict__)  # exec of source generated from verified IR, never user text
     mod.__graphc_path__ = None  # type: ignore[attr-defined]
     return mod
 

@@ -100,7 +100,7 @@ def generate_source(graph: Graph, mask: Sequence[bool]) -> str:
 
 def _namespace(source: str, name: str) -> dict:
     ns: dict[str, Any] = {"__name__": name}
-    exec(compile(source, f"<graphc cuda kernel {name}>", "exec"), ns)  # generated from verified IR
+    exec(compile(source, f"<graphc cuda kernel {name}>", "exec"), ns)  # exec of generated source, verified IR
     return ns
 
 
