@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArgumentError
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
+from .buffers import host_outputs
 from .scalar import Body, indent
 
 PARALLEL_MIN = 32_768  # below this many elements the parallel target runs serially
@@ -252,29 +252,7 @@ class NumbaKernel:
         return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
 
     def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
-        if out is None:  # one allocation; each output is a contiguous row of it
-            if not shape:
-                return [np.empty((), dtype=self.np_dtype) for _ in range(self.n_out)]
-            return list(np.empty((self.n_out, *shape), dtype=self.np_dtype))
-        names = self.graph.output_names
-        if isinstance(out, dict):
-            missing = [k for k in names if k not in out]
-            if missing:
-                raise ArgumentError(f"out= lacks buffers for {', '.join(missing)}")
-            out = [out[k] for k in names]
-        out = list(out)
-        if len(out) != self.n_out:
-            raise ArgumentError(f"out= needs {self.n_out} buffers ({', '.join(names)}), got {len(out)}")
-        shape = tuple(shape)
-        for name, o in zip(names, out):
-            if type(o) is not np.ndarray or o.dtype != self.np_dtype or o.shape != shape \
-                    or not (o.flags.c_contiguous and o.flags.writeable):
-                got = f"{type(o).__name__}{getattr(o, 'shape', '')} {getattr(o, 'dtype', '')}"
-                raise ArgumentError(
-                    f"out= buffer for {name} must be a writable C-contiguous {self.np_dtype} array of shape "
-                    f"{tuple(shape)}, got {got}"
-                )
-        return out
+        return host_outputs(out, self.graph.output_names, shape, self.np_dtype)
 
     def llvm(self) -> str:
         """LLVM IR Numba made for the all-array serial kernel."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..ir import DTYPE_NUMPY, Graph
+from ..ir import DTYPE_NUMPY, Graph, topo_order
 from ..ops import REGISTRY
 
 
@@ -19,7 +19,7 @@ def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | 
     for node, a in zip(graph.inputs, args):
         env[id(node)] = np.asarray(a, dtype=dt)
     want = graph.outputs if outputs is None else [(n, graph.output(n)) for n in outputs]
-    need = _needed(graph, [v for _, v in want])
+    need = {id(n) for n in topo_order(v for _, v in want)}
     with np.errstate(all="ignore"):
         for n in graph.body:
             if id(n) not in need:
@@ -30,12 +30,6 @@ def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | 
                 val = REGISTRY[n.op].numpy(*(env[id(a)] for a in n.args))
                 env[id(n)] = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
     return [np.asarray(env[id(v)], dtype=dt) for _, v in want]
-
-
-def _needed(graph: Graph, roots) -> set[int]:
-    from ..ir import topo_order
-
-    return {id(n) for n in topo_order(roots)}
 
 
 class NumpyKernel:
@@ -53,9 +47,9 @@ class NumpyKernel:
         res = [np.broadcast_to(r, shape) for r in evaluate(self.graph, arrays)]
         if out is None:
             return [np.array(r, dtype=self.np_dtype) for r in res]
-        from .numba_cpu import NumbaKernel
+        from .buffers import host_outputs
 
-        bufs = NumbaKernel._outputs(self, out, shape, 0)  # same validation as the compiled targets
+        bufs = host_outputs(out, self.graph.output_names, shape, self.np_dtype)
         for b, r in zip(bufs, res):
             b[...] = r
         return bufs
