@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import ops  # noqa: F401  (registers the built-in ops before anything builds a graph)
 from .api import CompiledFunction, compile, hessian
 from .checker import CheckReport, check
 from .errors import (

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import IRError, LimitError
+from .registry import REGISTRY
 
 DTYPES = ("f64", "f32")
 DTYPE_NUMPY = {"f64": "float64", "f32": "float32"}
@@ -134,16 +135,9 @@ def input_node(name: str, dtype: str = "f64") -> Node:
     return _intern("input", (), name, scalar_type(dtype))
 
 
-_REGISTRY: dict = {}
-
-
 def make(op: str, *args: Node) -> Node:
     """Apply a registered op. Checks arity and that argument dtypes agree."""
-    if not _REGISTRY:
-        from .ops import REGISTRY
-
-        _REGISTRY.update(REGISTRY)
-    spec = _REGISTRY.get(op)
+    spec = REGISTRY.get(op)
     if spec is None:
         raise IRError(f"unknown op {op!r}")
     if len(args) != spec.arity:
@@ -227,9 +221,6 @@ class Graph:
         """Number of operations (inputs and constants not counted)."""
         return sum(1 for n in self.body if n.op != "const")
 
-    def with_outputs(self, outputs: Sequence[tuple[str, Node]]) -> Graph:
-        return Graph(self.inputs, outputs)
-
     def __str__(self) -> str:
         return print_graph(self)
 
@@ -254,7 +245,6 @@ class Graph:
 
 # --------------------------------------------------------------------- printer
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 _OUT_RE = re.compile(r"^[^\s\"=]+$")
 
 
@@ -397,8 +387,6 @@ def _resolve(ref: str, env: dict[str, Node], inputs: list[Node], lineno: int, dt
 
 def verify(graph: Graph) -> None:
     """Check arity, types, order (arguments defined before use), no dangling refs."""
-    from .ops import REGISTRY
-
     defined: set[int] = set()
     names: set[str] = set()
     for n in graph.inputs:

@@ -1,11 +1,13 @@
-"""The op registry: everything about an op in one entry.
+"""The built-in ops: one `OpSpec` entry each, registered in `registry.py`.
 
-Each `OpSpec` holds the op's arity, NumPy evaluation, derivative rule (which
-builds IR nodes), SymPy form, scalar code template, printed name and flags.
+Each entry holds the op's arity, NumPy evaluation, derivative rule (which
+builds IR nodes), SymPy form, per-element code template, domain and flags.
 `tests/test_ops.py` walks the registry and fails when an op lacks a facet.
 
 Numerical conventions (see README "Numerical semantics"):
-- relu'(0) = 0, abs'(0) = sign(0) = 0, max/min ties split the gradient 1/2, 1/2.
+- relu'(0) = 0, abs'(0) = sign(0) = 0, max/min ties split the gradient 1/2, 1/2,
+  hypot'(0, 0) = 0, clip passes the gradient to x on [lo, hi] (bounds included),
+  floor, ceil and sign have derivative 0 everywhere.
 - sigmoid, softplus, logaddexp and tanh use forms that never overflow, and
   their local gradients (`dsigmoid`, `dtanh`) are computed from exp(-|x|),
   never as s*(1-s) or 1-t*t, which lose all precision where s or t round to 1.
@@ -14,55 +16,11 @@ Numerical conventions (see README "Numerical semantics"):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .ir import Node, const, make
-
-GradRule = Callable[[Node, Node], tuple[Node | None, ...]]
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    """One op. `code` is a Python expression template over `{0}`, `{1}` (and
-    `{p}`, the prelude's value); literals are written `F(1.0)` so float32
-    kernels stay float32. Templates are plain expressions -- no helper
-    functions -- so the same text compiles for the CPU and for CUDA."""
-
-    name: str
-    arity: int
-    numpy: Callable[..., np.ndarray]
-    grad: GradRule
-    sympy: Callable[..., object]
-    code: str
-    doc: str
-    commutative: bool = False
-    domain: tuple[str, ...] = ()  # per argument: "real", "positive", "nonzero", "gt-1", "tan"
-    # An expression of the arguments that several ops share, computed once per
-    # element by the backends and passed to `code` as {p}: sigmoid, its
-    # derivative and softplus all start from exp(-|x|).
-    prelude: str = ""
-    internal: bool = False  # produced by autodiff, not meant to be written by users
-    nonsmooth: bool = False  # derivative is zero almost everywhere (kinks/steps)
-    printed: str = field(default="")
-
-    @property
-    def printed_name(self) -> str:
-        return self.printed or self.name
-
-
-REGISTRY: dict[str, OpSpec] = {}
-
-
-def register(spec: OpSpec) -> OpSpec:
-    if spec.name in REGISTRY:
-        raise ValueError(f"op {spec.name!r} registered twice")
-    if not spec.domain:
-        object.__setattr__(spec, "domain", ("real",) * spec.arity)
-    REGISTRY[spec.name] = spec
-    return spec
+from .registry import GT_1, GT_MINUS_1, HALF_PI, NONZERO, POSITIVE, REAL, UNIT, OpSpec, register_op
 
 
 def _c(value: float, like: Node) -> Node:
@@ -109,6 +67,35 @@ def _np_step(x):
 def _np_cmpw(a, b):
     half = np.asarray(0.5, dtype=np.result_type(a, b))
     return np.where(a > b, half * 2, np.where(a < b, half * 0, np.where(a == b, half, half * np.nan)))
+
+
+def _np_erf(x):
+    from scipy.special import erf
+
+    return erf(x)
+
+
+def _np_erfc(x):
+    from scipy.special import erfc
+
+    return erfc(x)
+
+
+def _np_gelu(x):
+    from scipy.special import erfc
+
+    return 0.5 * x * erfc(-x * np.sqrt(0.5).astype(np.result_type(x)))
+
+
+def _sympy_clip(x, lo, hi):
+    # as a Piecewise, so SymPy's derivative at the bounds follows graphc's convention
+    # (x keeps the gradient at x == lo or x == hi), not Heaviside(0) = 1/2
+    sp = _sp()
+    return sp.Piecewise((hi, sp.Max(x, lo) > hi), (lo, x < lo), (x, True))
+
+
+def _np_clip(x, lo, hi):
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 # ---------------------------------------------------------------- derivatives
@@ -229,6 +216,110 @@ def _g_logaddexp(n, g):
     return make("mul", g, make("sigmoid", make("sub", a, b))), make("mul", g, make("sigmoid", make("sub", b, a)))
 
 
+def _g_atan(n, g):
+    x = n.args[0]
+    return (make("div", g, make("add", _c(1.0, x), make("mul", x, x))),)
+
+
+def _one_minus_sq(x: Node) -> Node:
+    """(1 - x)(1 + x): 1 - x*x without its cancellation near |x| = 1."""
+    return make("mul", make("sub", _c(1.0, x), x), make("add", _c(1.0, x), x))
+
+
+def _g_asin(n, g):
+    return (make("div", g, make("sqrt", _one_minus_sq(n.args[0]))),)
+
+
+def _g_acos(n, g):
+    return (make("neg", make("div", g, make("sqrt", _one_minus_sq(n.args[0])))),)
+
+
+def _g_atan2(n, g):
+    # d/da atan2(a, b) = b / (a^2 + b^2) = (b/h)/h with h = hypot(a, b): no overflow
+    a, b = n.args
+    h = make("hypot", a, b)
+    return make("mul", g, make("div", make("div", b, h), h)), make("neg", make("mul", g, make("div", make("div", a, h), h)))
+
+
+def _g_sinh(n, g):
+    return (make("mul", g, make("cosh", n.args[0])),)
+
+
+def _g_cosh(n, g):
+    return (make("mul", g, make("sinh", n.args[0])),)
+
+
+def _g_asinh(n, g):
+    x = n.args[0]
+    return (make("div", g, make("hypot", x, _c(1.0, x))),)
+
+
+def _g_acosh(n, g):
+    x = n.args[0]
+    one = _c(1.0, x)
+    return (make("div", g, make("mul", make("sqrt", make("sub", x, one)), make("sqrt", make("add", x, one)))),)
+
+
+def _g_atanh(n, g):
+    return (make("div", g, _one_minus_sq(n.args[0])),)
+
+
+def _gauss(x: Node, scale: float) -> Node:
+    """scale * exp(-x*x)"""
+    return make("mul", _c(scale, x), make("exp", make("neg", make("mul", x, x))))
+
+
+def _g_erf(n, g):
+    return (make("mul", g, _gauss(n.args[0], 2.0 / math.sqrt(math.pi))),)
+
+
+def _g_erfc(n, g):
+    return (make("mul", g, _gauss(n.args[0], -2.0 / math.sqrt(math.pi))),)
+
+
+def _g_log2(n, g):
+    x = n.args[0]
+    return (make("div", g, make("mul", x, _c(math.log(2.0), x))),)
+
+
+def _g_log10(n, g):
+    x = n.args[0]
+    return (make("div", g, make("mul", x, _c(math.log(10.0), x))),)
+
+
+def _g_exp2(n, g):
+    return (make("mul", g, make("mul", n, _c(math.log(2.0), n))),)
+
+
+def _g_hypot(n, g):
+    # a / max(h, tiniest subnormal): a/h, and 0 (not 0/0) at the origin, like abs'(0) = 0
+    a, b = n.args
+    h = make("max", n, _c(_TINY[n.dtype], n))
+    return make("mul", g, make("div", a, h)), make("mul", g, make("div", b, h))
+
+
+def _g_clip(n, g):
+    # value = hi where max(x, lo) > hi; else lo where x < lo; else x (bounds included, as PyTorch)
+    x, lo, hi = n.args
+    one = _c(1.0, x)
+    to_hi = make("step", make("sub", make("max", x, lo), hi))
+    to_lo = make("mul", make("step", make("sub", lo, x)), make("sub", one, to_hi))
+    to_x = make("mul", make("sub", one, make("step", make("sub", lo, x))), make("sub", one, to_hi))
+    return make("mul", g, to_x), make("mul", g, to_lo), make("mul", g, to_hi)
+
+
+def _g_gelu(n, g):
+    # gelu'(x) = Phi(x) + x phi(x), Phi(x) = erfc(-x/sqrt 2)/2 (no cancellation for x << 0)
+    x = n.args[0]
+    phi_cdf = make("mul", _c(0.5, x), make("erfc", make("mul", x, _c(-math.sqrt(0.5), x))))
+    pdf = make("mul", _c(1.0 / math.sqrt(2.0 * math.pi), x),
+               make("exp", make("mul", _c(-0.5, x), make("mul", x, x))))
+    return (make("mul", g, make("add", phi_cdf, make("mul", x, pdf))),)
+
+
+_TINY = {"f64": 5e-324, "f32": float(np.finfo(np.float32).smallest_subnormal)}
+
+
 def _g_zero(n, g):
     return (None,) * len(n.args)
 
@@ -248,43 +339,86 @@ C_DSIGMOID = "({p} / ((F(1.0) + {p}) * (F(1.0) + {p})))"
 C_DTANH = "(F(4.0) * {p} / ((F(1.0) + {p}) * (F(1.0) + {p})))"
 C_SIGN = "(F(1.0) if {0} > F(0.0) else (F(-1.0) if {0} < F(0.0) else (F(0.0) if {0} == F(0.0) else {0})))"
 C_STEP = "(F(1.0) if {0} > F(0.0) else (F(0.0) if {0} <= F(0.0) else {0}))"
+C_CLIP = C_MIN.replace("{0}", "{p}").replace("{1}", "{2}")  # min(max(x, lo), hi); max is the prelude
+C_GELU = "(F(0.5) * {0} * math.erfc({0} * F(-0.7071067811865476)))"
 C_CMPW = "(F(1.0) if {0} > {1} else (F(0.0) if {0} < {1} else (F(0.5) if {0} == {1} else {0} + {1})))"
+
+def _pow_domains(args: tuple[Node, ...]):
+    """x**3 takes any real base; x**y and x**0.5 a positive one."""
+    b = args[1]
+    if b.is_const and float(b.value).is_integer():
+        return (REAL, REAL)
+    return (POSITIVE, REAL)
+
 
 _O = OpSpec
 for _spec in [
-    _O("add", 2, np.add, _g_add, lambda a, b: a + b, "({0} + {1})", "a + b", commutative=True),
-    _O("sub", 2, np.subtract, _g_sub, lambda a, b: a - b, "({0} - {1})", "a - b"),
-    _O("mul", 2, np.multiply, _g_mul, lambda a, b: a * b, "({0} * {1})", "a * b", commutative=True),
-    _O("div", 2, np.divide, _g_div, lambda a, b: a / b, "({0} / {1})", "a / b", domain=("real", "nonzero")),
-    _O("neg", 1, np.negative, _g_neg, lambda a: -a, "(-{0})", "-a"),
-    _O("pow", 2, np.power, _g_pow, lambda a, b: a**b, "({0} ** {1})", "a ** b",
-       domain=("positive", "real")),
+    _O("add", 2, np.add, _g_add, lambda a, b: a + b, "({0} + {1})", "a + b", commutative=True, operator="+"),
+    _O("sub", 2, np.subtract, _g_sub, lambda a, b: a - b, "({0} - {1})", "a - b", operator="-"),
+    _O("mul", 2, np.multiply, _g_mul, lambda a, b: a * b, "({0} * {1})", "a * b", commutative=True, operator="*"),
+    _O("div", 2, np.divide, _g_div, lambda a, b: a / b, "({0} / {1})", "a / b", domain=(REAL, NONZERO),
+       operator="/"),
+    _O("neg", 1, np.negative, _g_neg, lambda a: -a, "(-{0})", "-a", operator="-"),
+    _O("pow", 2, np.power, _g_pow, lambda a, b: a**b, "({0} ** {1})", "a ** b (also written a**b)",
+       domain=(POSITIVE, REAL), domain_rule=_pow_domains),
     _O("exp", 1, np.exp, _g_exp, lambda a: _sp().exp(a), "math.exp({0})", "e ** a"),
     _O("log", 1, np.log, _g_log, lambda a: _sp().log(a), "math.log({0})", "natural logarithm",
-       domain=("positive",)),
+       domain=(POSITIVE,)),
     _O("sqrt", 1, np.sqrt, _g_sqrt, lambda a: _sp().sqrt(a), "math.sqrt({0})", "square root",
-       domain=("positive",)),
+       domain=(POSITIVE,)),
     _O("sin", 1, np.sin, _g_sin, lambda a: _sp().sin(a), "math.sin({0})", "sine"),
     _O("cos", 1, np.cos, _g_cos, lambda a: _sp().cos(a), "math.cos({0})", "cosine"),
-    _O("tan", 1, np.tan, _g_tan, lambda a: _sp().tan(a), "math.tan({0})", "tangent", domain=("tan",)),
+    _O("tan", 1, np.tan, _g_tan, lambda a: _sp().tan(a), "math.tan({0})", "tangent", domain=(HALF_PI,)),
     _O("tanh", 1, np.tanh, _g_tanh, lambda a: _sp().tanh(a), "math.tanh({0})", "hyperbolic tangent"),
     _O("sigmoid", 1, _np_sigmoid, _g_sigmoid, lambda a: 1 / (1 + _sp().exp(-a)), C_SIGMOID,
        "1 / (1 + exp(-a)), stable for any a", prelude=EXP_NEG_ABS),
     _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), C_SOFTPLUS,
        "log(1 + exp(a)), never overflows", prelude=EXP_NEG_ABS),
-    _O("relu", 1, _np_relu, _g_relu, lambda a: _sp().Max(0, a), C_RELU,
-       "max(a, 0); relu'(0) = 0", nonsmooth=True),
-    _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0", nonsmooth=True),
+    _O("relu", 1, _np_relu, _g_relu, lambda a: _sp().Max(0, a), C_RELU, "max(a, 0); relu'(0) = 0"),
+    _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0"),
+    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), C_SIGN, "-1, 0 or 1 (NaN propagates); derivative 0"),
     _O("max", 2, np.maximum, _g_max, lambda a, b: _sp().Max(a, b), C_MAX,
-       "larger of a, b (NaN propagates); ties split the gradient", commutative=True, nonsmooth=True),
+       "larger of a, b (NaN propagates); ties split the gradient", commutative=True),
     _O("min", 2, np.minimum, _g_min, lambda a, b: _sp().Min(a, b), C_MIN,
-       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True, nonsmooth=True),
+       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True),
     _O("log1p", 1, np.log1p, _g_log1p, lambda a: _sp().log(1 + a), "math.log1p({0})", "log(1 + a), exact near 0",
-       domain=("gt-1",)),
+       domain=(GT_MINUS_1,)),
     _O("expm1", 1, np.expm1, _g_expm1, lambda a: _sp().exp(a) - 1, "math.expm1({0})", "exp(a) - 1, exact near 0"),
     _O("logaddexp", 2, np.logaddexp, _g_logaddexp, lambda a, b: _sp().log(_sp().exp(a) + _sp().exp(b)),
        C_LOGADDEXP, "log(exp(a) + exp(b)), never overflows", commutative=True),
-    # Local-gradient ops: produced by autodiff; users may write them too.
+    # inverse trigonometric and hyperbolic functions
+    _O("atan", 1, np.arctan, _g_atan, lambda a: _sp().atan(a), "math.atan({0})", "arc tangent"),
+    _O("asin", 1, np.arcsin, _g_asin, lambda a: _sp().asin(a), "math.asin({0})", "arc sine", domain=(UNIT,)),
+    _O("acos", 1, np.arccos, _g_acos, lambda a: _sp().acos(a), "math.acos({0})", "arc cosine", domain=(UNIT,)),
+    _O("atan2", 2, np.arctan2, _g_atan2, lambda a, b: _sp().atan2(a, b), "math.atan2({0}, {1})",
+       "angle of the point (b, a), as numpy.arctan2(a, b); gradient NaN at the origin"),
+    _O("sinh", 1, np.sinh, _g_sinh, lambda a: _sp().sinh(a), "math.sinh({0})", "hyperbolic sine"),
+    _O("cosh", 1, np.cosh, _g_cosh, lambda a: _sp().cosh(a), "math.cosh({0})", "hyperbolic cosine"),
+    _O("asinh", 1, np.arcsinh, _g_asinh, lambda a: _sp().asinh(a), "math.asinh({0})", "inverse hyperbolic sine"),
+    _O("acosh", 1, np.arccosh, _g_acosh, lambda a: _sp().acosh(a), "math.acosh({0})", "inverse hyperbolic cosine",
+       domain=(GT_1,)),
+    _O("atanh", 1, np.arctanh, _g_atanh, lambda a: _sp().atanh(a), "math.atanh({0})", "inverse hyperbolic tangent",
+       domain=(UNIT,)),
+    # error function, logarithms and powers of 2 and 10
+    _O("erf", 1, _np_erf, _g_erf, lambda a: _sp().erf(a), "math.erf({0})", "error function"),
+    _O("erfc", 1, _np_erfc, _g_erfc, lambda a: _sp().erfc(a), "math.erfc({0})",
+       "1 - erf(a), exact where erf(a) is near 1"),
+    _O("log2", 1, np.log2, _g_log2, lambda a: _sp().log(a, 2), "math.log2({0})", "base-2 logarithm",
+       domain=(POSITIVE,)),
+    _O("log10", 1, np.log10, _g_log10, lambda a: _sp().log(a, 10), "math.log10({0})", "base-10 logarithm",
+       domain=(POSITIVE,)),
+    _O("exp2", 1, np.exp2, _g_exp2, lambda a: 2**a, "(F(2.0) ** {0})", "2 ** a"),
+    _O("hypot", 2, np.hypot, _g_hypot, lambda a, b: _sp().sqrt(a**2 + b**2), "math.hypot({0}, {1})",
+       "sqrt(a*a + b*b) without overflow; gradient 0 at the origin", commutative=True),
+    _O("clip", 3, _np_clip, _g_clip, _sympy_clip, C_CLIP,
+       "min(max(x, lo), hi) as numpy.clip; d/dx = 1 on [lo, hi], bounds included", prelude=C_MAX),
+    _O("gelu", 1, _np_gelu, _g_gelu, lambda a: a / 2 * (1 + _sp().erf(a / _sp().sqrt(2))), C_GELU,
+       "x * Phi(x), the exact (erf) GELU; stable for large negative x"),
+    _O("floor", 1, np.floor, _g_zero, lambda a: _sp().floor(a), "np.floor({0})",
+       "largest integer <= a; derivative 0 (also at the jumps)", codes={"cuda": "math.floor({0})"}),
+    _O("ceil", 1, np.ceil, _g_zero, lambda a: _sp().ceiling(a), "np.ceil({0})",
+       "smallest integer >= a; derivative 0 (also at the jumps)", codes={"cuda": "math.ceil({0})"}),
+    # Local-gradient ops: made by autodiff, not written by users.
     _O("dsigmoid", 1, _np_dsigmoid, _g_dsigmoid,
        lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, C_DSIGMOID,
        "sigmoid'(a) = sigmoid(a)*sigmoid(-a), from one exp(-|a|)", internal=True,
@@ -292,19 +426,9 @@ for _spec in [
     _O("dtanh", 1, _np_dtanh, _g_dtanh, lambda a: 1 - _sp().tanh(a) ** 2, C_DTANH,
        "tanh'(a) = 1 - tanh(a)**2, from one exp(-2|a|)", internal=True,
        prelude=EXP_NEG_2ABS),
-    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), C_SIGN, "-1, 0 or 1 (abs')", internal=True, nonsmooth=True),
     _O("step", 1, _np_step, _g_zero, lambda a: _sp().Heaviside(a, 0), C_STEP,
-       "1 where a > 0 else 0 (relu')", internal=True, nonsmooth=True),
+       "1 where a > 0 else 0 (relu')", internal=True),
     _O("cmpw", 2, _np_cmpw, _g_zero, lambda a, b: _sp().Heaviside(a - b, _sp().S.Half), C_CMPW,
-       "1 where a > b, 1/2 where a == b, 0 where a < b (max/min')",
-       internal=True, nonsmooth=True),
+       "1 where a > b, 1/2 where a == b, 0 where a < b (max/min')", internal=True),
 ]:
-    register(_spec)
-
-# User-facing functions of the formula language: name -> op. pow(a, b) is `**`.
-FUNCTIONS: dict[str, str] = {
-    name: name
-    for name, spec in REGISTRY.items()
-    if spec.name not in ("add", "sub", "mul", "div", "neg")
-}
-CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+    register_op(_spec)

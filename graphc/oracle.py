@@ -8,10 +8,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .ir import Graph
-from .ops import REGISTRY
+from .registry import REGISTRY
 
 DIGITS = 40
 MAXN = 3000  # the most digits evalf may use to resolve cancellation
+
+
+_EXACT: dict[float, object] = {}
+
+
+def exact_constant(v: float):
+    """SymPy value of a graph constant: an integer, a known irrational constant
+    that derivative rules and constant folding produce (2/sqrt(pi), log(2),
+    sqrt(2), ...: their float64 rounding maps back to the exact value), or the
+    float itself at 40 digits."""
+    import sympy as sp
+
+    if v == v and abs(v) < 2**53 and v == int(v):
+        return sp.Integer(int(v))
+    if not _EXACT:
+        pi, two = sp.pi, sp.Integer(2)
+        for c in (pi, sp.E, sp.sqrt(two), 1 / sp.sqrt(two), 2 / sp.sqrt(pi), 1 / sp.sqrt(2 * pi), sp.log(two),
+                  sp.log(10), 1 / sp.log(two), 1 / sp.log(10), pi / 2, pi / 4, sp.sqrt(pi)):
+            _EXACT[float(c)] = c
+            _EXACT[-float(c)] = -c
+    hit = _EXACT.get(v)
+    return hit if hit is not None else sp.Float(repr(v), DIGITS)
 
 
 def to_sympy(graph: Graph, outputs: Sequence[str] | None = None) -> tuple[dict, dict]:
@@ -23,12 +45,24 @@ def to_sympy(graph: Graph, outputs: Sequence[str] | None = None) -> tuple[dict, 
     env: dict[int, object] = {id(n): syms[n.attr] for n in graph.inputs}
     for n in graph.body:
         if n.op == "const":
-            v = n.value
-            env[id(n)] = sp.Integer(int(v)) if v == int(v) and abs(v) < 2**53 else sp.Float(repr(v), DIGITS)
+            env[id(n)] = exact_constant(n.value)
         else:
             env[id(n)] = REGISTRY[n.op].sympy(*(env[id(a)] for a in n.args))
     names = outputs if outputs is not None else graph.output_names
     return {name: env[id(graph.output(name))] for name in names}, syms
+
+
+def derivative(expr, sym):
+    """sympy.diff, with the derivatives SymPy leaves unevaluated for piecewise
+    constant functions (floor, ceiling: `Derivative(floor(x), x)`) set to 0, as
+    graphc defines them (the jumps themselves are a null set)."""
+    import sympy as sp
+
+    d = sp.diff(expr, sym)
+    if d.has(sp.Derivative):
+        d = d.replace(lambda a: isinstance(a, sp.Derivative) and isinstance(a.expr, (sp.floor, sp.ceiling)),
+                      lambda a: sp.S.Zero).doit()
+    return d
 
 
 def exact(
@@ -52,11 +86,11 @@ def exact(
     subs = {syms[k]: sp.Float(repr(float(v)), digits) for k, v in point.items() if k in syms}
     out: dict[str, float] = {"f": _ev(f, subs, digits)}
     for x in wrt:
-        d = sp.diff(f, syms[x])
+        d = derivative(f, syms[x])
         out[grad_name("f", x)] = _ev(d, subs, digits)
         if order == 2:
             for y in wrt:
-                out[grad_name(grad_name("f", x), y)] = _ev(sp.diff(d, syms[y]), subs, digits)
+                out[grad_name(grad_name("f", x), y)] = _ev(derivative(d, syms[y]), subs, digits)
     return out
 
 
@@ -134,11 +168,10 @@ def sympy_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: 
                     digits: int = DIGITS) -> list[list[float]]:
     """[f, df/dw...] at each point, from SymPy's exact derivatives evaluated with
     mpmath at adaptive precision."""
-    import sympy as sp
 
     exprs, syms = to_sympy(forward, [forward.output_names[0]])
     f = exprs[forward.output_names[0]]
-    outs = [f] + [sp.diff(f, syms[w]) for w in wrt]
+    outs = [f] + [derivative(f, syms[w]) for w in wrt]
     order = list(forward.input_names)
     fn = _mp_funcs(outs, [syms[n] for n in order])
     return [eval_adaptive(fn, [p[n] for n in order], digits) for p in points]

@@ -1,6 +1,7 @@
 """graphc check: verdicts against SymPy, exit codes, time limits, swell report."""
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -47,11 +48,12 @@ def test_check_targets_and_dtypes(target, dtype):
 
 def test_broken_rule_makes_check_exit_1():
     code = (
-        "import sys, graphc.ops as ops, graphc.ir as ir\n"
+        "import sys, dataclasses, graphc.registry as reg, graphc.ir as ir\n"
         "from graphc.cli import main\n"
-        "spec = ops.REGISTRY['tanh']\n"
+        "spec = reg.REGISTRY['tanh']\n"
         "bad = lambda n, g: (ir.make('mul', g, ir.make('tanh', n.args[0])),)\n"
-        "ops.REGISTRY['tanh'] = type(spec)(**{**spec.__dict__, 'grad': bad})\n"
+        "reg.unregister_op('tanh')\n"
+        "reg.register_op(dataclasses.replace(spec, grad=bad))\n"
         "sys.exit(main(['check', 'tanh(x) * y', '--points', '8', '--target', 'numpy']))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -87,12 +89,23 @@ def test_time_limit_falls_back_and_says_so():
 
 def test_domain_inference():
     g = graphc.parse("log(a) + sqrt(b) + c/d + log1p(g) + f**2 + h**c")
-    dom = checker.infer_domains(g)
-    assert dom == {"a": "positive", "b": "positive", "c": "real", "d": "nonzero", "g": "gt-1", "f": "real",
+    dom = {k: d.name for k, d in checker.infer_domains(g).items()}
+    assert dom == {"a": "positive", "b": "positive", "c": "real", "d": "nonzero", "g": "> -1", "f": "real",
                    "h": "positive"}
     pts = checker.sample_points(g, 20, 0, "float64")
     assert all(p["a"] > 0 and p["b"] > 0 and p["d"] != 0 and p["g"] > -1 and p["h"] > 0 for p in pts)
     assert any(p["c"] == 700.0 for p in pts) and any(p["c"] == -1e-8 for p in pts)
+
+
+def test_domains_intersect_and_edges_are_sampled():
+    g = graphc.parse("asin(x) + log(x) + acosh(y) + atanh(z)")
+    dom = checker.infer_domains(g)
+    assert (dom["x"].lo, dom["x"].hi) == (0.0, 1.0)  # (-1, 1) and (0, inf)
+    assert (dom["y"].lo, dom["y"].hi) == (1.0, math.inf)
+    pts = checker.sample_points(g, 50, 1, "float64")
+    assert all(0 < p["x"] < 1 and p["y"] > 1 and -1 < p["z"] < 1 for p in pts)
+    assert any(p["y"] == 1 + 1e-8 for p in pts) and any(p["z"] == -1 + 1e-8 for p in pts)
+    assert any(p["x"] == 1 - 1e-8 for p in pts)
 
 
 def test_error_measures():

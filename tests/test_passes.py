@@ -45,6 +45,9 @@ NEGATIVE = {
     "log(1 + x)": "log(2 + x)",
     "exp(x) - 1": "exp(x) - 2",
 }
+# gelu from its erf form: the erf argument must be the same x
+NEGATIVE.update({r.pattern_text: r.pattern_text.replace("erf(x", "erf(y")
+                 for r in fuse_mod.RULES if r.replacement_text == "gelu(x)"})
 
 
 def _fired(graph, rule):

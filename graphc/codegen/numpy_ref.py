@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, topo_order
-from ..ops import REGISTRY
+from ..registry import REGISTRY
 
 
 def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ import math
 import re
 
 from ..ir import Graph
-from ..ops import REGISTRY
+from ..registry import REGISTRY
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 

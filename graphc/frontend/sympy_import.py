@@ -11,8 +11,31 @@ import re
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, const, input_node, make
+from ..registry import user_functions, version
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+_TABLE: dict[str, object] = {}
+
+
+def sympy_functions() -> dict[object, str]:
+    """SymPy function class -> graphc op, derived from each op's SymPy facet:
+    an op whose SymPy form is one function applied to its own arguments
+    (exp(a), atan2(a, b), Max(a, b)) imports from that function. Rebuilt when
+    the registry changes."""
+    if _TABLE.get("version") != version():
+        import sympy as sp
+
+        table: dict[object, str] = {}
+        for spec in user_functions():
+            args = sp.symbols(f"a0:{spec.arity}", real=True)
+            try:
+                e = spec.sympy(*args)
+            except Exception:  # a facet that needs more than symbols: no direct import
+                continue
+            if isinstance(e, sp.core.function.Application) and set(e.args) == set(args) and len(e.args) == len(args):
+                table.setdefault(e.func, spec.name)
+        _TABLE.update(version=version(), table=table)
+    return _TABLE["table"]  # type: ignore[return-value]
 
 
 def _fold(op: str, nodes: list[Node]) -> Node:
@@ -32,8 +55,7 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
     if expr.has(sp.I):
         raise UnsupportedError("complex numbers (I) are not supported: graphc computes real functions")
 
-    unary = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
-             sp.tanh: "tanh", sp.Abs: "abs", sp.sign: "sign"}
+    functions = sympy_functions()
     symbols: dict[str, Node] = {}
     done: dict[object, Node] = {}
 
@@ -84,14 +106,20 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
             if e.exp == -1:
                 return make("div", const(1.0, dtype), b)
             return make("pow", b, x)
-        if func in unary:
-            return make(unary[func], args[0])
-        if func in (sp.Max, sp.Min):
-            return _fold("max" if func is sp.Max else "min", args)
+        op = functions.get(func)
+        if op is not None:
+            from ..registry import get
+
+            arity = get(op).arity
+            if len(args) == arity:
+                return make(op, *args)
+            if arity == 2 and len(args) > 2 and get(op).commutative:  # Max(a, b, c)
+                return _fold(op, args)
         name = getattr(func, "__name__", str(func))
+        known = ", ".join(sorted(getattr(f, "__name__", str(f)) for f in functions))
         raise UnsupportedError(
-            f"SymPy function {name} is not supported by graphc "
-            f"(supported: exp, log, sqrt, sin, cos, tan, tanh, Abs, sign, Max, Min, +, -, *, /, **)"
+            f"SymPy function {name} (with {len(args)} argument(s)) is not supported by graphc "
+            f"(supported: {known}, sqrt, +, -, *, /, **)"
         )
 
     # iterative post-order traversal

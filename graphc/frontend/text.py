@@ -14,12 +14,15 @@ appearance.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 
 from ..errors import ArityError, LimitError, ParseError, UnknownFunctionError
 from ..ir import Graph, Node, const, input_node, make
-from ..ops import CONSTANTS, FUNCTIONS, REGISTRY
+from ..registry import user_function, user_functions
+
+CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 MAX_FORMULA_CHARS = 5_000_000
 
@@ -50,7 +53,9 @@ _KEYWORDS = {
 }
 # Names from other libraries, suggested (never silently accepted) when unknown.
 _ALIASES = {"ln": "log", "logistic": "sigmoid", "expit": "sigmoid", "maximum": "max", "minimum": "min",
-            "power": "pow", "fabs": "abs", "Abs": "abs", "Max": "max", "Min": "min"}
+            "power": "pow", "fabs": "abs", "Abs": "abs", "Max": "max", "Min": "min",
+            "arctan": "atan", "arcsin": "asin", "arccos": "acos", "arctan2": "atan2", "arcsinh": "asinh",
+            "arccosh": "acosh", "arctanh": "atanh", "clamp": "clip", "ceiling": "ceil", "signum": "sign"}
 
 _NUMBER_RE = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _DIGITS = "0123456789"
@@ -226,14 +231,14 @@ def parse_formula(text: str, dtype: str = "f64", inputs: tuple[str, ...] | None 
                     func = word
                     if word in CONSTANTS:
                         raise ParseError(f"'{word}' is a constant, not a function", text, tok.col)
-                    if func not in FUNCTIONS:
+                    if user_function(func) is None:
                         raise UnknownFunctionError(_unknown_function(word), text, tok.col)
                     ops.append(_Frame(nxt.col, func, tok.col))
                     i += 1
                     if toks[i].kind == ")":
                         raise ArityError(_arity_msg(func, 0), text, toks[i].col)
                     continue  # still expecting an operand
-                if word in FUNCTIONS:
+                if user_function(word) is not None:
                     raise ParseError(f"'{word}' is a function: call it as {word}(...)", text, tok.col)
                 if word in CONSTANTS:
                     vals.append((const(CONSTANTS[word], dtype), tok.col, False))
@@ -275,7 +280,8 @@ def parse_formula(text: str, dtype: str = "f64", inputs: tuple[str, ...] | None 
             ops.pop()
             if frame.func is not None:
                 nargs = frame.nargs + 1
-                spec = REGISTRY[frame.func]
+                spec = user_function(frame.func)
+                assert spec is not None  # checked when the call opened
                 if nargs != spec.arity:
                     raise ArityError(_arity_msg(frame.func, nargs), text, frame.func_col)
                 args = [vals.pop()[0] for _ in range(nargs)][::-1]
@@ -316,20 +322,19 @@ def _make_graph(root: Node, order: list[str], vars_: dict[str, Node], dtype: str
     return Graph(nodes, [("f", root)])
 
 
-def _known_names() -> list[str]:
-    return sorted(n for n, s in REGISTRY.items() if n in FUNCTIONS and not s.internal)
-
-
 def _unknown_function(name: str) -> str:
-    if name in _ALIASES:
+    known = [s.name for s in user_functions()]
+    if name in _ALIASES and _ALIASES[name] in known:
         return f"unknown function '{name}': did you mean '{_ALIASES[name]}'?"
-    close = difflib.get_close_matches(name, list(FUNCTIONS), n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     if close:
         return f"unknown function '{name}': did you mean '{close[0]}'?"
-    return f"unknown function '{name}'; known functions: {', '.join(_known_names())}"
+    return f"unknown function '{name}'; known functions: {', '.join(known)}"
 
 
 def _arity_msg(func: str, got: int) -> str:
-    want = REGISTRY[func].arity
+    spec = user_function(func)
+    assert spec is not None
+    want = spec.arity
     plural = "argument" if want == 1 else "arguments"
     return f"{func}() takes {want} {plural}, got {got}"

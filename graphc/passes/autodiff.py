@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import ArgumentError
 from ..ir import Graph, Node, const, make, topo_order
-from ..ops import REGISTRY
+from ..registry import REGISTRY
 
 
 def gradients(root: Node, wrt: Sequence[Node]) -> list[Node]:

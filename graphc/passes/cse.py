@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from ..ir import Graph, Node, make
-from ..ops import REGISTRY
+from ..registry import REGISTRY
 
 
 def cse(graph: Graph, ctx=None) -> Graph:

@@ -1,7 +1,7 @@
 """Fusion of compound ops into single nodes with stable forward and backward forms.
 
 Two tables, each applied to a fixed point: the first recognises the big
-patterns (sigmoid, tanh, softplus, logaddexp), the second the small ones
+patterns (sigmoid, tanh, softplus, logaddexp, gelu), the second the small ones
 (log1p, expm1, relu), so `exp(2*x) - 1` inside a tanh is not taken by expm1 first.
 """
 
@@ -24,6 +24,18 @@ COMPOUND = [
     Rule("(1 - exp(-2*x)) / (1 + exp(-2*x))", "tanh(x)"),     # (1-e^-2x)/(1+e^-2x) -> tanh(x)
     Rule("2 * sigmoid(2*x) - 1", "tanh(x)"),                  # 2*sigmoid(2x)-1 -> tanh(x)
     Rule("log(exp(a) + exp(b))", "logaddexp(a, b)"),          # log(e^a+e^b) -> logaddexp(a, b)
+]
+
+# x/sqrt(2) as constant folding leaves it: a division by, or a product with, a literal
+_HALF_SQRT2 = ("x / 1.4142135623730951", "x * 0.7071067811865476")
+COMPOUND += [
+    Rule(form.format(arg=arg), "gelu(x)")
+    for arg in _HALF_SQRT2
+    for form in (
+        "0.5 * x * (1 + erf({arg}))",                         # 0.5*x*(1+erf(x/sqrt2)) -> gelu(x)
+        "0.5 * (x * (1 + erf({arg})))",                       # 0.5*(x*(1+erf(x/sqrt2))) -> gelu(x)
+        "x * (1 + erf({arg})) / 2",                           # x*(1+erf(x/sqrt2))/2 -> gelu(x)
+    )
 ]
 
 SIMPLE = [

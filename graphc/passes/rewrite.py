@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node, const, make
-from ..ops import REGISTRY
+from ..registry import REGISTRY
 
 MAX_SWEEPS = 64
 

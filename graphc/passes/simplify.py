@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, Node, const
-from ..ops import REGISTRY
+from ..registry import REGISTRY
 from .rewrite import FnRule, Rule, Table, rewrite
 
 
