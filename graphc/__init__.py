@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import ops  # noqa: F401  (registers the built-in ops before anything builds a graph)
-from .api import CompiledFunction, compile, hessian
+from .api import CompiledFunction, compile, hessian, targets
 from .checker import CheckReport, check
 from .errors import (
     ArgumentError,
@@ -19,11 +19,23 @@ from .errors import (
 from .frontend import parse
 from .ir import Graph, Node, parse_graph, print_graph, to_dot, to_json, verify
 from .passes.autodiff import autodiff, gradients, hessian_graph
+from .program import Program
+from .registry import Domain, OpSpec, register_op, unregister_op
+from .version import __version__
 
-__version__ = "0.1.0"
+
+def emit(source: object, target: str | None = None, kind: str = "source", **opts: object) -> str:
+    """The generated kernel of a formula (or Program) for a target, as text:
+    kind "source", "llvm" (cpu, parallel) or "ptx" (cuda; cc="9.0"). Needs no GPU."""
+    from .codegen.targets import emit as _emit
+
+    program = source if isinstance(source, Program) else Program(source)
+    return _emit(program.graph, target, kind, **opts)
+
 
 __all__ = [
-    "compile", "hessian", "check", "CheckReport", "CompiledFunction", "parse", "Graph", "Node", "parse_graph", "print_graph",
+    "compile", "hessian", "check", "emit", "targets", "Program", "register_op", "unregister_op", "OpSpec",
+    "Domain", "CheckReport", "CompiledFunction", "parse", "Graph", "Node", "parse_graph", "print_graph",
     "to_json", "to_dot", "verify", "autodiff", "gradients", "hessian_graph",
     "GraphcError", "ParseError", "UnknownFunctionError", "ArityError", "LimitError", "IRError",
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "__version__",

@@ -35,8 +35,16 @@ def _parse_assignments(items: Sequence[str]) -> dict[str, float]:
     return values
 
 
-def _add_compile_opts(p: argparse.ArgumentParser, target_default: str | None = None) -> None:
-    p.add_argument("--target", default=target_default, help="cpu (default), parallel, cuda or numpy (reference)")
+def _target_help(names: Sequence[str] | None = None) -> str:
+    import graphc
+
+    rows = graphc.targets()
+    return "; ".join(f"{n}: {rows[n]}" for n in (names or rows))
+
+
+def _add_compile_opts(p: argparse.ArgumentParser, target_default: str | None = None,
+                      targets: Sequence[str] | None = None) -> None:
+    p.add_argument("--target", default=target_default, help=_target_help(targets))
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--wrt", default=None, help="comma-separated names to differentiate by (default: all)")
     p.add_argument("--passes", default=None, help="comma-separated pipeline, e.g. simplify,fuse,autodiff,cse,dce")
@@ -59,65 +67,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_ir(args: argparse.Namespace) -> int:
     import graphc
 
-    from .frontend import parse
-    from .ir import canonical_dtype, print_graph, to_dot, to_json
-    from .passes.manager import (
-        PassContext,
-        format_print_after_all,
-        format_stats,
-        normalize_pipeline,
-        run_pipeline,
-    )
-
-    if args.no_grad:
-        fwd = parse(args.formula, dtype=canonical_dtype(args.dtype))
-        pipeline = normalize_pipeline(args.passes, grad=False)
-        graph, records = run_pipeline(fwd, pipeline, PassContext(), keep_ir=args.print_after_all)
-        forward_ops = graph.op_count()
-    else:
-        fn = graphc.compile(args.formula, wrt=args.wrt, target="numpy", dtype=args.dtype, passes=args.passes)
-        graph, records, fwd = fn.graph, fn.records, fn.forward_graph
-        forward_ops = fn.optimised_forward().op_count()
+    prog = graphc.Program(args.formula, wrt=None if args.no_grad else args.wrt, dtype=args.dtype,
+                          passes=args.passes, grad=not args.no_grad)
     if args.print_after_all:
-        print(format_print_after_all(records, fwd))
+        print(prog.print_after_all())
         print()
     elif args.format == "json":
-        print(to_json(graph))
+        print(graphc.to_json(prog.graph))
     elif args.format == "dot":
-        print(to_dot(graph))
+        print(graphc.to_dot(prog.graph))
     else:
-        print(print_graph(graph))
+        print(prog.ir)
     if args.stats:
-        print(format_stats(records, forward_ops=None if args.no_grad else forward_ops),
-              file=sys.stderr if args.format == "json" else sys.stdout)
+        print(prog.stats(), file=sys.stderr if args.format == "json" else sys.stdout)
     return 0
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
     import graphc
 
-    if args.target not in ("cpu", "parallel", "cuda"):
-        raise GraphcError(f"emit: target {args.target!r} generates no kernel; use --target cpu, parallel or cuda")
-    if args.target == "cuda":  # source and PTX need no GPU
-        from .codegen import numba_cuda
-
-        fn = graphc.compile(args.formula, wrt=args.wrt, target="numpy", dtype=args.dtype, passes=args.passes)
-        if args.ptx:
-            try:
-                major, minor = (int(x) for x in args.cc.split("."))
-            except ValueError:
-                raise GraphcError(f"--cc expects MAJOR.MINOR such as 9.0, got {args.cc!r}") from None
-            print(numba_cuda.ptx(fn.graph, (major, minor)))
-        else:
-            print(numba_cuda.generate_source(fn.graph, (True,) * len(fn.inputs)))
-        return 0
-    if args.ptx:
-        raise GraphcError("--ptx needs --target cuda")
-    fn = graphc.compile(args.formula, wrt=args.wrt, target=args.target, dtype=args.dtype, passes=args.passes)
-    if args.llvm:
-        print(fn._kernel.llvm())
-    else:
-        print(fn.source)
+    if args.llvm and args.ptx:
+        raise GraphcError("--llvm and --ptx: choose one")
+    kind = "llvm" if args.llvm else "ptx" if args.ptx else "source"
+    prog = graphc.Program(args.formula, wrt=args.wrt, dtype=args.dtype, passes=args.passes)
+    print(graphc.emit(prog, target=args.target, kind=kind, cc=args.cc))
     return 0
 
 
@@ -148,6 +121,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emitting(kind: str | None = None) -> list[str]:
+    from .codegen.targets import TARGETS
+
+    return [n for n, t in TARGETS.items() if t.emits and (kind is None or kind in t.emits)]
+
+
+def _emitters(kind: str) -> str:
+    return "--target " + " or ".join(_emitting(kind))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphc", description="Compile formulas to value+gradient functions.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -172,10 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("emit", help="print the generated kernel source (or its LLVM IR)")
     m.add_argument("formula")
-    m.add_argument("--llvm", action="store_true", help="the LLVM IR Numba made for the kernel")
-    m.add_argument("--ptx", action="store_true", help="PTX for --target cuda (no GPU needed)")
+    m.add_argument("--llvm", action="store_true", help="the LLVM IR of the kernel (" + _emitters("llvm") + ")")
+    m.add_argument("--ptx", action="store_true", help="PTX, no GPU needed (" + _emitters("ptx") + ")")
     m.add_argument("--cc", default="9.0", help="compute capability for --ptx (default 9.0)")
-    _add_compile_opts(m, target_default="cpu")
+    _add_compile_opts(m, target_default="cpu", targets=_emitting())
     m.set_defaults(func=cmd_emit)
 
     k = sub.add_parser("check", help="check every output against SymPy's exact derivatives (exit 1 on disagreement)")
@@ -186,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--swell", action="store_true", help="expression-swell report: graphc vs SymPy op counts")
     k.add_argument("--time-limit", type=float, default=20.0, help="seconds SymPy may take per task")
     k.add_argument("--no-symbolic", action="store_true", help="numeric verdict only")
-    k.add_argument("--target", default="cpu", help="cpu (default), parallel or numpy")
+    k.add_argument("--target", default="cpu", help=_target_help())
     k.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     k.add_argument("--wrt", default=None)
     k.set_defaults(func=cmd_check)

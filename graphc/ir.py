@@ -245,6 +245,7 @@ class Graph:
 
 # --------------------------------------------------------------------- printer
 
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")
 _OUT_RE = re.compile(r"^[^\s\"=]+$")
 
 
@@ -392,6 +393,8 @@ def verify(graph: Graph) -> None:
     for n in graph.inputs:
         if not isinstance(n, Node) or n.op != "input":
             raise IRError(f"graph input {n!r} is not an input node")
+        if not isinstance(n.attr, str) or not _IDENT_RE.match(n.attr):
+            raise IRError(f"input name {n.attr!r} is not an identifier (ASCII letters, digits and '_')")
         if n.attr in names:
             raise IRError(f"input %{n.attr} appears twice")
         names.add(n.attr)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ PROBE = textwrap.dedent(
         fn = graphc.compile(FORMULA)
         v, g = fn(2.0, -1.0, -3.0, -2.0, -3.0)
         t2 = time.perf_counter()
-    key, mod = fn._kernel.module((True,) * 5)
+    key, mod = fn.kernel.module((True,) * 5)
     print(json.dumps({
         "value": v, "grad": g, "seconds": t2 - t1,
         "hits": sum(mod.scalar.stats.cache_hits.values()),

@@ -30,9 +30,9 @@ def test_source_is_one_fused_loop():
 
 def test_float32_kernels_compute_in_float32():
     fn = graphc.compile(MIXED, target="cpu", dtype="float32")
-    llvm = fn._kernel.llvm()
+    llvm = fn.emit("llvm")
     assert "double" not in llvm, [ln for ln in llvm.splitlines() if "double" in ln][:5]
-    f64 = graphc.compile(MIXED, target="cpu", dtype="float64")._kernel.llvm()
+    f64 = graphc.compile(MIXED, target="cpu", dtype="float64").emit("llvm")
     assert "double" in f64
 
 

@@ -1,9 +1,15 @@
-"""Output buffers on the host, shared by the numpy and Numba CPU targets: fresh
-ones in one allocation, or the caller's `out=` buffers, validated."""
+"""Output buffers: one validator for every target's `out=`, host or device.
+
+`out=` is a list in output order or a dict keyed by output name; each buffer
+must be a writable C-contiguous array of the call's broadcast shape and the
+kernel's dtype. Host targets accept NumPy arrays; the CUDA target accepts
+device arrays (`__cuda_array_interface__`) or NumPy arrays. Backends call
+`check_out`, never their own copy of these rules.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,26 +17,80 @@ import numpy as np
 from ..errors import ArgumentError
 
 
-def host_outputs(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype) -> list[np.ndarray]:
+def as_buffer_list(out: Any, names: Sequence[str]) -> list[Any]:
+    """`out=` as a list in output order (from a list, tuple or dict)."""
     n_out = len(names)
-    if out is None:  # one allocation; each output is a contiguous row of it
-        if not shape:
-            return [np.empty((), dtype=dtype) for _ in range(n_out)]
-        return list(np.empty((n_out, *shape), dtype=dtype))
-    if isinstance(out, dict):
+    if isinstance(out, Mapping):
+        unknown = [k for k in out if k not in names]
+        if unknown:
+            raise ArgumentError(f"out= names {', '.join(map(repr, unknown))}, which are not outputs "
+                                f"(outputs: {', '.join(names)})")
         missing = [k for k in names if k not in out]
         if missing:
             raise ArgumentError(f"out= lacks buffers for {', '.join(missing)}")
-        out = [out[k] for k in names]
-    out = list(out)
+        return [out[k] for k in names]
+    if not isinstance(out, (list, tuple)):
+        raise ArgumentError(f"out= must be a list or dict of {n_out} arrays ({', '.join(names)}), "
+                            f"got {type(out).__name__}")
     if len(out) != n_out:
         raise ArgumentError(f"out= needs {n_out} buffers ({', '.join(names)}), got {len(out)}")
+    return list(out)
+
+
+def _layout(o: Any) -> tuple[tuple, np.dtype, bool, bool] | None:
+    """(shape, dtype, C-contiguous, writable) of a host or device array, else None."""
+    if type(o) is np.ndarray:
+        return o.shape, o.dtype, bool(o.flags.c_contiguous), bool(o.flags.writeable)
+    cai = getattr(o, "__cuda_array_interface__", None)
+    if cai is not None:
+        shape, dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
+        strides = cai.get("strides")
+        contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
+        return shape, dtype, contiguous, not cai["data"][1]
+    if hasattr(o, "is_c_contiguous") and hasattr(o, "shape"):  # Numba's CUDA simulator array
+        return tuple(o.shape), np.dtype(o.dtype), bool(o.is_c_contiguous()), True
+    return None
+
+
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    strides, step = [], itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+def is_device(o: Any) -> bool:
+    return type(o) is not np.ndarray and _layout(o) is not None
+
+
+def check_out(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype, device: bool = False) -> list[Any]:
+    """The caller's buffers as a list in output order, each validated: host
+    NumPy arrays, or (device=True) device arrays."""
+    bufs = as_buffer_list(out, names)
     shape = tuple(shape)
-    for name, o in zip(names, out):
-        if type(o) is not np.ndarray or o.dtype != dtype or o.shape != shape \
-                or not (o.flags.c_contiguous and o.flags.writeable):
-            got = f"{type(o).__name__}{getattr(o, 'shape', '')} {getattr(o, 'dtype', '')}"
-            raise ArgumentError(
-                f"out= buffer for {name} must be a writable C-contiguous {dtype} array of shape {shape}, got {got}"
-            )
-    return out
+    kind = "device" if device else "NumPy"
+    for name, o in zip(names, bufs):
+        lay = _layout(o)
+        if lay is not None and is_device(o) != device:
+            lay = None
+        if lay is None or lay[0] != shape or lay[1] != dtype or not lay[2] or not lay[3]:
+            got = f"{type(o).__name__}{getattr(o, 'shape', '')} {getattr(o, 'dtype', '')}".strip()
+            raise ArgumentError(f"out= buffer for {name} must be a writable C-contiguous {dtype} array "
+                                f"of shape {shape} ({kind}), got {got}")
+    seen: dict[int, str] = {}
+    for name, o in zip(names, bufs):
+        if id(o) in seen:
+            raise ArgumentError(f"out= gives one buffer for both {seen[id(o)]} and {name}")
+        seen[id(o)] = name
+    return bufs
+
+
+def host_outputs(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype) -> list[np.ndarray]:
+    """Fresh output arrays in one allocation (each a contiguous row), or the
+    caller's validated `out=` buffers."""
+    if out is None:
+        if not shape:
+            return [np.empty((), dtype=dtype) for _ in names]
+        return list(np.empty((len(names), *shape), dtype=dtype))
+    return check_out(out, names, shape, dtype)

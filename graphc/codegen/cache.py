@@ -39,7 +39,7 @@ def cache_dir() -> Path:
 def cache_key(*parts: str) -> str:
     import numba
 
-    from .. import __version__
+    from ..version import __version__
 
     h = hashlib.sha256()
     for p in (*parts, __version__, numba.__version__):

@@ -21,7 +21,9 @@ import numpy as np
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
 from .buffers import host_outputs
+from .kernel import Kernel
 from .scalar import Body, indent
+from .targets import Target
 
 PARALLEL_MIN = 32_768  # below this many elements the parallel target runs serially
 
@@ -29,14 +31,15 @@ _LOADED: dict[str, object] = {}  # cache key -> loaded module (one per process)
 _LOCK = threading.Lock()
 
 
-def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: bool = True) -> str:
+def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: bool = False,
+                    use_cache: bool = True) -> str:
     """Python source of a module with `kernel` (and `kernel_parallel`), compiled
     by `compiled(name)` for C-contiguous 1-D arrays, and `scalar` over floats.
     mask[k]: input k is a full array (else a 1-element array broadcast to all)."""
-    body = Body(graph)
+    body = Body(graph, backend="cpu")
     dt = DTYPE_NUMPY[graph.dtype]
     names = body.input_vars()
-    arr = [f"a_{v[2:]}" for v in names]
+    arr = [f"a{k}" for k in range(len(names))]
     outs = [f"o{k}" for k in range(len(body.outputs))]
     sig = ", ".join(["n", *arr, *outs])
     ir_comment = ["# " + ln for ln in print_graph(graph).splitlines()]
@@ -79,7 +82,7 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], use_cache: 
         return lines + ["", ""]
 
     src += loop("kernel", parallel=False)
-    if target == "parallel":
+    if parallel:
         src += loop("kernel_parallel", parallel=True)
     src += [
         "def compiled(name):",
@@ -151,29 +154,27 @@ def _first_use(key: str, mod, use):
         return use(mod)
 
 
-class NumbaKernel:
+class NumbaKernel(Kernel):
     """Runs a graph through generated Numba kernels; `source` is the all-array variant."""
 
-    def __init__(self, graph: Graph, target: str):
-        self.graph = graph
+    def __init__(self, graph: Graph, target: str, parallel: bool):
+        super().__init__(graph)
         self.target = target
+        self.parallel = parallel
         self.ir_text = print_graph(graph)
-        self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
         self.n_in = len(graph.inputs)
-        self.n_out = len(graph.outputs)
         self._full = (True,) * self.n_in
         self._variants: dict[tuple[bool, ...], tuple[str, str]] = {}
         self._dispatchers: dict[tuple, object] = {}
-        self._scalar_fn = None
         self._fast_serial = None  # compiled all-array kernels, once they have run
         self._fast_parallel = None
-        self.source = generate_source(graph, target, self._full)
+        self.source = generate_source(graph, target, self._full, parallel)
 
     def module(self, mask: tuple[bool, ...]):
         """(cache key, loaded module) of the kernel variant for this array/scalar mask."""
         hit = self._variants.get(mask)
         if hit is None:
-            src = self.source if all(mask) else generate_source(self.graph, self.target, mask)
+            src = self.source if all(mask) else generate_source(self.graph, self.target, mask, self.parallel)
             variant = "".join("a" if m else "s" for m in mask)
             hit = (cache.cache_key(self.ir_text, self.target, self.graph.dtype, variant, src), src)
             self._variants[mask] = hit
@@ -195,19 +196,11 @@ class NumbaKernel:
         return d
 
     # ------------------------------------------------------------- scalars
-    def scalar(self, *args: float) -> tuple:
-        fn = self._scalar_fn
-        if fn is None:
-            key, mod = self.module(self._full)
-            res = _first_use(key, mod, lambda m: m.scalar(*args))
-            self._scalar_fn = self.module(self._full)[1].scalar
-            return res
-        return fn(*args)
-
-    @property
-    def scalar_dispatcher(self):
-        """The Numba dispatcher of the scalar function, once it has run."""
-        return self._scalar_fn
+    def run_scalar(self, *args: float) -> tuple:
+        key, mod = self.module(self._full)
+        res = _first_use(key, mod, lambda m: m.scalar(*args))
+        self.fast_scalar = self.module(self._full)[1].scalar  # Numba's dispatcher, compiled now
+        return tuple(float(r) for r in res)
 
     # ---------------------------------------------------------------- arrays
     def run_contiguous(self, arrays: Sequence[np.ndarray], out=None):
@@ -216,7 +209,7 @@ class NumbaKernel:
         n = arrays[0].shape[0] if arrays[0].ndim == 1 else 0
         if n < 2:
             return None
-        kern = self._fast_parallel if self.target == "parallel" and n >= PARALLEL_MIN else self._fast_serial
+        kern = self._fast_parallel if self.parallel and n >= PARALLEL_MIN else self._fast_serial
         if kern is None:
             return None
         if out is None:
@@ -231,7 +224,7 @@ class NumbaKernel:
             return None  # wrong types or sizes: the general path converts or explains
         return list(outs)
 
-    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None) -> list[np.ndarray]:
+    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None, **options) -> list[np.ndarray]:
         n = int(np.prod(shape)) if shape else 1
         flat = []
         mask = []
@@ -247,14 +240,26 @@ class NumbaKernel:
         outs = self._outputs(out, shape, n)
         if n == 0:
             return outs
-        name = "kernel_parallel" if self.target == "parallel" and n >= PARALLEL_MIN else "kernel"
+        name = "kernel_parallel" if self.parallel and n >= PARALLEL_MIN else "kernel"
         self.dispatcher(tuple(mask), name)(n, *flat, *(o.reshape(-1) for o in outs))
         return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
 
     def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
-        return host_outputs(out, self.graph.output_names, shape, self.np_dtype)
+        return host_outputs(out, self.output_names, shape, self.np_dtype)
 
     def llvm(self) -> str:
-        """LLVM IR Numba made for the all-array serial kernel."""
-        d = self.dispatcher(self._full, "kernel")
-        return "\n".join(d.inspect_llvm().values())
+        """LLVM IR Numba made for the all-array serial kernel. Compiled afresh
+        in memory: Numba keeps no LLVM IR for machine code loaded from its cache."""
+        key, src = self._variants.get(self._full) or (cache.cache_key(self.ir_text, "llvm"), self.source)
+        mod = _exec_in_memory(f"{key}_llvm", src.replace("cache=True", "cache=False"))
+        return "\n".join(mod.compiled("kernel").inspect_llvm().values())
+
+
+def build(graph: Graph, target: Target) -> NumbaKernel:
+    return NumbaKernel(graph, target.name, bool(target.options.get("parallel")))
+
+
+def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
+    """"source": the generated module; "llvm": the LLVM IR Numba made from it."""
+    kernel = build(graph, target)
+    return kernel.llvm() if kind == "llvm" else kernel.source or ""

@@ -19,9 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArgumentError, BackendUnavailableError
+from ..errors import ArgumentError, BackendUnavailableError, GraphcError
 from ..ir import DTYPE_NUMPY, Graph, print_graph
+from .buffers import as_buffer_list, check_out
+from .kernel import Kernel
 from .scalar import Body, indent
+from .targets import Target
 
 REMEDIES = (
     "install the extra (pip install 'graphc[cuda]') on a machine with an NVIDIA GPU and driver, "
@@ -60,10 +63,10 @@ def require_gpu():
 
 def generate_source(graph: Graph, mask: Sequence[bool]) -> str:
     """Module source with `kernel` (grid-stride loop) and SIGNATURE."""
-    body = Body(graph)
+    body = Body(graph, backend="cuda")
     dt = DTYPE_NUMPY[graph.dtype]
     names = body.input_vars()
-    arr = [f"a_{v[2:]}" for v in names]
+    arr = [f"a{k}" for k in range(len(names))]
     outs = [f"o{k}" for k in range(len(body.outputs))]
     src = [
         f"# graphc CUDA kernel: {dt}, inputs {', '.join(graph.input_names)}",
@@ -125,6 +128,13 @@ def is_device_array(a: Any) -> bool:
     return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
 
 
+class DeviceArg:
+    """A device array during binding: its shape, without copying it to the host."""
+
+    def __init__(self, array: Any, shape: tuple):
+        self.array, self.shape = array, shape
+
+
 def device_shape_dtype(a: Any) -> tuple[tuple, np.dtype]:
     if hasattr(a, "__cuda_array_interface__"):
         cai = a.__cuda_array_interface__
@@ -139,17 +149,13 @@ def _as_device(cuda, a: Any):
 _is_device = is_device_array
 
 
-class CudaKernel:
-    """Runs a graph as one CUDA launch per call."""
-
-    scalar = None  # scalars go through the array path (a GPU launch per call)
+class CudaKernel(Kernel):
+    """Runs a graph as one CUDA launch per call (scalars too: no scalar fast path)."""
 
     def __init__(self, graph: Graph):
         self.cuda = require_gpu()
-        self.graph = graph
-        self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
+        super().__init__(graph)
         self.n_in = len(graph.inputs)
-        self.n_out = len(graph.outputs)
         self._full = (True,) * self.n_in
         self.source = generate_source(graph, self._full)
         self._kernels: dict[tuple[bool, ...], Any] = {}
@@ -181,8 +187,19 @@ class CudaKernel:
         max_blocks, block = cfg
         return max(1, min(max_blocks, math.ceil(n / block))), block
 
-    def run(self, arrays: Sequence[Any], shape: tuple, out=None, stream=0) -> list:
+    def convert(self, name: str, value: Any) -> Any:
+        """Device arrays stay on the device (as a DeviceArg); anything else is a host array."""
+        if is_device_array(value):
+            dshape, ddtype = device_shape_dtype(value)
+            if ddtype != self.np_dtype:
+                raise ArgumentError(f"argument {name!r} is a device array of dtype {ddtype}; "
+                                    f"the kernel is {self.np_dtype}")
+            return DeviceArg(value, dshape)
+        return super().convert(name, value)
+
+    def run(self, arrays: Sequence[Any], shape: tuple, out=None, stream=0, **options) -> list:
         cuda = self.cuda
+        arrays = [a.array if isinstance(a, DeviceArg) else a for a in arrays]
         on_device = any(_is_device(a) for a in arrays)
         n = int(np.prod(shape)) if shape else 1
         dev_in, mask = [], []
@@ -211,7 +228,7 @@ class CudaKernel:
             kern[blocks, threads, stream](n, *dev_in, *(o.reshape(o.size) for o in dev_out))
         if host_out is None:
             if out is not None:  # the caller's device buffers themselves
-                return list(out.values()) if isinstance(out, dict) else list(out)
+                return as_buffer_list(out, self.output_names)
             return dev_out
         for d, h in zip(dev_out, host_out):
             flat = d.reshape(d.size)
@@ -231,16 +248,27 @@ class CudaKernel:
             if on_device:
                 return dev, None
             return dev, [np.empty(shape, dtype=self.np_dtype) for _ in range(self.n_out)]
-        out = list(out.values()) if isinstance(out, dict) else list(out)
-        if len(out) != self.n_out:
-            raise ArgumentError(f"out= needs {self.n_out} buffers, got {len(out)}")
-        if all(_is_device(o) for o in out):
-            dev = [_as_device(cuda, o) for o in out]
-            for o in dev:
-                if tuple(o.shape) != tuple(shape) or o.dtype != self.np_dtype or not o.is_c_contiguous():
-                    raise ArgumentError(f"out= device buffers must be C-contiguous {self.np_dtype} of shape {shape}")
-            return dev, None
-        for o in out:
-            if not isinstance(o, np.ndarray) or o.shape != tuple(shape) or o.dtype != self.np_dtype:
-                raise ArgumentError(f"out= buffers must be {self.np_dtype} arrays of shape {tuple(shape)}")
-        return [cuda.device_array(shape, dtype=self.np_dtype, stream=stream) for _ in out], out
+        bufs = as_buffer_list(out, self.output_names)
+        if all(_is_device(o) for o in bufs):
+            check_out(bufs, self.output_names, shape, self.np_dtype, device=True)
+            return [_as_device(cuda, o) for o in bufs], None
+        host = check_out(bufs, self.output_names, shape, self.np_dtype)
+        return [cuda.device_array(shape or (1,), dtype=self.np_dtype, stream=stream) for _ in host], host
+
+
+def build(graph: Graph, target: Target) -> CudaKernel:
+    return CudaKernel(graph)
+
+
+def emit(graph: Graph, kind: str, target: Target, cc: str | tuple[int, int] = (9, 0), **opts) -> str:
+    """"source": the kernel module; "ptx": PTX for compute capability `cc`
+    ("9.0" or (9, 0)). Neither needs a GPU."""
+    if kind == "ptx":
+        if isinstance(cc, str):
+            try:
+                major, minor = (int(x) for x in cc.split("."))
+            except ValueError:
+                raise GraphcError(f"compute capability must be MAJOR.MINOR such as 9.0, got {cc!r}") from None
+            cc = (major, minor)
+        return ptx(graph, cc)
+    return generate_source(graph, (True,) * len(graph.inputs))

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph, topo_order
 from ..registry import REGISTRY
+from .buffers import host_outputs
+from .kernel import Kernel
+from .targets import Target
 
 
 def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
@@ -32,28 +36,22 @@ def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | 
     return [np.asarray(env[id(v)], dtype=dt) for _, v in want]
 
 
-class NumpyKernel:
+class NumpyKernel(Kernel):
     """Backend object: the bound input arrays in, every output (broadcast) out."""
 
-    target = "numpy"
-    scalar = None  # no scalar fast path
-
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self.source = None
-        self.np_dtype = np.dtype(DTYPE_NUMPY[graph.dtype])
-
-    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None) -> list[np.ndarray]:
+    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None, **options) -> list[np.ndarray]:
         res = [np.broadcast_to(r, shape) for r in evaluate(self.graph, arrays)]
         if out is None:
             return [np.array(r, dtype=self.np_dtype) for r in res]
-        from .buffers import host_outputs
-
-        bufs = host_outputs(out, self.graph.output_names, shape, self.np_dtype)
+        bufs = host_outputs(out, self.output_names, shape, self.np_dtype)
         for b, r in zip(bufs, res):
             b[...] = r
         return bufs
 
-    @property
-    def n_out(self) -> int:
-        return len(self.graph.outputs)
+
+def build(graph: Graph, target: Target) -> NumpyKernel:
+    return NumpyKernel(graph)
+
+
+def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
+    raise GraphcError("the numpy target generates no code")  # its table row lists nothing to emit

@@ -4,12 +4,9 @@ and CUDA backends: one statement per IR node, all intermediates as locals."""
 from __future__ import annotations
 
 import math
-import re
 
 from ..ir import Graph
 from ..registry import REGISTRY
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
 
 
 def literal(value: float) -> str:
@@ -24,15 +21,13 @@ def literal(value: float) -> str:
 class Body:
     """The straight-line code computing a graph's outputs for one element."""
 
-    def __init__(self, graph: Graph, overrides: dict[str, str] | None = None):
+    def __init__(self, graph: Graph, backend: str = "cpu"):
         self.graph = graph
-        self.overrides = overrides or {}
         self.var: dict[int, str] = {}
         self.consts: list[str] = []  # "c0 = F(1.0)" lines, hoisted out of loops
         self.lines: list[str] = []  # "t3 = math.exp(t2)  # exp" lines
-        for n in graph.inputs:
-            assert _IDENT.match(n.attr), n.attr  # names come from the parser
-            self.var[id(n)] = f"x_{n.attr}"
+        for k, n in enumerate(graph.inputs):  # positional names: no user text reaches the code
+            self.var[id(n)] = f"x{k}"
         preludes: dict[str, str] = {}
         k = 0
         for n in graph.body:
@@ -42,7 +37,7 @@ class Body:
                 self.var[id(n)] = name
                 continue
             spec = REGISTRY[n.op]
-            template = self.overrides.get(n.op, spec.code)
+            template = spec.code_for(backend)
             args = [self.var[id(a)] for a in n.args]
             pvar = ""
             if spec.prelude:

@@ -1,0 +1,91 @@
+"""The target table: the one place that names graphc's compile targets.
+
+Each row names a backend module (which provides `build` and `emit`, see
+`kernel.py`), a one-line summary (shown by `--help`, error messages and the
+README), the lower forms `graphc emit` can print, and options passed to the
+backend. The API, the CLI and the docs read this table; adding a backend is
+one module plus one `register_target` call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+from ..errors import GraphcError
+from ..ir import Graph
+from .kernel import Kernel
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str  # import path of the backend module
+    summary: str
+    emits: tuple[str, ...] = ()  # "source", "llvm", "ptx": what `graphc emit` can print
+    options: Mapping[str, Any] = field(default_factory=dict)  # passed to the backend via the Target
+    call_options: tuple[str, ...] = ()  # keyword options of a call besides out= (cuda: stream=)
+
+    def backend(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+_TARGETS: dict[str, Target] = {}
+TARGETS: Mapping[str, Target] = MappingProxyType(_TARGETS)
+DEFAULT_TARGET = "cpu"
+
+
+def register_target(target: Target) -> Target:
+    """Add a row (a backend defined elsewhere, e.g. in a test or a plug-in)."""
+    if target.name in _TARGETS:
+        raise GraphcError(f"target {target.name!r} is already registered")
+    _TARGETS[target.name] = target
+    return target
+
+
+def unregister_target(name: str) -> None:
+    _TARGETS.pop(name, None)
+
+
+def get_target(name: str | None) -> Target:
+    name = DEFAULT_TARGET if name is None else name
+    t = _TARGETS.get(name) if isinstance(name, str) else None
+    if t is None:
+        raise GraphcError(f"unknown target {name!r}; targets: {', '.join(_TARGETS)}")
+    return t
+
+
+def build(graph: Graph, target: str | Target | None) -> Kernel:
+    """Compile `graph` for a target (a name or a Target)."""
+    t = target if isinstance(target, Target) else get_target(target)
+    return t.backend().build(graph, t)
+
+
+def emit(graph: Graph, target: str | Target | None, kind: str = "source", **opts: Any) -> str:
+    """A lower form of the kernel for `graph` as text: "source", "llvm" or "ptx"."""
+    t = target if isinstance(target, Target) else get_target(target)
+    if kind not in t.emits:
+        can = [f"{n} ({', '.join(r.emits)})" for n, r in _TARGETS.items() if r.emits]
+        what = f"emits {', '.join(t.emits)}" if t.emits else "generates no kernel"
+        raise GraphcError(f"target {t.name!r} {what}, not {kind!r}; targets that emit: {'; '.join(can)}")
+    return t.backend().emit(graph, kind, t, **opts)
+
+
+def describe() -> str:
+    """The table as text: one line per target (for --help)."""
+    return "; ".join(f"{t.name}: {t.summary}" for t in _TARGETS.values())
+
+
+for _t in (
+    Target("cpu", "graphc.codegen.numba_cpu", "one fused Numba loop, serial (the default)",
+           emits=("source", "llvm"), options={"parallel": False}),
+    Target("parallel", "graphc.codegen.numba_cpu", "the same loop with prange over all cores",
+           emits=("source", "llvm"), options={"parallel": True}),
+    Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (no compile step)"),
+    Target("cuda", "graphc.codegen.numba_cuda", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
+           emits=("source", "ptx"), call_options=("stream",)),
+):
+    register_target(_t)

@@ -1,0 +1,99 @@
+"""The pipeline object: a formula on its way to code.
+
+`Program(source, ...)` parses formula text, a SymPy expression or a Graph into
+the forward graph, runs the pass pipeline, and keeps what every stage made:
+the forward graph, the optimised value+gradient graph, each pass's record,
+the options, and the input and output names. It compiles nothing: the API's
+`CompiledFunction` hands `program.graph` to a backend, and the CLI prints
+from it, both through these public attributes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import GraphcError
+from .frontend import parse
+from .ir import DTYPE_NUMPY, Graph, canonical_dtype, print_graph
+from .passes.autodiff import resolve_wrt
+from .passes.manager import (
+    FORWARD_PIPELINE,
+    PassContext,
+    PassRecord,
+    format_print_after_all,
+    format_stats,
+    normalize_pipeline,
+    run_pipeline,
+)
+
+
+class Program:
+    """formula -> forward Graph -> optimised Graph, with pass records.
+
+    wrt: names to differentiate by (default: every input). dtype: float64 or
+    float32. passes: the pipeline (default simplify, fuse, autodiff, simplify,
+    cse, dce; `()` runs autodiff alone). order: 1 (gradient) or 2 (adds the
+    Hessian). inputs: explicit input order. unsafe: also apply rewrites that
+    change results for inf/NaN. grad=False: the optimised forward graph only.
+    """
+
+    def __init__(self, source: Any, *, wrt: Sequence[str] | str | None = None, dtype: Any = "float64",
+                 passes: Sequence[str] | str | None = None, order: int = 1,
+                 inputs: Sequence[str] | None = None, unsafe: bool = False, grad: bool = True):
+        if order not in (1, 2):
+            raise GraphcError(f"order={order!r}: graphc offers order 1 (gradient) and 2 (Hessian)")
+        dt = canonical_dtype(dtype)
+        self.forward: Graph = parse(source, dtype=dt, inputs=tuple(inputs) if inputs is not None else None)
+        if self.forward.dtype != dt:
+            raise GraphcError(f"the graph is {self.forward.dtype} but dtype={dtype!r} was asked for")
+        self.source = source
+        self.dtype: str = DTYPE_NUMPY[dt]
+        self.order = order if grad else 0
+        self.unsafe = unsafe
+        self.wrt: tuple[str, ...] = tuple(n.attr for n in resolve_wrt(self.forward, wrt)) if grad else ()
+        self.passes: tuple[str, ...] = normalize_pipeline(passes, grad=grad)
+        ctx = PassContext(wrt=self.wrt, order=max(order, 1), unsafe=unsafe)
+        self.graph, self.records = run_pipeline(self.forward, self.passes, ctx, keep_ir=True)
+        self._optimised_forward: Graph | None = None if grad else self.graph
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.forward.input_names
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.graph.output_names
+
+    @property
+    def ir(self) -> str:
+        """The optimised graph as IR text."""
+        return print_graph(self.graph)
+
+    def optimised_forward(self) -> Graph:
+        """The forward graph through the same pipeline without autodiff (for
+        value-only kernels and the cheap-gradient ratio)."""
+        if self._optimised_forward is None:
+            fwd_passes = [p for p in self.passes if p != "autodiff"] or list(FORWARD_PIPELINE)
+            self._optimised_forward, _ = run_pipeline(self.forward, fwd_passes, PassContext(unsafe=self.unsafe))
+        return self._optimised_forward
+
+    def stats(self) -> str:
+        """The per-pass table: ops in and out, time, rules fired."""
+        forward_ops = self.optimised_forward().op_count() if self.order else None
+        return format_stats(self.records, forward_ops=forward_ops)
+
+    def print_after_all(self) -> str:
+        """The IR before any pass and after every pass (LLVM's -print-after-all)."""
+        return format_print_after_all(self.records, self.forward)
+
+    def explain(self) -> str:
+        """The IR before and after every pass, then the per-pass table."""
+        return self.print_after_all() + "\n\n" + self.stats()
+
+    def __repr__(self) -> str:
+        return (f"<graphc.Program inputs={self.inputs} wrt={self.wrt} dtype={self.dtype} "
+                f"passes={','.join(self.passes)} ops={self.graph.op_count()}>")
+
+
+__all__ = ["Program", "PassRecord"]
