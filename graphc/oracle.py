@@ -83,7 +83,8 @@ def exact(
     exprs, syms = to_sympy(forward, [forward.output_names[0]])
     f = exprs[forward.output_names[0]]
     wrt = list(wrt) if wrt is not None else list(forward.input_names)
-    subs = {syms[k]: sp.Float(repr(float(v)), digits) for k, v in point.items() if k in syms}
+    # the binary value itself (exactly), not its shortest decimal: near asin(1) the two differ by 1e-11
+    subs = {syms[k]: sp.Float(float(v), digits) for k, v in point.items() if k in syms}
     out: dict[str, float] = {"f": _ev(f, subs, digits)}
     for x in wrt:
         d = derivative(f, syms[x])

@@ -10,7 +10,7 @@ assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-from formulas import CORE, sample  # noqa: E402
+from formulas import CORE, FUNCTIONS, sample  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import graphc  # noqa: E402
@@ -25,7 +25,7 @@ def close(a, b, dtype):
     return np.allclose(a, b, rtol=TOL[dtype], atol=TOL[dtype], equal_nan=True)
 
 
-for formula, ranges in CORE:
+for formula, ranges in CORE + FUNCTIONS:
     for dtype in ("float64", "float32"):
         gpu = graphc.compile(formula, target="cuda", dtype=dtype)
         cpu = graphc.compile(formula, target="cpu", dtype=dtype)

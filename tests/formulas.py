@@ -58,3 +58,13 @@ def sample(inputs, ranges, rng, n=None):
         lo, hi = ranges.get(name, (-2.0, 2.0))
         pts[name] = rng.uniform(lo, hi) if n is None else rng.uniform(lo, hi, n)
     return pts
+
+# The functions added with the open registry, five formulas covering all nineteen
+# (ranges keep arguments inside domains and away from floor/ceil's jumps at integers)
+FUNCTIONS = [
+    ("atan(x) * asin(y) + acos(y) * sinh(x)", {"y": (-0.9, 0.9)}),
+    ("cosh(x) - asinh(x*y) + acosh(z) * atanh(y)", {"y": (-0.9, 0.9), "z": (1.1, 3.0)}),
+    ("erf(x) * erfc(y) + log2(z) - log10(z) * exp2(x)", {"z": (0.1, 5.0)}),
+    ("hypot(x, y) + atan2(x, y) * clip(x, y - 1, y + 1)", {"x": (0.2, 2.0), "y": (0.2, 2.0)}),
+    ("gelu(x*y) + floor(x) * y + ceil(y) * x", {"x": (0.1, 0.9), "y": (1.1, 1.9)}),
+]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from formulas import CORE
+from formulas import CORE, FUNCTIONS
 
 import graphc
 from graphc.codegen import numba_cuda
@@ -36,7 +36,7 @@ def test_simulator_matches_cpu_on_core_set():
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["checked"] == 2 * len(CORE)
+    assert res["checked"] == 2 * len(CORE + FUNCTIONS)
     assert res["failures"] == []
     assert set(res["extra"]) == {"device_out", "device_grads", "out_buffers", "broadcast", "scalar"}
 
@@ -52,7 +52,7 @@ def _needs_nvvm():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_ptx_compiles_for_core_set(cc, dtype):
     _needs_nvvm()
-    for formula, _ in CORE:
+    for formula, _ in CORE + FUNCTIONS:
         g = graphc.compile(formula, target="numpy", dtype=dtype).graph
         text = numba_cuda.ptx(g, cc)
         assert ".entry" in text and f".target sm_{cc[0]}{cc[1]}" in text, formula

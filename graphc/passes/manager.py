@@ -66,10 +66,6 @@ DEFAULT_PIPELINE: tuple[str, ...] = ("simplify", "fuse", "autodiff", "simplify",
 FORWARD_PIPELINE: tuple[str, ...] = ("simplify", "fuse", "simplify", "cse", "dce")
 
 
-def pass_names() -> list[str]:
-    return list(_registry())
-
-
 def normalize_pipeline(passes: Sequence[str] | str | None, grad: bool = True) -> tuple[str, ...]:
     """`None` -> default; `()` -> autodiff alone; a comma string or list of names.
     Autodiff is added (first) when a gradient is wanted and the list lacks it."""
