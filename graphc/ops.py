@@ -88,10 +88,13 @@ def _np_gelu(x):
 
 
 def _sympy_clip(x, lo, hi):
-    # as a Piecewise, so SymPy's derivative at the bounds follows graphc's convention
-    # (x keeps the gradient at x == lo or x == hi), not Heaviside(0) = 1/2
+    # min(max(x, lo), hi) written with steps H(., 0), so that SymPy's derivative at
+    # the bounds follows graphc's convention (x keeps the gradient at x == lo or
+    # x == hi; hi takes it when lo > hi), not Max/Min's Heaviside(0) = 1/2. The
+    # DiracDelta terms of the derivative are multiplied by 0 at their kinks.
     sp = _sp()
-    return sp.Piecewise((hi, sp.Max(x, lo) > hi), (lo, x < lo), (x, True))
+    m = x + sp.Heaviside(lo - x, 0) * (lo - x)  # max(x, lo)
+    return m + sp.Heaviside(m - hi, 0) * (hi - m)
 
 
 def _np_clip(x, lo, hi):

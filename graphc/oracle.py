@@ -113,14 +113,27 @@ def _ev(expr, subs, digits: int) -> float:
 # ------------------------------------------------------------ fast references
 
 
+def _mp_heaviside(x, h0=0.5):
+    """SymPy's Heaviside(x, h0) for mpmath values (NaN outside the reals)."""
+    import mpmath
+
+    if isinstance(x, mpmath.mpc):
+        if x.imag != 0:
+            return mpmath.mpf("nan")
+        x = x.real
+    if mpmath.isnan(x):
+        return x
+    return mpmath.mpf(1) if x > 0 else mpmath.mpf(0) if x < 0 else mpmath.mpf(h0)
+
+
 def _mp_funcs(exprs: Sequence, syms: Sequence):
-    """lambdify to mpmath, with Heaviside rewritten as Piecewise (mpmath has none)."""
+    """lambdify to mpmath, with a Heaviside of our own (mpmath has none; rewriting
+    it as Piecewise breaks on nested steps such as clip's)."""
     import sympy as sp
 
     # DiracDelta (the derivative of a step) is 0 away from the kink, where we evaluate
     fixed = [e.replace(sp.DiracDelta, lambda *a: sp.S.Zero) if e.has(sp.DiracDelta) else e for e in exprs]
-    fixed = [e.rewrite(sp.Piecewise) if e.has(sp.Heaviside) else e for e in fixed]
-    return sp.lambdify(list(syms), fixed, modules="mpmath")
+    return sp.lambdify(list(syms), fixed, modules=[{"Heaviside": _mp_heaviside}, "mpmath"])
 
 
 def _to_float(v) -> float:

@@ -174,15 +174,16 @@ def _check(spec: OpSpec) -> None:
         raise IRError(f"{where}: a template uses {{p}} exactly when the op has a prelude")
 
 
-def register_op(spec: OpSpec) -> OpSpec:
+def register_op(spec: OpSpec, replace: bool = False) -> OpSpec:
     """Add an op to the registry; usable at once by every part of graphc.
+    `replace=True` swaps an existing entry (to try another derivative rule, say).
 
     Raises IRError for a malformed spec or a name already taken."""
     if not spec.domain:
         object.__setattr__(spec, "domain", (REAL,) * spec.arity)
     _check(spec)
-    if spec.name in _REGISTRY:
-        raise IRError(f"op {spec.name!r} is already registered")
+    if spec.name in _REGISTRY and not replace:
+        raise IRError(f"op {spec.name!r} is already registered (replace=True swaps it)")
     _REGISTRY[spec.name] = spec
     _version[0] += 1
     return spec

@@ -102,6 +102,12 @@ def test_the_table_is_the_only_list_of_targets(toy):
         fn(1.0, 2.0, stream=0)
 
 
+def test_readme_lists_every_target():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("Targets (the table"):readme.index("Reuse outputs")]
+    assert sorted(re.findall(r'^- `"(\w+)"`', section, re.M)) == sorted(TARGETS)
+
+
 def test_every_target_row_is_complete():
     for name, t in TARGETS.items():
         module = t.backend() if name != "cuda" or _numba_cuda() else None

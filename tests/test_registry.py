@@ -5,9 +5,11 @@ internal ops stay out of user formulas; malformed specs are refused."""
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +143,19 @@ def test_a_name_is_registered_once():
         unregister_op("no_such_op")
     with pytest.raises(TypeError):
         REGISTRY["x"] = REGISTRY["exp"]  # the registry is read-only outside register_op
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_lists_every_function_and_its_example_runs():
+    text = README.read_text()
+    language = text[text.index("## The formula language"):text.index("## The pipeline")]
+    for spec in user_functions():
+        assert re.search(rf"\b{spec.name}\b", language), f"README's formula language omits {spec.name}"
+    section = text[text.index("## Adding a function"):]
+    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 3)]
+    r = subprocess.run([sys.executable, "-c", code + "\nprint(graphc.compile('softsign(x) * y', target='numpy')(1.0, 2.0))"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(1.0, {'x': 0.5, 'y': 0.5})" in r.stdout
