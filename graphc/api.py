@@ -113,14 +113,30 @@ class CompiledFunction:
             raise ArgumentError(f"argument shapes do not broadcast together: {shapes}") from None
         return arrays, not shape and all(not a.shape for a in arrays), shape
 
-    def __call__(self, *args: Any, out: Any = None, **kwargs: Any):
+    def __call__(self, /, *args: Any, **kwargs: Any):
         """(value, grads) -- or (value, grads, hessian) for order=2.
 
         out: optional preallocated output buffers (a list in output order, or a
         dict keyed by output name: 'f', 'df/dx', ...), C-contiguous, of the
-        broadcast shape and the compiled dtype; they are filled and returned.
-        Targets may accept more options (cuda: stream=)."""
-        options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs}
+        broadcast shape and the compiled dtype, overlapping no input and no
+        other buffer; they are filled and returned. Targets may accept more
+        options (cuda: stream=). A formula variable named like an option
+        (`out`, `stream`) is that variable here: give buffers with `call`."""
+        out = kwargs.pop("out") if "out" in kwargs and "out" not in self.inputs else None
+        options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs and k not in self.inputs}
+        return self._run(args, kwargs, out, options)
+
+    def call(self, /, values: Mapping[str, Any] | Sequence[Any], *, out: Any = None, **options: Any):
+        """Like calling the function, with the variables in one mapping (or a
+        sequence in input order), so no variable name can meet an option name."""
+        unknown = [k for k in options if k not in self._call_options]
+        if unknown:
+            raise ArgumentError(f"unknown option(s) {', '.join(unknown)} for target {self.target!r}")
+        if isinstance(values, Mapping):
+            return self._run((), dict(values), out, options)
+        return self._run(tuple(values), {}, out, options)
+
+    def _run(self, args: tuple, kwargs: dict[str, Any], out: Any, options: dict[str, Any]):
         for k in [k for k in kwargs if k not in self.inputs]:
             owners = [t.name for t in TARGETS.values() if k in t.call_options]
             if owners:
@@ -153,7 +169,7 @@ class CompiledFunction:
         hess = {w: dict(zip(self.wrt, outs[1 + k + i * k: 1 + k + (i + 1) * k])) for i, w in enumerate(self.wrt)}
         return value, grads, hess
 
-    def forward(self, *args: Any, **kwargs: Any):
+    def forward(self, /, *args: Any, **kwargs: Any):
         """The value only (a forward-only kernel: no gradient work)."""
         if self._fwd_kernel is None:
             self._fwd_kernel = build(self.optimised_forward(), self.target)

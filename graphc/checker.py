@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import oracle
+from .errors import GraphcError
 from .ir import Graph
 from .registry import REAL, REGISTRY, Domain
 
@@ -246,6 +247,20 @@ def _symbolic_verdicts(forward: Graph, optimised: Graph, wrt: Sequence[str], sec
         return {"*": ("undecided", f"SymPy failed: {str(exc).splitlines()[0]}")}
 
 
+MAX_POINTS = 20_000  # the reference is evaluated at 40+ digits, point by point (~0.3 ms each)
+
+
+def _check_numbers(points: Any, seed: Any, time_limit: Any) -> None:
+    """Every numeric option in range, or a GraphcError saying which is not."""
+    if not isinstance(points, int) or not 1 <= points <= MAX_POINTS:
+        raise GraphcError(f"points must be an integer from 1 to {MAX_POINTS:,} (each is evaluated at 40+ digits), "
+                          f"got {points!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise GraphcError(f"seed must be a non-negative integer, got {seed!r}")
+    if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
+        raise GraphcError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+
+
 def check(
     formula: Any,
     target: str = "cpu",
@@ -260,6 +275,7 @@ def check(
     """Compile `formula` and check every output against exact references."""
     from .api import compile
 
+    _check_numbers(points, seed, time_limit)
     t0 = time.perf_counter()
     fn = compile(formula, wrt=wrt, target=target, dtype=dtype, passes=passes)
     forward, dt = fn.forward_graph, fn.dtype

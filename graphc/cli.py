@@ -188,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GraphcError as exc:
         print(f"graphc: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("graphc: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 0
 

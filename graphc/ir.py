@@ -246,7 +246,7 @@ class Graph:
 # --------------------------------------------------------------------- printer
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")
-_OUT_RE = re.compile(r"^[^\s\"=]+$")
+_OUT_RE = re.compile(r"^[^\s\"=]+\Z")
 
 
 def _fmt_float(x: object) -> str:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from graphc.registry import REGISTRY, user_functions
 
 VARIABLES = ("x", "y", "z")
-CONSTANTS = ("0.5", "2", "1.5", "3", "-1.25", "pi")
+CONSTANTS = ("0", "0.5", "2", "1.5", "3", "-1.25", "pi")
 ARITH = {"add", "sub", "mul", "div", "neg", "pow"}
 
 

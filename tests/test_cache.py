@@ -129,7 +129,67 @@ def test_cache_cli_info_and_clear(tmp_path):
     assert r.returncode == 0 and str(tmp_path) in r.stdout and "kernels:" in r.stdout
     r = subprocess.run([sys.executable, "-m", "graphc", "cache", "clear"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "removed" in r.stdout
-    assert not list(tmp_path.glob("graphc_*.py")) and not (tmp_path / "__pycache__").exists()
+    assert not list(tmp_path.glob("graphc_*.py")) and not list(tmp_path.glob("__pycache__/graphc_*"))
+
+
+def test_clear_removes_only_what_graphc_wrote(tmp_path, monkeypatch):
+    """Regression: clear deleted any graphc_*.py (a user's graphc_helpers.py) and
+    the whole __pycache__ (another module's .pyc)."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    assert cache.store("0" * 24, "x = 1\n") is not None
+    (tmp_path / "graphc_helpers.py").write_text("users = 1\n")
+    (tmp_path / "__pycache__" / "graphc_helpers.cpython-311.pyc").write_bytes(b"pyc")
+    (tmp_path / "__pycache__" / "other.cpython-311.pyc").write_bytes(b"pyc")
+    (tmp_path / "__pycache__" / f"graphc_{'0' * 24}.kernel-1.py311.nbi").write_bytes(b"nb")
+    assert cache.clear() == 1
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [".graphc-cache", "__pycache__/graphc_helpers.cpython-311.pyc",
+                    "__pycache__/other.cpython-311.pyc", "graphc_helpers.py"]
+
+
+def test_clear_refuses_a_folder_that_is_not_a_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    (tmp_path / f"graphc_{'a' * 24}.py").write_text("precious = 1\n")
+    r = subprocess.run([sys.executable, "-m", "graphc", "cache", "clear"], capture_output=True, text=True)
+    assert r.returncode == 2 and "is not a graphc kernel cache" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / f"graphc_{'a' * 24}.py").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root ignores permissions")
+def test_clear_read_only_folder_is_a_clean_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    cache.store("1" * 24, "x = 1\n")
+    tmp_path.chmod(0o555)
+    try:
+        r = subprocess.run([sys.executable, "-m", "graphc", "cache", "clear"], capture_output=True, text=True)
+    finally:
+        tmp_path.chmod(0o755)
+    assert r.returncode == 2 and "cannot clear" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_clear_read_only_error_path(tmp_path, monkeypatch):
+    """The same path as above where the tests run as root (which ignores permissions)."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    cache.store("1" * 24, "x = 1\n")
+
+    def refuse(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(tmp_path), "unlink", refuse)
+    from graphc.errors import GraphcError
+
+    with pytest.raises(GraphcError, match="cannot clear the kernel cache .*Permission denied"):
+        cache.clear()
+
+
+def test_non_utf8_entry_is_rebuilt(tmp_path):
+    """Regression: random bytes in a cached .py gave UnicodeDecodeError on every compile."""
+    run_probe(tmp_path)
+    (entry,) = tmp_path.glob("graphc_*.py")
+    entry.write_bytes(os.urandom(300) + b"\xff\xfe")
+    out = run_probe(tmp_path)
+    assert out["value"] == pytest.approx(0.7310585786300049)
+    assert cache._intact(entry.read_text())
 
 
 def test_key_changes_with_ir_target_dtype():

@@ -5,11 +5,12 @@ formulas (default 500; half as many through Numba); set it higher for a
 longer run."""
 
 import dataclasses
+import itertools
 import math
 import os
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from strategies import covered_ops, formulas
 
@@ -80,12 +81,24 @@ def test_gradients_match_sympy(formula):
 
 @FUZZ
 @given(formulas(), st.integers(0, 2**16))
+@example("max(x, 0) * y", 0)  # kinks that rewrites have broken before
+@example("min(0, sin(x)) + max(x, y) + relu(z) + abs(x - y)", 1)
+@example("clip(x, y, z) + floor(x) + sign(y)", 2)
 def test_pipeline_agrees_with_autodiff_alone(formula, seed):
     opt = graphc.compile(formula, target="numpy")
     raw = graphc.compile(formula, target="numpy", passes=())
     assert opt.graph.op_count() <= raw.graph.op_count()
     rng = np.random.default_rng(seed)
     args = {k: rng.uniform(-2.5, 2.5, 16) for k in opt.inputs}
+    # kink points too, where conventions show: each variable alone at 0 and at 1,
+    # all at 0, all tied, and each pair tied (the other entries stay random)
+    names = list(args)
+    tie = float(rng.uniform(-2.5, 2.5))
+    rows = [{k: 0.0} for k in names] + [{k: 1.0} for k in names] + [dict.fromkeys(names, 0.0)]
+    rows += [dict.fromkeys(names, tie)] + [{a: tie, b: tie} for a, b in itertools.combinations(names, 2)]
+    for i, row in enumerate(rows):
+        for k, v in row.items():
+            args[k][i] = v
     v0, g0 = opt(**args)
     v1, g1 = raw(**args)
     assert _close(v1, v0, 1e-9)

@@ -64,9 +64,50 @@ def is_device(o: Any) -> bool:
     return type(o) is not np.ndarray and _layout(o) is not None
 
 
-def check_out(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype, device: bool = False) -> list[Any]:
-    """The caller's buffers as a list in output order, each validated: host
-    NumPy arrays, or (device=True) device arrays."""
+def _extent(o: Any) -> tuple[int, int] | None:
+    """[first byte, last byte) of a device array, from its interface."""
+    cai = getattr(o, "__cuda_array_interface__", None)
+    if cai is None:
+        return None
+    shape, itemsize = tuple(cai["shape"]), np.dtype(cai["typestr"]).itemsize
+    if 0 in shape:
+        return None
+    strides = cai.get("strides") or _c_strides(shape, itemsize)
+    ptr = cai["data"][0]
+    lo = ptr + sum(s * (d - 1) for s, d in zip(strides, shape) if s < 0)
+    hi = ptr + sum(s * (d - 1) for s, d in zip(strides, shape) if s > 0) + itemsize
+    return lo, hi
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    ea, eb = _extent(a), _extent(b)
+    return ea is not None and eb is not None and ea[0] < eb[1] and eb[0] < ea[1]
+
+
+def refuse_overlap(bufs: Sequence[Any], names: Sequence[str], inputs: Sequence[Any] = (),
+                   input_names: Sequence[str] = ()) -> None:
+    """out= buffers may not overlap one another or any input: a kernel writes
+    element i while it or another output may still read or write memory there,
+    so the results would depend on the order of the loop."""
+    for i, (name, b) in enumerate(zip(names, bufs)):
+        for other, o in zip(names[:i], bufs[:i]):
+            if o is b:
+                raise ArgumentError(f"out= gives one buffer for both {other} and {name}")
+            if _overlap(b, o):
+                raise ArgumentError(f"out= buffers for {other} and {name} overlap in memory")
+        for arg, a in zip(input_names, inputs):
+            if _overlap(b, a):
+                raise ArgumentError(f"out= buffer for {name} overlaps argument {arg!r}: outputs may not share "
+                                    "memory with inputs (pass a separate buffer, or none)")
+
+
+def check_out(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype, device: bool = False,
+              inputs: Sequence[Any] = (), input_names: Sequence[str] = ()) -> list[Any]:
+    """The caller's buffers as a list in output order, each validated (host
+    NumPy arrays, or with device=True device arrays), none overlapping another
+    or any of `inputs`."""
     bufs = as_buffer_list(out, names)
     shape = tuple(shape)
     kind = "device" if device else "NumPy"
@@ -78,19 +119,16 @@ def check_out(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype, dev
             got = f"{type(o).__name__}{getattr(o, 'shape', '')} {getattr(o, 'dtype', '')}".strip()
             raise ArgumentError(f"out= buffer for {name} must be a writable C-contiguous {dtype} array "
                                 f"of shape {shape} ({kind}), got {got}")
-    seen: dict[int, str] = {}
-    for name, o in zip(names, bufs):
-        if id(o) in seen:
-            raise ArgumentError(f"out= gives one buffer for both {seen[id(o)]} and {name}")
-        seen[id(o)] = name
+    refuse_overlap(bufs, names, inputs, input_names)
     return bufs
 
 
-def host_outputs(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype) -> list[np.ndarray]:
+def host_outputs(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype,
+                 inputs: Sequence[Any] = (), input_names: Sequence[str] = ()) -> list[np.ndarray]:
     """Fresh output arrays in one allocation (each a contiguous row), or the
     caller's validated `out=` buffers."""
     if out is None:
         if not shape:
             return [np.empty((), dtype=dtype) for _ in names]
         return list(np.empty((len(names), *shape), dtype=dtype))
-    return check_out(out, names, shape, dtype)
+    return check_out(out, names, shape, dtype, inputs=inputs, input_names=input_names)

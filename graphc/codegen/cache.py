@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import re
 import tempfile
 import warnings
 from pathlib import Path
 
+from ..errors import GraphcError
+
 HEADER = "# graphc-kernel sha256="
+MARKER = ".graphc-cache"  # written into every folder graphc uses: `clear` touches no other folder
+_ENTRY = re.compile(r"^graphc_[0-9a-f]{24}\.py\Z")  # exactly the names `store` writes
 
 
 class CacheWarning(UserWarning):
@@ -64,6 +68,10 @@ def usable_dir() -> Path | None:
         d.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe-", delete=True)
         probe.close()
+        marker = d / MARKER
+        if not marker.exists():
+            marker.write_text("graphc kernel cache: `graphc cache clear` removes only graphc_<key>.py files "
+                              "and their compiled code in __pycache__\n")
         pyc = d / "__pycache__"
         pyc.mkdir(exist_ok=True)
         if not os.access(pyc, os.W_OK):
@@ -88,8 +96,8 @@ def store(key: str, source: str) -> Path | None:
         return None
     path = d / f"graphc_{key}.py"
     try:
-        if path.exists() and _intact(path.read_text()):
-            return path
+        if path.exists() and _intact(path.read_bytes().decode("utf-8", errors="replace")):
+            return path  # (bytes that are not UTF-8 fail the checksum: the entry is rebuilt)
         purge_numba(path)
         fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.stem}-", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
@@ -113,22 +121,36 @@ def purge_numba(path: Path) -> None:
                 pass
 
 
+def _entries(d: Path) -> list[Path]:
+    return sorted(f for f in d.glob("graphc_*.py") if _ENTRY.match(f.name)) if d.is_dir() else []
+
+
 def info() -> dict:
     d = cache_dir()
-    entries = sorted(d.glob("graphc_*.py")) if d.is_dir() else []
+    entries = _entries(d)
     size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) if d.is_dir() else 0
     return {"dir": str(d), "entries": len(entries), "bytes": size}
 
 
 def clear() -> int:
+    """Remove the kernels graphc wrote -- `graphc_<key>.py` entries, their compiled
+    code in __pycache__ and stray temporary files -- and nothing else. A folder
+    without graphc's marker file is refused."""
     d = cache_dir()
     if not d.is_dir():
         return 0
+    if not (d / MARKER).exists():
+        raise GraphcError(f"{d} is not a graphc kernel cache (it has no {MARKER} file); nothing was removed")
     n = 0
-    for f in d.glob("graphc_*.py"):
-        f.unlink()
-        n += 1
-    shutil.rmtree(d / "__pycache__", ignore_errors=True)
-    for f in d.glob(".graphc_*.tmp"):
-        f.unlink()
+    try:
+        for f in _entries(d):
+            purge_numba(f)
+            f.unlink()
+            n += 1
+        for f in d.glob(".graphc_*.tmp"):
+            if re.match(r"^\.graphc_[0-9a-f]{24}-.*\.tmp\Z", f.name):
+                f.unlink()
+    except OSError as exc:
+        raise GraphcError(f"cannot clear the kernel cache {d}: {exc.strerror or exc} "
+                          f"({n} kernel(s) removed before that)") from None
     return n

@@ -45,7 +45,8 @@ class Kernel:
             raise ArgumentError(f"argument {name!r} is not a numeric array: {exc}") from None
         if a.dtype.kind not in "biuf":
             raise ArgumentError(f"argument {name!r} is not real-valued numeric data (got dtype {a.dtype})")
-        return a.astype(self.np_dtype, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes +-inf, silently (README)
+            return a.astype(self.np_dtype, copy=False)
 
     def run(self, arrays: Sequence[Any], shape: tuple, out: Any = None, **options: Any) -> list:
         """Every output over the broadcast `shape`, in output order."""

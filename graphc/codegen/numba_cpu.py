@@ -20,7 +20,7 @@ import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
-from .buffers import host_outputs
+from .buffers import host_outputs, refuse_overlap
 from .kernel import Kernel
 from .scalar import Body, indent
 from .targets import Target
@@ -216,6 +216,7 @@ class NumbaKernel(Kernel):
             outs = list(np.empty((self.n_out, n), dtype=self.np_dtype))
         elif type(out) in (list, tuple) and len(out) == self.n_out:
             outs = out
+            refuse_overlap(outs, self.output_names, arrays, self.graph.input_names)
         else:
             return None
         try:
@@ -237,15 +238,12 @@ class NumbaKernel(Kernel):
                     a = np.broadcast_to(a, shape)
                 flat.append(np.ascontiguousarray(a, dtype=self.np_dtype).reshape(-1))
                 mask.append(True)
-        outs = self._outputs(out, shape, n)
+        outs = host_outputs(out, self.output_names, shape, self.np_dtype, arrays, self.graph.input_names)
         if n == 0:
             return outs
         name = "kernel_parallel" if self.parallel and n >= PARALLEL_MIN else "kernel"
         self.dispatcher(tuple(mask), name)(n, *flat, *(o.reshape(-1) for o in outs))
         return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
-
-    def _outputs(self, out, shape: tuple, n: int) -> list[np.ndarray]:
-        return host_outputs(out, self.output_names, shape, self.np_dtype)
 
     def llvm(self) -> str:
         """LLVM IR Numba made for the all-array serial kernel. Compiled afresh

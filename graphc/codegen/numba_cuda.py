@@ -221,7 +221,7 @@ class CudaKernel(Kernel):
                 h = np.ascontiguousarray(np.broadcast_to(h, shape) if full else h).reshape(-1)
                 dev_in.append(cuda.to_device(h, stream=stream))
             mask.append(full)
-        dev_out, host_out = self._outputs(out, shape, n, on_device, stream)
+        dev_out, host_out = self._outputs(out, shape, n, on_device, stream, arrays)
         if n:
             kern = self.kernel(tuple(mask))
             blocks, threads = self.launch_config(kern, n)
@@ -240,7 +240,7 @@ class CudaKernel(Kernel):
             stream.synchronize()
         return host_out
 
-    def _outputs(self, out, shape, n, on_device, stream):
+    def _outputs(self, out, shape, n, on_device, stream, inputs=()):
         cuda = self.cuda
         if out is None:
             dev = [cuda.device_array(shape or (1,), dtype=self.np_dtype, stream=stream)
@@ -250,9 +250,9 @@ class CudaKernel(Kernel):
             return dev, [np.empty(shape, dtype=self.np_dtype) for _ in range(self.n_out)]
         bufs = as_buffer_list(out, self.output_names)
         if all(_is_device(o) for o in bufs):
-            check_out(bufs, self.output_names, shape, self.np_dtype, device=True)
+            check_out(bufs, self.output_names, shape, self.np_dtype, True, inputs, self.graph.input_names)
             return [_as_device(cuda, o) for o in bufs], None
-        host = check_out(bufs, self.output_names, shape, self.np_dtype)
+        host = check_out(bufs, self.output_names, shape, self.np_dtype, False, inputs, self.graph.input_names)
         return [cuda.device_array(shape or (1,), dtype=self.np_dtype, stream=stream) for _ in host], host
 
 

@@ -43,7 +43,7 @@ class NumpyKernel(Kernel):
         res = [np.broadcast_to(r, shape) for r in evaluate(self.graph, arrays)]
         if out is None:
             return [np.array(r, dtype=self.np_dtype) for r in res]
-        bufs = host_outputs(out, self.output_names, shape, self.np_dtype)
+        bufs = host_outputs(out, self.output_names, shape, self.np_dtype, arrays, self.graph.input_names)
         for b, r in zip(bufs, res):
             b[...] = r
         return bufs

@@ -13,7 +13,7 @@ from ..errors import UnsupportedError
 from ..ir import Graph, Node, const, input_node, make
 from ..registry import user_functions, version
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")  # \Z: "$" would accept a trailing newline
 _TABLE: dict[str, object] = {}
 
 

@@ -1,0 +1,119 @@
+"""Regressions from probing graphc as a careful user and as an attacker would
+(issue 10): every case here once gave a silently wrong number, a traceback or
+a crash, and must now give the right result or a clear GraphcError."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.errors import ArgumentError, GraphcError, IRError
+
+HOST = ["numpy", "cpu", "parallel"]
+
+
+@pytest.mark.parametrize("target", HOST)
+def test_out_buffers_may_not_alias_inputs_or_each_other(target):
+    fn = graphc.compile("x*y + sin(x)", target=target)
+    x, y = np.linspace(-1, 1, 6), np.linspace(2, 3, 6)
+    want = fn(x, y)
+    for out, match in [([x, np.empty(6), np.empty(6)], "overlaps argument 'x'"),
+                       ([np.empty(6), y, np.empty(6)], "overlaps argument 'y'")]:
+        with pytest.raises(ArgumentError, match=match):
+            fn(x, y, out=out)
+    e = np.empty(6)
+    with pytest.raises(ArgumentError, match="one buffer for both f and df/dx"):
+        fn(x, y, out=[e, e, np.empty(6)])
+    buf = np.arange(8.0)
+    with pytest.raises(ArgumentError, match="overlaps argument 'x'"):
+        fn(buf[0:6], y, out=[buf[1:7], np.empty(6), np.empty(6)])
+    two = np.empty(12)
+    with pytest.raises(ArgumentError, match="overlap in memory"):
+        fn(x, y, out=[two[0:6], two[3:9], np.empty(6)])
+    # inputs untouched, and the same call without out= is still right
+    np.testing.assert_array_equal(x, np.linspace(-1, 1, 6))
+    np.testing.assert_array_equal(fn(x, y)[0], want[0])
+    # the fast path (same-length contiguous arrays, a list of buffers) refuses too
+    fn(x, y, out=[np.empty(6) for _ in range(3)])
+    with pytest.raises(ArgumentError, match="overlaps argument 'x'"):
+        fn(x, y, out=[x, np.empty(6), np.empty(6)])
+
+
+@pytest.mark.parametrize("bad", [5, "abc", None.__class__, 3.0])
+def test_out_must_be_a_list_or_dict(bad):
+    with pytest.raises(ArgumentError, match="must be a list or dict"):
+        graphc.compile("x*y", target="cpu")(np.ones(3), np.ones(3), out=bad)
+
+
+def test_variables_named_like_call_options():
+    assert graphc.compile("self*2", target="cpu")(self=3.0) == (6.0, {"self": 2.0})
+    fn = graphc.compile("out*stream + x", target="numpy")
+    assert fn(out=1.0, stream=2.0, x=3.0) == (5.0, {"out": 2.0, "stream": 1.0, "x": 1.0})
+    bufs = [np.empty(2) for _ in range(4)]
+    v, g = fn.call({"out": np.ones(2), "stream": 2.0, "x": 1.0}, out=bufs)
+    assert v is bufs[0] and list(v) == [3.0, 3.0]
+    assert fn.call([1.0, 2.0, 3.0]) == fn(1.0, 2.0, 3.0)
+    with pytest.raises(ArgumentError, match="unknown option"):
+        fn.call([1.0, 2.0, 3.0], strean=0)
+    r = subprocess.run([sys.executable, "-m", "graphc", "eval", "self*2", "self=3", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and '"self": 2.0' in r.stdout, r.stderr
+
+
+def test_huge_variable_names_never_reach_generated_code():
+    name = "x_" + "a" * 1100
+    fn = graphc.compile(f"{name} * y + sin({name})", target="cpu")
+    v, g = fn(np.array([0.5, 1.0]), np.array([2.0, 3.0]))
+    np.testing.assert_allclose(v, [0.5 * 2 + np.sin(0.5), 3 + np.sin(1.0)])
+    assert name not in "\n".join(ln for ln in fn.source.splitlines() if not ln.lstrip().startswith("#"))
+
+
+@pytest.mark.parametrize("bad", ["x\n", "x y", "1x", "x\nimport os", ""])
+def test_names_that_are_not_identifiers_are_refused_everywhere(bad):
+    import sympy as sp
+
+    from graphc import ir
+
+    with pytest.raises(GraphcError):
+        graphc.compile(sp.Symbol(bad) * 2 if bad else sp.Symbol("x") * 2 + sp.Symbol(" "), target="cpu")
+    with pytest.raises(IRError):
+        ir.verify(ir.Graph([ir.input_node(bad)], [("f", ir.input_node(bad))]))
+    if bad != "1x":  # output names ("df/dx") need not be identifiers, only free of blanks and quotes
+        with pytest.raises(IRError):
+            ir.verify(ir.Graph([ir.input_node("x")], [(bad, ir.input_node("x"))]))
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--points", "-1"], "points must be"), (["--points", "0"], "points must be"),
+    (["--points", "1000000"], "points must be"), (["--time-limit", "nan"], "time limit"),
+    (["--time-limit", "-5"], "time limit"), (["--seed", "-1"], "seed must be"),
+])
+def test_check_options_are_validated(argv, match, capsys):
+    from graphc.cli import main
+
+    assert main(["check", "x*y", "--no-symbolic", *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from graphc import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_eval", interrupted)
+    assert cli.main(["eval", "x*y", "x=1", "y=2"]) == 130
+    assert capsys.readouterr().err.strip() == "graphc: interrupted"
+
+
+def test_float32_kernel_takes_out_of_range_input_silently():
+    import warnings
+
+    fn = graphc.compile("x*2", target="cpu", dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v, g = fn(np.array([1e300, -1e300, 1.0]))
+    assert list(v) == [np.inf, -np.inf, 2.0]
