@@ -26,6 +26,7 @@ import numpy as np
 from . import oracle
 from .errors import GraphcError
 from .ir import Graph
+from .passes.autodiff import grad_name
 from .registry import REAL, REGISTRY, Domain
 
 ADVERSARIAL = [0.0, 1e-8, -1e-8, 1.0, -1.0, 40.0, -40.0, 700.0, -700.0]
@@ -212,7 +213,8 @@ def _symbolic_verdicts(forward: Graph, optimised: Graph, wrt: Sequence[str], sec
         f_exprs, syms = oracle.to_sympy(forward, [forward.output_names[0]])
         f = f_exprs[forward.output_names[0]]
         ours, _ = oracle.to_sympy(optimised)
-        theirs = {"f": f, **{f"df/d{w}": oracle.derivative(f, syms[w]) for w in wrt}}
+        name = forward.output_names[0]
+        theirs = {name: f, **{grad_name(name, w): oracle.derivative(f, syms[w]) for w in wrt}}
         out = {}
         for name, ref in theirs.items():
             diff = ours[name] - ref
@@ -289,7 +291,7 @@ def check(
                      "used mpmath numerical differentiation of the graph instead")
         reference = "mpmath high-precision numerical differentiation (SymPy timed out)"
         ref = oracle.mpmath_reference(forward, pts, fn.wrt)
-    names = ["f"] + [f"df/d{w}" for w in fn.wrt]
+    names = list(fn.graph.output_names)  # the value, then d(value)/d(w) for each w: named by the graph
     cols = [np.array([p[k] for p in pts], dtype=dt) for k in fn.inputs]
     value, grads = fn(*cols)
     got = [np.asarray(value, dtype=np.float64)] + [np.asarray(grads[w], dtype=np.float64) for w in fn.wrt]

@@ -5,6 +5,7 @@ SymPy is used for checking only; compiling never waits on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from .ir import Graph
@@ -75,7 +76,7 @@ def exact(
     """Value and exact derivatives of the forward graph's first output at `point`,
     by sympy.diff and evaluation at `digits` significant digits.
 
-    Keys follow graphc's output names: 'f', 'df/dx', 'd2f/dxdy'."""
+    Keys follow graphc's output names: 'f', 'df/dx', 'd2f/dxdy' (for an output named f)."""
     import sympy as sp
 
     from .passes.autodiff import grad_name
@@ -85,13 +86,14 @@ def exact(
     wrt = list(wrt) if wrt is not None else list(forward.input_names)
     # the binary value itself (exactly), not its shortest decimal: near asin(1) the two differ by 1e-11
     subs = {syms[k]: sp.Float(float(v), digits) for k, v in point.items() if k in syms}
-    out: dict[str, float] = {"f": _ev(f, subs, digits)}
+    name = forward.output_names[0]
+    out: dict[str, float] = {name: _ev(f, subs, digits)}
     for x in wrt:
         d = derivative(f, syms[x])
-        out[grad_name("f", x)] = _ev(d, subs, digits)
+        out[grad_name(name, x)] = _ev(d, subs, digits)
         if order == 2:
             for y in wrt:
-                out[grad_name(grad_name("f", x), y)] = _ev(derivative(d, syms[y]), subs, digits)
+                out[grad_name(grad_name(name, x), y)] = _ev(derivative(d, syms[y]), subs, digits)
     return out
 
 
@@ -188,7 +190,50 @@ def sympy_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: 
     outs = [f] + [derivative(f, syms[w]) for w in wrt]
     order = list(forward.input_names)
     fn = _mp_funcs(outs, [syms[n] for n in order])
-    return [eval_adaptive(fn, [p[n] for n in order], digits) for p in points]
+    rows = []
+    for p in points:
+        args = [p[n] for n in order]
+        row = eval_adaptive(fn, args, digits)
+        if 0.0 in args and any(math.isnan(v) for v in row):
+            # an output that is 0/0 or 0 * inf where an input is 0 (x**y's derivatives
+            # y x**y / x and x**y log(x) at x = 0): each output on its own, then
+            # its limit there if the value itself is finite and both sides agree or one exists
+            if len(row) < len(outs):
+                each = [_mp_funcs([e], [syms[n] for n in order]) for e in outs]
+                row = [eval_adaptive(g, args, digits)[0] for g in each]
+            if math.isfinite(row[0]):
+                row = [lv if math.isnan(v) else v for v, lv in zip(row, limit(fn, args))]
+        rows.append(row)
+    return rows
+
+
+LIMIT_STEP = "1e-10000"  # mpmath has no exponent range: far below any float's resolution
+
+
+def limit(fn, args: Sequence[float], dps: int = 60) -> list[float]:
+    """fn's values as the arguments that are exactly 0 approach 0 from above (or,
+    where that side is undefined, from below), the others held: the exact value
+    where the formula is 0 * inf at the point itself, as x**y's derivative
+    log(x) x**y at x = 0 (limit 0 for y > 0). NaN where the sides disagree or
+    neither is defined."""
+    import mpmath
+
+    sides = []
+    with mpmath.workdps(dps):
+        step = mpmath.mpf(LIMIT_STEP)
+        for sign in (1, -1):
+            pt = [sign * step if a == 0 else mpmath.mpf(a) for a in args]
+            try:
+                vals = fn(*pt)
+            except (ZeroDivisionError, ValueError, OverflowError):
+                vals = None
+            vals = list(vals) if isinstance(vals, (list, tuple)) else [vals] if vals is not None else None
+            sides.append([_to_float(v) for v in vals] if vals is not None else None)
+    up, down = sides
+    if up is None or down is None:
+        return up or down or [math.nan]
+    return [a if math.isnan(b) or a == b or abs(a - b) <= 1e-12 * max(abs(a), abs(b)) else
+            (b if math.isnan(a) else math.nan) for a, b in zip(up, down)]
 
 
 _MP_OPS: dict[str, object] = {}

@@ -40,9 +40,10 @@ class Domain:
     hi: float = math.inf
     excluded: tuple[float, ...] = ()
     wrap: str = "{}"  # formula text taking any real `{}` into the domain (used by the fuzzer)
+    included: tuple[float, ...] = ()  # bounds that belong to it (x**y is defined at x = 0)
 
     def __contains__(self, v: float) -> bool:
-        return self.lo < v < self.hi and v not in self.excluded
+        return (self.lo < v < self.hi or v in self.included) and v not in self.excluded
 
     @property
     def empty(self) -> bool:
@@ -54,8 +55,9 @@ class Domain:
         if self == REAL:
             return other
         names = sorted({self.name, other.name})
+        both = tuple(p for p in sorted(set(self.included) | set(other.included)) if p in self and p in other)
         return Domain(" & ".join(names), max(self.lo, other.lo), min(self.hi, other.hi),
-                      tuple(sorted(set(self.excluded) | set(other.excluded))))
+                      tuple(sorted(set(self.excluded) | set(other.excluded))), included=both)
 
     def take(self, v: float, rng: Any) -> float:
         """Map a real v into the domain: kept if inside, reflected at a

@@ -117,3 +117,44 @@ def test_float32_kernel_takes_out_of_range_input_silently():
         warnings.simplefilter("error")
         v, g = fn(np.array([1e300, -1e300, 1.0]))
     assert list(v) == [np.inf, -np.inf, 2.0]
+
+
+@pytest.mark.parametrize("target", HOST)
+def test_power_at_zero_base(target):
+    """Regression: d/dy x**y at x = 0 was 0 * log(0) = NaN; the exact limit for
+    y > 0 is 0 (JAX and PyTorch give 0 too), and so are the Hessian's xy, yx, yy."""
+    fn = graphc.compile("x**y", target=target)
+    assert fn(0.0, 2.0) == (0.0, {"x": 0.0, "y": 0.0})
+    v, g = fn(0.0, 0.5)
+    assert v == 0.0 and g["x"] == np.inf and g["y"] == 0.0
+    assert fn(0.0, 0.0) == (1.0, {"x": 0.0, "y": 0.0})  # x**0 = 1 for every x: d/dx = 0
+    assert fn(2.0, 3.0)[1]["y"] == pytest.approx(8 * np.log(2.0), rel=1e-15)
+    assert graphc.compile("0**y", target=target)(2.0) == (0.0, {"y": 0.0})
+    v, g, h = graphc.hessian("x**y", target=target)(0.0, 2.0)
+    assert h == {"x": {"x": 2.0, "y": 0.0}, "y": {"x": 0.0, "y": 0.0}}
+
+
+def test_reference_takes_limits_where_the_formula_is_0_times_inf():
+    from graphc import oracle
+
+    g = graphc.parse("x**y")
+    ref = oracle.sympy_reference(g, [{"x": 0.0, "y": 2.0}, {"x": 0.0, "y": 0.5}, {"x": 2.0, "y": 3.0}], ["x", "y"])
+    assert ref[0] == [0.0, 0.0, 0.0] and ref[1] == [0.0, np.inf, 0.0]
+    assert ref[2] == pytest.approx([8.0, 12.0, 8 * np.log(2.0)], rel=1e-15)
+
+
+@pytest.mark.parametrize("formula", ["relu(x)", "max(x, 0)", "min(x, 0)", "abs(x)", "x**y", "clip(x, y, z)"])
+def test_check_agrees_with_the_documented_kink_conventions(formula):
+    """Regression: check used SymPy's Heaviside(0) = 1/2 as the truth for relu'(0)."""
+    rep = graphc.check(formula, target="cpu", points=16, symbolic=False)
+    assert rep.ok, str(rep)
+
+
+def test_check_uses_the_graphs_output_names():
+    """Regression: a graph whose output is not named f gave KeyError: 'f'."""
+    from graphc import ir
+
+    x = ir.input_node("x")
+    g = ir.Graph([x], [("y", ir.make("sin", x))])
+    rep = graphc.check(g, target="numpy", points=8)
+    assert rep.ok and [o.name for o in rep.outputs] == ["y", "dy/dx"]
