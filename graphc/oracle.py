@@ -194,7 +194,7 @@ def sympy_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: 
     for p in points:
         args = [p[n] for n in order]
         row = eval_adaptive(fn, args, digits)
-        if 0.0 in args and any(math.isnan(v) for v in row):
+        if args.count(0.0) == 1 and any(math.isnan(v) for v in row):
             # an output that is 0/0 or 0 * inf where an input is 0 (x**y's derivatives
             # y x**y / x and x**y log(x) at x = 0): each output on its own, then
             # its limit there if the value itself is finite and both sides agree or one exists
@@ -211,8 +211,9 @@ LIMIT_STEP = "1e-10000"  # mpmath has no exponent range: far below any float's r
 
 
 def limit(fn, args: Sequence[float], dps: int = 60) -> list[float]:
-    """fn's values as the arguments that are exactly 0 approach 0 from above (or,
-    where that side is undefined, from below), the others held: the exact value
+    """fn's values as the one argument that is exactly 0 approaches 0 from above
+    (or, where that side is undefined, from below), the others held (with two at
+    0 the limit depends on the path: atan2 at the origin): the exact value
     where the formula is 0 * inf at the point itself, as x**y's derivative
     log(x) x**y at x = 0 (limit 0 for y > 0). NaN where the sides disagree or
     neither is defined."""

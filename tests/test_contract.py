@@ -140,9 +140,10 @@ def test_one_out_validator(target, bad, match):
 
 def test_device_buffers_are_validated_by_the_same_rules():
     class FakeDevice:  # anything with __cuda_array_interface__
-        def __init__(self, shape, typestr="<f8", strides=None, readonly=False):
+        def __init__(self, shape, typestr="<f8", strides=None, readonly=False, ptr=None):
             self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "strides": strides,
-                                             "data": (0, readonly), "version": 3}
+                                             "data": (id(self) * 64 if ptr is None else ptr, readonly),
+                                             "version": 3}
 
     names = ("f", "df/dx")
     ok = [FakeDevice((4,)), FakeDevice((4,))]
@@ -150,7 +151,8 @@ def test_device_buffers_are_validated_by_the_same_rules():
     for bad, match in [([FakeDevice((4,)), FakeDevice((4,), "<f4")], "df/dx"),
                        ([FakeDevice((4,)), FakeDevice((4,), strides=(16,))], "C-contiguous"),
                        ([FakeDevice((4,), readonly=True), FakeDevice((4,))], "writable"),
-                       ([np.empty(4), FakeDevice((4,))], "device")]:
+                       ([np.empty(4), FakeDevice((4,))], "device"),
+                       ([FakeDevice((4,), ptr=1024), FakeDevice((4,), ptr=1040)], "overlap in memory")]:
         with pytest.raises(ArgumentError, match=match):
             buffers.check_out(bad, names, (4,), np.dtype("float64"), device=True)
 
