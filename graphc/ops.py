@@ -366,6 +366,22 @@ def _pow_domains(args: tuple[Node, ...]):
     return (POSITIVE, REAL)
 
 
+def _at_zero(a):
+    return a == 0
+
+
+def _tie(a, b):
+    return a == b
+
+
+def _origin(a, b):
+    return (a == 0) & (b == 0)
+
+
+def _integer(a):
+    return np.floor(a) == a
+
+
 _O = OpSpec
 for _spec in [
     _O("add", 2, np.add, _g_add, lambda a, b: a + b, "({0} + {1})", "a + b", commutative=True, operator="+"),
@@ -389,13 +405,14 @@ for _spec in [
        "1 / (1 + exp(-a)), stable for any a", prelude=EXP_NEG_ABS),
     _O("softplus", 1, _np_softplus, _g_softplus, lambda a: _sp().log(1 + _sp().exp(a)), C_SOFTPLUS,
        "log(1 + exp(a)), never overflows", prelude=EXP_NEG_ABS),
-    _O("relu", 1, _np_relu, _g_relu, lambda a: a * _sp().Heaviside(a, 0), C_RELU, "max(a, 0); relu'(0) = 0"),
-    _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0"),
-    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), C_SIGN, "-1, 0 or 1 (NaN propagates); derivative 0"),
+    _O("relu", 1, _np_relu, _g_relu, lambda a: a * _sp().Heaviside(a, 0), C_RELU, "max(a, 0); relu'(0) = 0", kink=_at_zero),
+    _O("abs", 1, np.abs, _g_abs, lambda a: _sp().Abs(a), "abs({0})", "|a|; abs'(0) = 0", kink=_at_zero),
+    _O("sign", 1, np.sign, _g_zero, lambda a: _sp().sign(a), C_SIGN, "-1, 0 or 1 (NaN propagates); derivative 0",
+       kink=_at_zero),
     _O("max", 2, np.maximum, _g_max, lambda a, b: _sp().Max(a, b), C_MAX,
-       "larger of a, b (NaN propagates); ties split the gradient", commutative=True),
+       "larger of a, b (NaN propagates); ties split the gradient", commutative=True, kink=_tie),
     _O("min", 2, np.minimum, _g_min, lambda a, b: _sp().Min(a, b), C_MIN,
-       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True),
+       "smaller of a, b (NaN propagates); ties split the gradient", commutative=True, kink=_tie),
     _O("log1p", 1, np.log1p, _g_log1p, lambda a: _sp().log(1 + a), "math.log1p({0})", "log(1 + a), exact near 0",
        domain=(GT_MINUS_1,)),
     _O("expm1", 1, np.expm1, _g_expm1, lambda a: _sp().exp(a) - 1, "math.expm1({0})", "exp(a) - 1, exact near 0"),
@@ -406,7 +423,7 @@ for _spec in [
     _O("asin", 1, np.arcsin, _g_asin, lambda a: _sp().asin(a), "math.asin({0})", "arc sine", domain=(UNIT,)),
     _O("acos", 1, np.arccos, _g_acos, lambda a: _sp().acos(a), "math.acos({0})", "arc cosine", domain=(UNIT,)),
     _O("atan2", 2, np.arctan2, _g_atan2, lambda a, b: _sp().atan2(a, b), "math.atan2({0}, {1})",
-       "angle of the point (b, a), as numpy.arctan2(a, b); gradient NaN at the origin"),
+       "angle of the point (b, a), as numpy.arctan2(a, b); gradient NaN at the origin", kink=_origin),
     _O("sinh", 1, np.sinh, _g_sinh, lambda a: _sp().sinh(a), "math.sinh({0})", "hyperbolic sine"),
     _O("cosh", 1, np.cosh, _g_cosh, lambda a: _sp().cosh(a), "math.cosh({0})", "hyperbolic cosine"),
     _O("asinh", 1, np.arcsinh, _g_asinh, lambda a: _sp().asinh(a), "math.asinh({0})", "inverse hyperbolic sine"),
@@ -424,15 +441,19 @@ for _spec in [
        domain=(POSITIVE,)),
     _O("exp2", 1, np.exp2, _g_exp2, lambda a: 2**a, "(F(2.0) ** {0})", "2 ** a"),
     _O("hypot", 2, np.hypot, _g_hypot, lambda a, b: _sp().sqrt(a**2 + b**2), "math.hypot({0}, {1})",
-       "sqrt(a*a + b*b) without overflow; gradient 0 at the origin", commutative=True),
+       "sqrt(a*a + b*b) without overflow; gradient 0 at the origin", commutative=True,
+       kink=_origin),
     _O("clip", 3, _np_clip, _g_clip, _sympy_clip, C_CLIP,
-       "min(max(x, lo), hi) as numpy.clip; d/dx = 1 on [lo, hi], bounds included", prelude=C_MAX),
+       "min(max(x, lo), hi) as numpy.clip; d/dx = 1 on [lo, hi], bounds included", prelude=C_MAX,
+       kink=lambda x, lo, hi: (x == lo) | (x == hi) | (lo >= hi)),
     _O("gelu", 1, _np_gelu, _g_gelu, lambda a: a / 2 * (1 + _sp().erf(a / _sp().sqrt(2))), C_GELU,
        "x * Phi(x), the exact (erf) GELU; stable for large negative x"),
     _O("floor", 1, np.floor, _g_zero, lambda a: _sp().floor(a), "np.floor({0})",
-       "largest integer <= a; derivative 0 (also at the jumps)", codes={"cuda": "math.floor({0})"}),
+       "largest integer <= a; derivative 0 (also at the jumps)", codes={"cuda": "math.floor({0})"},
+       kink=_integer),
     _O("ceil", 1, np.ceil, _g_zero, lambda a: _sp().ceiling(a), "np.ceil({0})",
-       "smallest integer >= a; derivative 0 (also at the jumps)", codes={"cuda": "math.ceil({0})"}),
+       "smallest integer >= a; derivative 0 (also at the jumps)", codes={"cuda": "math.ceil({0})"},
+       kink=_integer),
     # Local-gradient ops: made by autodiff, not written by users.
     _O("dsigmoid", 1, _np_dsigmoid, _g_dsigmoid,
        lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, C_DSIGMOID,

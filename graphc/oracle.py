@@ -13,6 +13,7 @@ from .registry import REGISTRY
 
 DIGITS = 40
 MAXN = 3000  # the most digits evalf may use to resolve cancellation
+ZERO_CHECK_DIGITS = 800  # a zero result is confirmed at this precision (exp(-700) next to 1 needs 305)
 
 
 _EXACT: dict[float, object] = {}
@@ -174,6 +175,11 @@ def eval_adaptive(fn, args: Sequence[float], digits: int = DIGITS, max_digits: i
                     continue
                 if abs(a - b) > mpmath.mpf(10) ** (-(digits // 2)) * max(abs(a), abs(b), mpmath.mpf(10) ** -300):
                     same = False
+            if same and dps < ZERO_CHECK_DIGITS and any(v == 0 for v in cur) and any(a != 0 for a in args):
+                # an exact 0 may be a term absorbed at both precisions (log(1 + exp(-700)) is
+                # 0 at 40 and 80 digits, 9.86e-305 in truth): once more, past exp(+-700)'s range
+                prev, dps = cur, ZERO_CHECK_DIGITS
+                continue
             if same or dps >= max_digits:
                 return [_to_float(v) for v in cur]
         prev = cur

@@ -125,6 +125,9 @@ class OpSpec:
     prelude: str = ""  # an expression shared by several ops, computed once per element ({p})
     codes: Mapping[str, str] = field(default_factory=dict)
     internal: bool = False  # made by autodiff only: not accepted, suggested or listed for users
+    # NumPy predicate over the arguments: True where the op has a kink or jump (relu at 0, a
+    # max tie); there its derivative is graphc's documented convention (the checker says so)
+    kink: Callable[..., Any] | None = None
     operator: str = ""  # written as an operator ("+"), not called by name
 
     def code_for(self, backend: str) -> str:
@@ -160,6 +163,8 @@ def _check(spec: OpSpec) -> None:
     for facet in ("numpy", "grad", "sympy"):
         if not callable(getattr(spec, facet)):
             raise IRError(f"{where}: the {facet} facet must be callable")
+    if spec.kink is not None and not callable(spec.kink):
+        raise IRError(f"{where}: the kink facet must be callable (a NumPy predicate over the arguments)")
     if not spec.doc:
         raise IRError(f"{where}: needs a one-line doc (it is shown to users)")
     if len(spec.domain) != spec.arity or not all(isinstance(d, Domain) for d in spec.domain):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import GraphcError
-from ..ir import DTYPE_NUMPY, Graph, topo_order
+from ..ir import DTYPE_NUMPY, Graph, Node, topo_order
 from ..registry import REGISTRY
 from .buffers import host_outputs
 from .kernel import Kernel
@@ -19,11 +19,18 @@ def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | 
     """Evaluate `graph` at `args` (one array per input, in order); returns the
     requested outputs (default: all) as arrays of the graph's dtype."""
     dt = np.dtype(DTYPE_NUMPY[graph.dtype])
+    want = graph.outputs if outputs is None else [(n, graph.output(n)) for n in outputs]
+    env = node_values(graph, args, [v for _, v in want])
+    return [np.asarray(env[id(v)], dtype=dt) for _, v in want]
+
+
+def node_values(graph: Graph, args: Sequence[np.ndarray], roots: Sequence[Node] | None = None) -> dict[int, np.ndarray]:
+    """id(node) -> value for every node that `roots` (default: all outputs) need."""
+    dt = np.dtype(DTYPE_NUMPY[graph.dtype])
     env: dict[int, np.ndarray] = {}
     for node, a in zip(graph.inputs, args):
         env[id(node)] = np.asarray(a, dtype=dt)
-    want = graph.outputs if outputs is None else [(n, graph.output(n)) for n in outputs]
-    need = {id(n) for n in topo_order(v for _, v in want)}
+    need = {id(n) for n in topo_order(roots if roots is not None else [v for _, v in graph.outputs])}
     with np.errstate(all="ignore"):
         for n in graph.body:
             if id(n) not in need:
@@ -33,7 +40,7 @@ def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | 
             else:
                 val = REGISTRY[n.op].numpy(*(env[id(a)] for a in n.args))
                 env[id(n)] = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
-    return [np.asarray(env[id(v)], dtype=dt) for _, v in want]
+    return env
 
 
 class NumpyKernel(Kernel):
