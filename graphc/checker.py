@@ -161,6 +161,33 @@ def sample_points(graph: Graph, n: int, seed: int, dtype: str) -> list[dict[str,
     return [{k: float(cast(v)) for k, v in p.items()} for p in pts]
 
 
+class Progress:
+    """`graphc check: reference values 1,234/20,000` on stderr, redrawn at most 4
+    times a second, from 2 s on, and only when stderr is a terminal."""
+
+    def __init__(self, what: str, total: int, stream: Any = None, after: float = 2.0):
+        import sys
+
+        self.what, self.total, self.after = what, total, after
+        self.stream = stream if stream is not None else sys.stderr
+        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        if not self.on:
+            return
+        now = time.perf_counter()
+        if now - self.t0 < self.after or (now - self.last < 0.25 and done < self.total):
+            return
+        self.last, self.shown = now, True
+        self.stream.write(f"\rgraphc check: {self.what} {done:,}/{self.total:,}")
+        if done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
 def kink_points(graph: Graph, columns: list[np.ndarray]) -> dict[str, list[int]]:
     """op name -> indices of the points where one of its nodes sits on a kink
     (the registry's `kink` facet: relu at 0, a max tie, floor at an integer)."""
@@ -312,13 +339,15 @@ def check(
     pts = sample_points(forward, points, seed, dt)
     notes: list[str] = []
     try:
-        ref = oracle.run_limited(lambda: oracle.sympy_reference(forward, pts, fn.wrt), time_limit)
+        ref = oracle.run_limited(lambda: oracle.sympy_reference(forward, pts, fn.wrt,
+                                                                progress=Progress("reference values", len(pts))),
+                                 time_limit)
         reference = "SymPy's exact derivatives, evaluated with mpmath at 40+ digits"
     except (oracle.TimeLimit, RuntimeError) as exc:
         notes.append(f"SymPy could not produce reference values ({str(exc).splitlines()[0]}); "
                      "used mpmath numerical differentiation of the graph instead")
         reference = "mpmath high-precision numerical differentiation (SymPy timed out)"
-        ref = oracle.mpmath_reference(forward, pts, fn.wrt)
+        ref = oracle.mpmath_reference(forward, pts, fn.wrt, progress=Progress("numerical references", len(pts)))
     names = list(fn.graph.output_names)  # the value, then d(value)/d(w) for each w: named by the graph
     cols = [np.array([p[k] for p in pts], dtype=dt) for k in fn.inputs]
     value, grads = fn(*cols)

@@ -6,7 +6,7 @@ SymPy is used for checking only; compiling never waits on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .ir import Graph
 from .registry import REGISTRY
@@ -187,7 +187,7 @@ def eval_adaptive(fn, args: Sequence[float], digits: int = DIGITS, max_digits: i
 
 
 def sympy_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: Sequence[str],
-                    digits: int = DIGITS) -> list[list[float]]:
+                    digits: int = DIGITS, progress: Callable[[int], None] | None = None) -> list[list[float]]:
     """[f, df/dw...] at each point, from SymPy's exact derivatives evaluated with
     mpmath at adaptive precision."""
 
@@ -210,6 +210,8 @@ def sympy_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: 
             if math.isfinite(row[0]):
                 row = [lv if math.isnan(v) else v for v, lv in zip(row, limit(fn, args))]
         rows.append(row)
+        if progress is not None:
+            progress(len(rows))
     return rows
 
 
@@ -272,7 +274,7 @@ def mpmath_eval_graph(forward: Graph, point: Mapping[str, object]):
 
 
 def mpmath_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt: Sequence[str],
-                     digits: int = DIGITS) -> list[list[float]]:
+                     digits: int = DIGITS, progress: Callable[[int], None] | None = None) -> list[list[float]]:
     """[f, df/dw...] by evaluating the forward graph in mpmath and differentiating
     numerically at high precision (mpmath.diff): independent of graphc's
     derivative rules, and needs no symbolic expression (for when SymPy swells)."""
@@ -290,7 +292,12 @@ def mpmath_reference(forward: Graph, points: Sequence[Mapping[str, float]], wrt:
             row.append(mpmath.diff(lambda t, k=k: f(*(x0[:k] + (t,) + x0[k + 1:])), x0[k]))
         return row
 
-    return [eval_adaptive(value_and_grads, [p[n] for n in order], digits, max_digits=1200) for p in points]
+    rows = []
+    for p in points:
+        rows.append(eval_adaptive(value_and_grads, [p[n] for n in order], digits, max_digits=1200))
+        if progress is not None:
+            progress(len(rows))
+    return rows
 
 
 # ------------------------------------------------------------- time limits

@@ -172,3 +172,26 @@ def test_reference_sees_terms_absorbed_at_two_precisions():
     assert row[0] == pytest.approx(9.85967654375977e-305, rel=1e-14) and row[1] == pytest.approx(row[0], rel=1e-14)
     rep = graphc.check("log(1+exp(x))", target="cpu", points=16, symbolic=False)
     assert rep.ok and all(np.isfinite(o.max_rel) and o.max_ulp < 1e6 for o in rep.outputs), str(rep)
+
+
+def test_long_checks_show_progress_on_a_terminal():
+    import io
+
+    from graphc.checker import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    quiet = Progress("reference values", 3, stream=io.StringIO(), after=0.0)
+    for k in (1, 2, 3):
+        quiet(k)
+    assert quiet.stream.getvalue() == ""  # not a terminal: nothing
+    tty = Tty()
+    bar = Progress("reference values", 20_000, stream=tty, after=0.0)
+    bar(1)
+    bar(20_000)
+    assert tty.getvalue() == "\rgraphc check: reference values 1/20,000\rgraphc check: reference values 20,000/20,000\n"
+    late = Progress("reference values", 5, stream=Tty(), after=60.0)
+    late(5)
+    assert late.stream.getvalue() == ""  # short runs stay quiet
