@@ -260,8 +260,9 @@ def _mp_op(name: str):
     return fn
 
 
-def mpmath_eval_graph(forward: Graph, point: Mapping[str, object]):
-    """Evaluate the forward graph's first output in mpmath (current precision)."""
+def mpmath_eval_graph(forward: Graph, point: Mapping[str, object], all_outputs: bool = False):
+    """Evaluate the graph's first output (or every output) in mpmath at the
+    current precision: graphc's own graph, computed without rounding error."""
     import mpmath
 
     env: dict[int, object] = {id(n): mpmath.mpf(point[n.attr]) for n in forward.inputs}
@@ -270,6 +271,8 @@ def mpmath_eval_graph(forward: Graph, point: Mapping[str, object]):
             env[id(n)] = mpmath.mpf(n.value)
         else:
             env[id(n)] = _mp_op(n.op)(*(env[id(a)] for a in n.args))[0]
+    if all_outputs:
+        return [env[id(v)] for _, v in forward.outputs]
     return env[id(forward.outputs[0][1])]
 
 

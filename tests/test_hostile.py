@@ -195,3 +195,29 @@ def test_long_checks_show_progress_on_a_terminal():
     late = Progress("reference values", 5, stream=Tty(), after=60.0)
     late(5)
     assert late.stream.getvalue() == ""  # short runs stay quiet
+
+
+@pytest.mark.parametrize("formula", ["sin(x)/x", "(exp(x)-1)/x"])
+def test_ill_conditioned_formulas_are_not_reported_as_graphc_errors(formula):
+    """Regression: these FAILED at x = 1e-8, where the formula itself cancels in
+    float64; the report now says how many digits the formula loses there."""
+    rep = graphc.check(formula, target="cpu", points=16, symbolic=False)
+    assert rep.ok and rep.ill_conditioned >= 1, str(rep)
+    assert any("the formula loses" in n and "x=1e-08" in n for n in rep.notes)
+    assert "ill-conditioned" in str(rep)
+
+
+def test_a_wrong_rule_is_not_excused_as_conditioning():
+    import dataclasses
+
+    from graphc import ir
+    from graphc.registry import REGISTRY, register_op
+
+    spec = REGISTRY["sin"]
+    register_op(dataclasses.replace(spec, grad=lambda n, g: (ir.make("mul", g, ir.make("sin", n.args[0])),)),
+                replace=True)
+    try:
+        rep = graphc.check("sin(x)/x", target="numpy", points=16, symbolic=False)
+    finally:
+        register_op(spec, replace=True)
+    assert not rep.ok
