@@ -16,8 +16,8 @@ ARITH = {"add", "sub", "mul", "div", "neg", "pow"}
 def _call(op: str, args: list[str]) -> str:
     spec = REGISTRY[op]
     wrapped = [d.wrap.format(a) for d, a in zip(spec.domain, args)]
-    if op == "pow":  # keep exponents moderate: x**y overflows quickly otherwise
-        return f"({wrapped[0]} ** tanh({wrapped[1]}))"
+    if op == "pow":  # a base that reaches 0 (the kink rows set variables to 0), a moderate positive exponent
+        return f"(abs({args[0]}) ** (tanh({args[1]}) + 1.5))"
     if op == "div":
         return f"({wrapped[0]} / {wrapped[1]})"
     return f"{op}({', '.join(wrapped)})"
