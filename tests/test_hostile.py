@@ -221,3 +221,14 @@ def test_a_wrong_rule_is_not_excused_as_conditioning():
     finally:
         register_op(spec, replace=True)
     assert not rep.ok
+
+
+def test_kernel_source_for_thousands_of_inputs_is_valid_python():
+    """Regression: the size check was one expression of 2 x inputs terms, and
+    Python's compiler hit its recursion limit at ~1,500 inputs."""
+    from graphc.codegen.numba_cpu import generate_source
+
+    g = graphc.Program(" + ".join(f"x{i}" for i in range(2000)), wrt="x0").graph
+    for mask in [(True,) * 2000, (False, True) * 1000]:
+        src = generate_source(g, "cpu", mask)
+        compile(src, "<kernel>", "exec")  # raised RecursionError

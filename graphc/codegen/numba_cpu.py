@@ -68,7 +68,10 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: b
         # array, and its compile time grows with blocks x live arrays
         conds = [f"({a}.shape[0] != n)" if full else f"({a}.shape[0] < 1)" for a, full in zip(arr, mask)]
         conds += [f"({o}.shape[0] != n)" for o in outs]
-        lines.append("    bad = " + " | ".join(conds))
+        # in lines of 32 terms: one expression of thousands would exceed Python's own
+        # compiler's recursion limit (a formula of 1,500 inputs did)
+        for k in range(0, len(conds), 32):
+            lines.append(("    bad = " if k == 0 else "    bad = bad | ") + " | ".join(conds[k:k + 32]))
         lines.append('    if bad:\n        raise ValueError("graphc: an input or output array has the wrong size")')
         lines += indent(body.consts, 4)
         for v, a, full in zip(names, arr, mask):
