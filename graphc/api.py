@@ -22,6 +22,8 @@ from .passes.autodiff import grad_name
 from .passes.manager import PassRecord
 from .program import Program
 
+_NO_OPTIONS: dict[str, Any] = {}
+
 
 class CompiledFunction:
     """A formula compiled to a function of its inputs.
@@ -122,6 +124,8 @@ class CompiledFunction:
         other buffer; they are filled and returned. Targets may accept more
         options (cuda: stream=). A formula variable named like an option
         (`out`, `stream`) is that variable here: give buffers with `call`."""
+        if not kwargs:  # the common call: nothing to sort out (scalar calls take well under a microsecond)
+            return self._run(args, kwargs, None, _NO_OPTIONS)
         out = kwargs.pop("out") if "out" in kwargs and "out" not in self.inputs else None
         options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs and k not in self.inputs}
         return self._run(args, kwargs, out, options)

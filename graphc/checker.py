@@ -179,6 +179,7 @@ class _Conditioning:
     def __init__(self, fn: Any, pts: list[dict[str, float]], dtype: str):
         self.fn, self.pts, self.dtype = fn, pts, dtype
         self._rows: dict[int, tuple[list[float], list[float]]] = {}
+        self._naive: Graph | None = None
 
     def _rows_at(self, i: int) -> tuple[list[float], list[float]]:
         if i not in self._rows:
@@ -190,11 +191,12 @@ class _Conditioning:
             pt = self.pts[i]
             with mpmath.workdps(60):
                 try:
-                    exact_graph = [oracle._to_float(v) for v in oracle.mpmath_eval_graph(self.fn.graph, pt, True)]
+                    exact_graph = [oracle.to_float(v) for v in oracle.mpmath_eval_graph(self.fn.graph, pt, True)]
                 except (ZeroDivisionError, ValueError, OverflowError):
                     exact_graph = [math.nan] * len(self.fn.graph.outputs)
-            naive_graph = Program(self.fn.forward_graph, wrt=self.fn.wrt, passes=(), dtype=self.dtype).graph
-            naive = [float(v) for v in evaluate(naive_graph, [np.asarray(pt[k], dtype=self.dtype)
+            if self._naive is None:  # the formula as written, autodiff alone: built once, not per point
+                self._naive = Program(self.fn.forward_graph, wrt=self.fn.wrt, passes=(), dtype=self.dtype).graph
+            naive = [float(v) for v in evaluate(self._naive, [np.asarray(pt[k], dtype=self.dtype)
                                                               for k in self.fn.inputs])]
             self._rows[i] = (exact_graph, naive)
         return self._rows[i]

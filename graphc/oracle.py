@@ -139,7 +139,7 @@ def _mp_funcs(exprs: Sequence, syms: Sequence):
     return sp.lambdify(list(syms), fixed, modules=[{"Heaviside": _mp_heaviside}, "mpmath"])
 
 
-def _to_float(v) -> float:
+def to_float(v) -> float:
     import mpmath
 
     if isinstance(v, mpmath.mpc) or isinstance(v, complex):
@@ -181,7 +181,7 @@ def eval_adaptive(fn, args: Sequence[float], digits: int = DIGITS, max_digits: i
                 prev, dps = cur, ZERO_CHECK_DIGITS
                 continue
             if same or dps >= max_digits:
-                return [_to_float(v) for v in cur]
+                return [to_float(v) for v in cur]
         prev = cur
         dps *= 2
 
@@ -237,7 +237,7 @@ def limit(fn, args: Sequence[float], dps: int = 60) -> list[float]:
             except (ZeroDivisionError, ValueError, OverflowError):
                 vals = None
             vals = list(vals) if isinstance(vals, (list, tuple)) else [vals] if vals is not None else None
-            sides.append([_to_float(v) for v in vals] if vals is not None else None)
+            sides.append([to_float(v) for v in vals] if vals is not None else None)
     up, down = sides
     if up is None or down is None:
         return up or down or [math.nan]

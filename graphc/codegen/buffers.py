@@ -47,7 +47,7 @@ def _layout(o: Any) -> tuple[tuple, np.dtype, bool, bool] | None:
         strides = cai.get("strides")
         contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
         return shape, dtype, contiguous, not cai["data"][1]
-    if hasattr(o, "is_c_contiguous") and hasattr(o, "shape"):  # Numba's CUDA simulator array
+    if is_device(o):  # Numba's CUDA simulator array
         return tuple(o.shape), np.dtype(o.dtype), bool(o.is_c_contiguous()), True
     return None
 
@@ -61,7 +61,9 @@ def _c_strides(shape: tuple, itemsize: int) -> tuple:
 
 
 def is_device(o: Any) -> bool:
-    return type(o) is not np.ndarray and _layout(o) is not None
+    """A GPU array: anything with __cuda_array_interface__ (Numba, CuPy, PyTorch),
+    or the CUDA simulator's stand-in."""
+    return hasattr(o, "__cuda_array_interface__") or type(o).__name__ == "FakeCUDAArray"
 
 
 def _extent(o: Any) -> tuple[int, int] | None:

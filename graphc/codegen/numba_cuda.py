@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ArgumentError, BackendUnavailableError, GraphcError
 from ..ir import DTYPE_NUMPY, Graph, print_graph
-from .buffers import as_buffer_list, check_out
+from .buffers import as_buffer_list, check_out, is_device
 from .kernel import Kernel
 from .scalar import Body, indent
 from .targets import Target
@@ -122,12 +122,6 @@ def ptx(graph: Graph, cc: tuple[int, int] = (9, 0)) -> str:
     return text
 
 
-def is_device_array(a: Any) -> bool:
-    """A GPU array: anything with __cuda_array_interface__ (Numba, CuPy, PyTorch),
-    or the CUDA simulator's stand-in."""
-    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
-
-
 class DeviceArg:
     """A device array during binding: its shape, without copying it to the host."""
 
@@ -144,9 +138,6 @@ def device_shape_dtype(a: Any) -> tuple[tuple, np.dtype]:
 
 def _as_device(cuda, a: Any):
     return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)
-
-
-_is_device = is_device_array
 
 
 class CudaKernel(Kernel):
@@ -189,7 +180,7 @@ class CudaKernel(Kernel):
 
     def convert(self, name: str, value: Any) -> Any:
         """Device arrays stay on the device (as a DeviceArg); anything else is a host array."""
-        if is_device_array(value):
+        if is_device(value):
             dshape, ddtype = device_shape_dtype(value)
             if ddtype != self.np_dtype:
                 raise ArgumentError(f"argument {name!r} is a device array of dtype {ddtype}; "
@@ -200,11 +191,11 @@ class CudaKernel(Kernel):
     def run(self, arrays: Sequence[Any], shape: tuple, out=None, stream=0, **options) -> list:
         cuda = self.cuda
         arrays = [a.array if isinstance(a, DeviceArg) else a for a in arrays]
-        on_device = any(_is_device(a) for a in arrays)
+        on_device = any(is_device(a) for a in arrays)
         n = int(np.prod(shape)) if shape else 1
         dev_in, mask = [], []
         for a in arrays:
-            if _is_device(a):
+            if is_device(a):
                 d = _as_device(cuda, a)
                 if d.dtype != self.np_dtype:
                     raise ArgumentError(f"device array of dtype {d.dtype}, but the kernel is {self.np_dtype}")
@@ -249,7 +240,7 @@ class CudaKernel(Kernel):
                 return dev, None
             return dev, [np.empty(shape, dtype=self.np_dtype) for _ in range(self.n_out)]
         bufs = as_buffer_list(out, self.output_names)
-        if all(_is_device(o) for o in bufs):
+        if all(is_device(o) for o in bufs):
             check_out(bufs, self.output_names, shape, self.np_dtype, True, inputs, self.graph.input_names)
             return [_as_device(cuda, o) for o in bufs], None
         host = check_out(bufs, self.output_names, shape, self.np_dtype, False, inputs, self.graph.input_names)
