@@ -44,6 +44,7 @@ class CompiledFunction:
         self._fwd_kernel: Kernel | None = None
         self._np_dtype = np.dtype(program.dtype)
         self._n_in = len(program.inputs)
+        self._wrt, self._order1 = program.wrt, program.order == 1  # read on every call: plain attributes
         self._fast_arrays = self.kernel.run_contiguous if self.order == 1 else None
 
     # ----------------------------------------------------------- inspection
@@ -124,7 +125,16 @@ class CompiledFunction:
         other buffer; they are filled and returned. Targets may accept more
         options (cuda: stream=). A formula variable named like an option
         (`out`, `stream`) is that variable here: give buffers with `call`."""
-        if not kwargs:  # the common call: nothing to sort out (scalar calls take well under a microsecond)
+        if not kwargs:  # the common call: nothing to sort out
+            if args and type(args[0]) is float and len(args) == self._n_in:
+                fast = self.kernel.fast_scalar  # Python floats straight to the compiled scalar body
+                if fast is not None and self._order1:
+                    for a in args:
+                        if type(a) is not float:
+                            break
+                    else:
+                        res = fast(*args)
+                        return res[0], dict(zip(self._wrt, res[1:]))
             return self._run(args, kwargs, None, _NO_OPTIONS)
         out = kwargs.pop("out") if "out" in kwargs and "out" not in self.inputs else None
         options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs and k not in self.inputs}
