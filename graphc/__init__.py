@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import ops  # noqa: F401  (registers the built-in ops before anything builds a graph)
+from . import ops, tensor_ops  # noqa: F401  (register the built-in ops before anything builds a graph)
 from .api import CompiledFunction, compile, hessian, targets
 from .checker import CheckReport, check
 from .errors import (

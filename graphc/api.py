@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import shapes
 from .codegen.kernel import Kernel
 from .codegen.targets import TARGETS, build, emit, get_target
 from .errors import ArgumentError, GraphcError
@@ -37,6 +38,8 @@ class CompiledFunction:
         if not program.order:
             raise GraphcError("this Program was built with grad=False; compile needs the value+gradient graph")
         self.program = program
+        if target is None and program.tensor:
+            target = "numpy"  # the target that runs tensor programs (compiled ones are planned)
         row = get_target(target)
         self.target = row.name
         self._call_options = row.call_options
@@ -46,6 +49,7 @@ class CompiledFunction:
         self._n_in = len(program.inputs)
         self._wrt, self._order1 = program.wrt, program.order == 1  # read on every call: plain attributes
         self._fast_arrays = self.kernel.run_contiguous if self.order == 1 else None
+        self.tensor: bool = program.tensor  # a tensor program: arguments have declared shapes
 
     # ----------------------------------------------------------- inspection
     inputs = property(lambda self: self.program.inputs, doc="input names, in call order")
@@ -90,7 +94,7 @@ class CompiledFunction:
                 f"dtype={self.dtype} ops={self.graph.op_count()}>")
 
     # ---------------------------------------------------------------- calls
-    def _bind(self, kernel: Kernel, args: tuple, kwargs: Mapping[str, Any]) -> tuple[list, bool, tuple]:
+    def _values(self, args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         names = self.inputs
         if len(args) > len(names):
             raise ArgumentError(
@@ -108,6 +112,11 @@ class CompiledFunction:
         missing = [n for n in names if n not in values]
         if missing:
             raise ArgumentError(f"missing argument(s): {', '.join(missing)}")
+        return values
+
+    def _bind(self, kernel: Kernel, args: tuple, kwargs: Mapping[str, Any]) -> tuple[list, bool, tuple]:
+        names = self.inputs
+        values = self._values(args, kwargs)
         arrays = [kernel.convert(n, values[n]) for n in names]
         try:
             shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
@@ -155,6 +164,8 @@ class CompiledFunction:
             owners = [t.name for t in TARGETS.values() if k in t.call_options]
             if owners:
                 raise ArgumentError(f"{k}= is for target {' or '.join(map(repr, owners))} only")
+        if self.tensor:
+            return self._run_tensor(self.kernel, args, kwargs, out)
         if not kwargs and not options and len(args) == self._n_in:
             # fast paths: Python floats, or same-shape contiguous arrays of our dtype
             a0 = args[0] if args else None
@@ -174,6 +185,17 @@ class CompiledFunction:
             outs = self.kernel.run(arrays, shape, out, **options)
         return self._pack(outs)
 
+    def _run_tensor(self, kernel: Kernel, args: tuple, kwargs: Mapping[str, Any], out: Any) -> Any:
+        """A tensor program: arguments checked against their declared shapes,
+        symbolic dimensions bound; 0-d results come back as Python floats."""
+        if out is not None:
+            raise ArgumentError("out= is for pointwise functions; a tensor program returns new arrays")
+        arrays, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype)
+        outs = [float(o) if np.ndim(o) == 0 else o for o in kernel.run_tensor(arrays, dims)]
+        if kernel is not self.kernel:
+            return outs
+        return self._pack(outs)
+
     def _pack(self, outs: Sequence[Any]):
         k = len(self.wrt)
         value = outs[0]
@@ -187,6 +209,8 @@ class CompiledFunction:
         """The value only (a forward-only kernel: no gradient work)."""
         if self._fwd_kernel is None:
             self._fwd_kernel = build(self.optimised_forward(), self.target)
+        if self.tensor:
+            return self._run_tensor(self._fwd_kernel, args, kwargs, None)[0]
         arrays, scalar, shape = self._bind(self._fwd_kernel, args, kwargs)
         (value,) = self._fwd_kernel.run(arrays, shape)[:1]
         return float(value) if scalar else value
@@ -201,6 +225,8 @@ def compile(
     order: int = 1,
     inputs: Sequence[str] | None = None,
     unsafe: bool = False,
+    shapes: Mapping[str, Any] | None = None,
+    dtypes: Mapping[str, Any] | None = None,
 ) -> CompiledFunction:
     """Compile formula text, a SymPy expression, a Graph or a Program into a CompiledFunction.
 
@@ -212,12 +238,16 @@ def compile(
     `()` runs autodiff alone. order: 1 (gradient) or 2 (adds the Hessian).
     inputs: explicit input order (default: order of first appearance).
     unsafe: also apply rewrites that change results for inf/NaN (x*0 -> 0, ...).
+    shapes: declared shapes, e.g. {"X": ("N", 3), "w": (3,), "b": ()}: the
+    formula is then a tensor program (target "numpy"); gradients of its scalar
+    value have their input's shape. dtypes: {"y": "int64"} for integer labels.
     A Program brings its own options: only `target` applies to it.
     """
     get_target(target)  # a bad target name fails before any work
     if isinstance(formula, Program):
         return CompiledFunction(formula, target)
-    program = Program(formula, wrt=wrt, dtype=dtype, passes=passes, order=order, inputs=inputs, unsafe=unsafe)
+    program = Program(formula, wrt=wrt, dtype=dtype, passes=passes, order=order, inputs=inputs, unsafe=unsafe,
+                      shapes=dict(shapes) if shapes is not None else None, dtypes=dict(dtypes) if dtypes else None)
     return CompiledFunction(program, target)
 
 

@@ -21,18 +21,67 @@ def _num(x: float) -> float | str:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
-def _parse_assignments(items: Sequence[str]) -> dict[str, float]:
-    values: dict[str, float] = {}
+def _parse_assignments(items: Sequence[str], tensors: bool = False) -> dict[str, object]:
+    """NAME=VALUE; for tensor programs VALUE may be JSON nested lists ('[[1,2],[3,4]]')."""
+    values: dict[str, object] = {}
     for item in items:
         if "=" not in item:
             raise GraphcError(f"expected NAME=VALUE, got {item!r}")
         name, text = item.split("=", 1)
         name = name.strip()
         try:
-            values[name] = float(text)
+            values[name] = json.loads(text) if tensors else float(text)
         except ValueError:
-            raise GraphcError(f"value of {name!r} is not a number: {text!r}") from None
+            what = "a number or JSON nested lists" if tensors else "a number"
+            raise GraphcError(f"value of {name!r} is not {what}: {text!r}") from None
+        if tensors and not _numeric(values[name]):
+            raise GraphcError(f"value of {name!r} is not a number or nested lists of numbers: {text!r}")
     return values
+
+
+def _numeric(v: object) -> bool:
+    if isinstance(v, list):
+        return all(_numeric(x) for x in v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _parse_shapes(items: Sequence[str] | None) -> dict[str, tuple] | None:
+    """--shape X=N,3 --shape b= (a scalar) -> {"X": ("N", 3), "b": ()}."""
+    if not items:
+        return None
+    out: dict[str, tuple] = {}
+    for item in items:
+        if "=" not in item:
+            raise GraphcError(f"--shape expects NAME=DIMS like X=N,3 (b= for a scalar), got {item!r}")
+        name, dims = item.split("=", 1)
+        out[name.strip()] = tuple(d.strip() for d in dims.split(",") if d.strip())
+    return out
+
+
+def _parse_dims(items: Sequence[str] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items or ():
+        name, _, size = item.partition("=")
+        if not size.strip().isdigit() or int(size) < 1:
+            raise GraphcError(f"--dims expects NAME=SIZE like N=3, got {item!r}")
+        out[name.strip()] = int(size)
+    return out
+
+
+def _tensor_opts(args: argparse.Namespace) -> dict[str, object]:
+    shapes = _parse_shapes(getattr(args, "shape", None))
+    ints = getattr(args, "int", None) or []
+    if ints and shapes is None:
+        raise GraphcError("--int declares labels of a tensor program: give --shape for every variable too")
+    return {"shapes": shapes, "dtypes": {n: "int64" for n in ints} or None}
+
+
+def _jsonable(v: object) -> object:
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v] if v.ndim else _num(float(v))
+    return _num(float(v))  # type: ignore[arg-type]
 
 
 def _target_help(names: Sequence[str] | None = None) -> str:
@@ -48,15 +97,30 @@ def _add_compile_opts(p: argparse.ArgumentParser, target_default: str | None = N
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--wrt", default=None, help="comma-separated names to differentiate by (default: all)")
     p.add_argument("--passes", default=None, help="comma-separated pipeline, e.g. simplify,fuse,autodiff,cse,dce")
+    _add_tensor_opts(p)
+
+
+def _add_tensor_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shape", action="append", metavar="NAME=DIMS",
+                   help="declare a variable's shape, e.g. --shape X=N,3 --shape b= (scalar): a tensor program")
+    p.add_argument("--int", action="append", metavar="NAME", help="an integer (labels) input of a tensor program")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import graphc
 
-    fn = graphc.compile(args.formula, wrt=args.wrt, target=args.target, dtype=args.dtype, passes=args.passes)
-    value, grads = fn(**_parse_assignments(args.values))
+    fn = graphc.compile(args.formula, wrt=args.wrt, target=args.target, dtype=args.dtype, passes=args.passes,
+                        **_tensor_opts(args))
+    value, grads = fn(**_parse_assignments(args.values, tensors=fn.tensor))
     if args.json:
-        print(json.dumps({"value": _num(value), "grad": {k: _num(v) for k, v in grads.items()}}))
+        print(json.dumps({"value": _jsonable(value), "grad": {k: _jsonable(v) for k, v in grads.items()}}))
+    elif fn.tensor:
+        import numpy as np
+
+        with np.printoptions(precision=17):
+            print(f"f = {value!r}")
+            for k, v in grads.items():
+                print(f"df/d{k} =\n{np.asarray(v)!s}" if np.ndim(v) else f"df/d{k} = {v!r}")
     else:
         print(f"f = {value!r}")
         for k, v in grads.items():
@@ -68,7 +132,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
     import graphc
 
     prog = graphc.Program(args.formula, wrt=None if args.no_grad else args.wrt, dtype=args.dtype,
-                          passes=args.passes, grad=not args.no_grad)
+                          passes=args.passes, grad=not args.no_grad, **_tensor_opts(args))
     if args.print_after_all:
         print(prog.print_after_all())
         print()
@@ -89,7 +153,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     if args.llvm and args.ptx:
         raise GraphcError("--llvm and --ptx: choose one")
     kind = "llvm" if args.llvm else "ptx" if args.ptx else "source"
-    prog = graphc.Program(args.formula, wrt=args.wrt, dtype=args.dtype, passes=args.passes)
+    prog = graphc.Program(args.formula, wrt=args.wrt, dtype=args.dtype, passes=args.passes, **_tensor_opts(args))
     print(graphc.emit(prog, target=args.target, kind=kind, cc=args.cc))
     return 0
 
@@ -101,6 +165,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         res = swell(args.formula, time_limit=args.time_limit)
         print(json.dumps(res, indent=1) if args.json else format_swell(res))
         return 0
+    topts = _tensor_opts(args)
+    if topts["shapes"] is not None:
+        import graphc
+
+        from .tensor_check import check_tensor
+
+        fn = graphc.compile(args.formula, wrt=args.wrt, dtype=args.dtype, **topts)
+        tr = check_tensor(fn, dims=_parse_dims(args.dims), points=min(args.points, 4), seed=args.seed,
+                          adversarial=True)
+        print(tr.to_json() if args.json else tr)
+        return 0 if tr.ok else 1
     report = check(args.formula, target=args.target, dtype=args.dtype, points=args.points, seed=args.seed,
                    wrt=args.wrt, time_limit=args.time_limit, symbolic=not args.no_symbolic)
     print(report.to_json() if args.json else report)
@@ -151,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     r.add_argument("--wrt", default=None)
     r.add_argument("--passes", default=None)
+    _add_tensor_opts(r)
     r.set_defaults(func=cmd_ir)
 
     m = sub.add_parser("emit", help="print the generated kernel source (or its LLVM IR)")
@@ -172,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--target", default="cpu", help=_target_help())
     k.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     k.add_argument("--wrt", default=None)
+    _add_tensor_opts(k)
+    k.add_argument("--dims", action="append", metavar="N=SIZE",
+                   help="size of a symbolic dimension in a tensor check (default 3)")
     k.set_defaults(func=cmd_check)
 
     c = sub.add_parser("cache", help="the on-disk kernel cache: info or clear")
@@ -182,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # NAME=VALUE items after options (graphc eval F --shape X=N,3 X='[[1,2]]') are values too
+    if extra and getattr(args, "command", None) == "eval" and all("=" in e and not e.startswith("-") for e in extra):
+        args.values = list(args.values) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except GraphcError as exc:

@@ -36,6 +36,12 @@ class IRError(GraphcError):
     """A graph that fails verification, or IR text that does not parse."""
 
 
+class ShapeError(ParseError, IRError):
+    """Shapes that do not fit an op (`X @ W` with unequal inner dimensions, arguments
+    that do not broadcast); from formula text the message carries a caret under
+    the operator."""
+
+
 class ArgumentError(GraphcError):
     """Bad arguments to a compiled function: missing, unknown, non-numeric, shapes."""
 

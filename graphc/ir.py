@@ -17,17 +17,21 @@ from dataclasses import dataclass
 from .errors import IRError, LimitError
 from .registry import REGISTRY
 
-DTYPES = ("f64", "f32")
-DTYPE_NUMPY = {"f64": "float64", "f32": "float32"}
+DTYPES = ("f64", "f32")  # float dtypes: what formulas compute in
+INT_DTYPES = ("i64", "bool")  # labels and indices; masks (comparisons): never differentiated
+DTYPE_NUMPY = {"f64": "float64", "f32": "float32", "i64": "int64", "bool": "bool"}
 DTYPE_ALIASES = {
     "f64": "f64", "float64": "f64", "double": "f64",
     "f32": "f32", "float32": "f32", "float": "f32", "single": "f32",
 }
+ANY_DTYPE_ALIASES = {**DTYPE_ALIASES, "i64": "i64", "int64": "i64", "int": "i64", "bool": "bool"}
 MAX_NODES = 2_000_000  # a graph larger than this is refused with a LimitError
+
+Dim = int | str  # a concrete size, or a named symbolic dimension ("N") bound on each call
 
 
 def canonical_dtype(dtype: object) -> str:
-    """Map 'float64', np.float32, 'f32', ... to the IR's dtype names."""
+    """Map 'float64', np.float32, 'f32', ... to the IR's float dtype names."""
     name = getattr(dtype, "__name__", None) or str(dtype)
     try:
         return DTYPE_ALIASES[name]
@@ -35,22 +39,82 @@ def canonical_dtype(dtype: object) -> str:
         raise IRError(f"unsupported dtype {dtype!r}: use float64 or float32") from None
 
 
+def canonical_any_dtype(dtype: object) -> str:
+    """Like canonical_dtype, and also int64 (labels) and bool (masks)."""
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    try:
+        return ANY_DTYPE_ALIASES[name]
+    except KeyError:
+        raise IRError(f"unsupported dtype {dtype!r}: use float64, float32 or int64") from None
+
+
+_DIM_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")
+
+
+def canonical_shape(shape: object) -> tuple[Dim, ...]:
+    """(N, 3), ["N", 3], "N,3", 3, () -> a tuple of ints >= 0 and dimension names."""
+    if isinstance(shape, str):
+        shape = tuple(s.strip() for s in shape.split(",") if s.strip())
+    elif isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        items = tuple(shape)  # type: ignore[arg-type]
+    except TypeError:
+        raise IRError(f"a shape is a tuple of sizes and names like ('N', 3), got {shape!r}") from None
+    out: list[Dim] = []
+    for d in items:
+        if isinstance(d, str) and d.strip().isdigit():
+            d = int(d.strip())
+        if isinstance(d, bool) or not isinstance(d, (int, str)):
+            raise IRError(f"bad dimension {d!r} in shape {shape!r}: use an int or a name like 'N'")
+        if isinstance(d, int):
+            d = int(d)
+            if d < 0:
+                raise IRError(f"negative dimension {d} in shape {shape!r}")
+        elif not _DIM_RE.match(d):
+            raise IRError(f"bad dimension name {d!r} in shape {shape!r}: use an identifier like N")
+        out.append(d)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Type:
-    """A value's type: element dtype, and a shape slot (scalar () for now)."""
+    """A value's type: dtype and shape. Shape () is a scalar -- the only shape
+    in pointwise mode; entries are ints or symbolic dimension names."""
 
     dtype: str = "f64"
-    shape: tuple[int, ...] = ()
+    shape: tuple[Dim, ...] = ()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in DTYPES
 
     def __str__(self) -> str:
         return self.dtype if not self.shape else f"{self.dtype}[{','.join(map(str, self.shape))}]"
 
 
-_TYPES: dict[str, Type] = {d: Type(d) for d in DTYPES}
+_TYPES: dict[str, Type] = {d: Type(d) for d in DTYPES + INT_DTYPES}
+_TYPE_RE = re.compile(r"^(?P<dtype>[a-z0-9]+)(\[(?P<shape>[A-Za-z_0-9, ]*)\])?\Z")
 
 
 def scalar_type(dtype: str) -> Type:
     return _TYPES[canonical_dtype(dtype)]
+
+
+def make_type(dtype: str, shape: object = ()) -> Type:
+    return Type(canonical_any_dtype(dtype), canonical_shape(shape))
+
+
+def parse_type(text: str) -> Type:
+    """'f64', 'f32[N,3]', 'i64[N]' -> Type."""
+    m = _TYPE_RE.match(text.strip())
+    if not m:
+        raise IRError(f"bad type {text!r}: expected like f64 or f64[N,3]")
+    return make_type(m.group("dtype"), m.group("shape") or ())
 
 
 def _round(value: float, dtype: str) -> float:
@@ -66,14 +130,16 @@ class Node:
     """One SSA value: an op applied to argument nodes, an input, or a constant.
 
     Never construct directly: use `make`, `const` or `input_node`, which
-    hash-cons. Identity is equality.
+    hash-cons. Identity is equality. `attr` is the input's name, the
+    constant's value, or an op's attributes as sorted (key, value) pairs
+    (`sum`'s axis and keepdims); None for ops without attributes.
     """
 
     __slots__ = ("op", "args", "attr", "type", "__weakref__")
 
     op: str
     args: tuple[Node, ...]
-    attr: object  # input name (str) or constant value (float); None for ops
+    attr: object
     type: Type
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -82,6 +148,17 @@ class Node:
     @property
     def dtype(self) -> str:
         return self.type.dtype
+
+    @property
+    def shape(self) -> tuple[Dim, ...]:
+        return self.type.shape
+
+    @property
+    def attrs(self) -> dict[str, object]:
+        """An op node's attributes as a dict ({} when it has none)."""
+        if self.op in ("input", "const") or self.attr is None:
+            return {}
+        return dict(self.attr)  # type: ignore[call-overload]
 
     @property
     def is_const(self) -> bool:
@@ -126,27 +203,89 @@ def _intern(op: str, args: tuple[Node, ...], attr: object, typ: Type) -> Node:
 
 
 def const(value: float, dtype: str = "f64") -> Node:
-    """A constant, rounded to the dtype it lives in."""
+    """A scalar constant, rounded to the dtype it lives in."""
     typ = scalar_type(dtype)
     return _intern("const", (), _round(float(value), typ.dtype), typ)
 
 
-def input_node(name: str, dtype: str = "f64") -> Node:
-    return _intern("input", (), name, scalar_type(dtype))
+def input_node(name: str, dtype: str = "f64", shape: object = ()) -> Node:
+    typ = _TYPES[canonical_any_dtype(dtype)] if shape == () else make_type(dtype, shape)
+    return _intern("input", (), name, typ)
 
 
-def make(op: str, *args: Node) -> Node:
-    """Apply a registered op. Checks arity and that argument dtypes agree."""
+def make(op: str, *args: Node, **attrs: object) -> Node:
+    """Apply a registered op. The op's `infer` facet checks the arguments
+    (arity, dtypes, shapes: a ShapeError names both shapes) and gives the
+    result type; ops without one are elementwise with NumPy broadcasting."""
     spec = REGISTRY.get(op)
     if spec is None:
         raise IRError(f"unknown op {op!r}")
     if len(args) != spec.arity:
         raise IRError(f"op {op!r} takes {spec.arity} argument(s), got {len(args)}")
-    typ = args[0].type
-    for a in args[1:]:
-        if a.type != typ:
-            raise IRError(f"op {op!r}: mixed types {typ} and {a.type}")
-    return _intern(op, tuple(args), None, typ)
+    if spec.infer is None:
+        if attrs:
+            raise IRError(f"op {op!r} takes no attributes, got {', '.join(attrs)}")
+        typ = args[0].type
+        for a in args[1:]:
+            if a.type != typ:
+                typ = elementwise_type(op, args)
+                break
+        if not typ.is_float:
+            typ = elementwise_type(op, args)
+        return _intern(op, tuple(args), None, typ)
+    attr, typ = spec.infer(op, tuple(args), dict(attrs))
+    return _intern(op, tuple(args), tuple(sorted(attr.items())) if attr else None, typ)
+
+
+def rebuild(node: Node, args: Sequence[Node]) -> Node:
+    """`node`'s op and attributes over new arguments (what every pass uses)."""
+    if tuple(args) == node.args:
+        return node
+    return make(node.op, *args, **node.attrs)
+
+
+def broadcast_shapes(op: str, shapes: Sequence[tuple[Dim, ...]], names: str = "") -> tuple[Dim, ...]:
+    """NumPy broadcasting over ints and names; a ShapeError names the shapes."""
+    from .errors import ShapeError
+
+    ndim = max(len(s) for s in shapes)
+    out: list[Dim] = []
+    for k in range(ndim):
+        dim: Dim = 1
+        for s in shapes:
+            j = k - (ndim - len(s))
+            if j < 0:
+                continue
+            d = s[j]
+            if d == 1 or d == dim:
+                continue
+            if dim == 1:
+                dim = d
+                continue
+            shown = " and ".join(fmt_shape(s) for s in shapes)
+            raise ShapeError(f"{op}: shapes {shown} do not broadcast (dimension {d} against {dim})"
+                             + (f" [{names}]" if names else ""))
+        out.append(dim)
+    return tuple(out)
+
+
+def fmt_shape(shape: Sequence[Dim]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def elementwise_type(op: str, args: Sequence[Node]) -> Type:
+    """Float arguments of one dtype, shapes broadcast."""
+    dtypes = {a.dtype for a in args}
+    for a in args:
+        if not a.type.is_float:
+            what = "a mask (a comparison)" if a.dtype == "bool" else "integer"
+            raise IRError(f"{op}: argument is {what} ({a.type}); {op} takes floats"
+                          + (" (use where(mask, a, b))" if a.dtype == "bool" else ""))
+    if len(dtypes) > 1:
+        raise IRError(f"op {op!r}: mixed types {' and '.join(sorted(dtypes))}")
+    shape = args[0].shape if all(a.shape == args[0].shape for a in args) else broadcast_shapes(
+        op, [a.shape for a in args], ", ".join(f"{a.attr} is {fmt_shape(a.shape)}" for a in args if a.op == "input"))
+    return Type(args[0].dtype, shape) if shape else _TYPES[args[0].dtype]
 
 
 def topo_order(roots: Iterable[Node]) -> list[Node]:
@@ -205,11 +344,20 @@ class Graph:
 
     @property
     def dtype(self) -> str:
+        """The float dtype the graph computes in (integer label inputs aside)."""
         for n in self.inputs:
-            return n.dtype
+            if n.type.is_float:
+                return n.dtype
         for _, n in self.outputs:
-            return n.dtype
+            if n.type.is_float:
+                return n.dtype
         return "f64"
+
+    @property
+    def is_tensor(self) -> bool:
+        """True for a tensor program (some value has a shape or is not a float):
+        backends that compile per-element kernels do not take these."""
+        return any(n.shape for n in self.inputs) or any(n.shape or n.attrs for n in self.body)
 
     def output(self, name: str) -> Node:
         for n, v in self.outputs:
@@ -282,6 +430,9 @@ def print_graph(graph: Graph) -> str:
         if n.op == "const":
             continue
         args = ", ".join(names[a] for a in n.args)
+        attrs = n.attrs
+        if attrs:
+            args += " {" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + "}"
         lines.append(f"  {names[n]} = {n.op} {args} : {n.type}")
     outs = ", ".join(f"{name} = {names[v]}" for name, v in graph.outputs)
     lines.append(f"  return {outs}")
@@ -292,8 +443,11 @@ def print_graph(graph: Graph) -> str:
 # ---------------------------------------------------------------------- parser
 
 _HEADER_RE = re.compile(r"^graph\((?P<params>.*)\)\s*\{$")
-_PARAM_RE = re.compile(r"^%(?P<name>[A-Za-z_][A-Za-z_0-9]*)\s*:\s*(?P<type>\w+)$")
-_LINE_RE = re.compile(r"^%(?P<res>\d+)\s*=\s*(?P<op>[a-z_0-9]+)\s+(?P<args>.*?)\s*:\s*(?P<type>\w+)$")
+_TYPE_TEXT = r"[a-z0-9]+(?:\[[A-Za-z_0-9, ]*\])?"
+_PARAM_RE = re.compile(r"^%(?P<name>[A-Za-z_][A-Za-z_0-9]*)\s*:\s*(?P<type>" + _TYPE_TEXT + r")$")
+_PARAMS_SPLIT = re.compile(r",\s*(?=%)")
+_LINE_RE = re.compile(r"^%(?P<res>\d+)\s*=\s*(?P<op>[a-z_0-9]+)\s+(?P<args>[^{}]*?)\s*(?:\{(?P<attrs>[^{}]*)\})?"
+                      r"\s*:\s*(?P<type>" + _TYPE_TEXT + r")$")
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)$")
 
 
@@ -308,11 +462,12 @@ def parse_graph(text: str) -> Graph:
     env: dict[str, Node] = {}
     inputs: list[Node] = []
     params = m.group("params").strip()
-    for p in [p.strip() for p in params.split(",")] if params else []:
+    for p in [p.strip() for p in _PARAMS_SPLIT.split(params)] if params else []:
         pm = _PARAM_RE.match(p)
         if not pm:
             raise IRError(f"line 1: bad parameter {p!r}")
-        node = input_node(pm.group("name"), canonical_dtype(pm.group("type")))
+        ptype = parse_type(pm.group("type"))
+        node = input_node(pm.group("name"), ptype.dtype, ptype.shape)
         if f"%{pm.group('name')}" in env:
             raise IRError(f"line 1: parameter %{pm.group('name')} declared twice")
         env[f"%{pm.group('name')}"] = node
@@ -336,7 +491,8 @@ def parse_graph(text: str) -> Graph:
         lm = _LINE_RE.match(line)
         if not lm:
             raise IRError(f"line {lineno}: cannot parse {line!r}")
-        dtype = canonical_dtype(lm.group("type"))
+        declared = parse_type(lm.group("type"))
+        dtype = declared.dtype if declared.is_float else None
         args = [
             _resolve(a.strip(), env, inputs, lineno, dtype)
             for a in lm.group("args").split(",")
@@ -346,11 +502,11 @@ def parse_graph(text: str) -> Graph:
             if a.op == "const" and a not in body:
                 body.append(a)
         try:
-            node = make(lm.group("op"), *args)
+            node = make(lm.group("op"), *args, **_parse_attrs(lm.group("attrs") or "", lineno))
         except IRError as exc:
             raise IRError(f"line {lineno}: {exc}") from None
-        if node.dtype != dtype:
-            raise IRError(f"line {lineno}: declared type {dtype} but arguments are {node.dtype}")
+        if node.type != declared:
+            raise IRError(f"line {lineno}: declared type {declared} but the op gives {node.type}")
         res = f"%{lm.group('res')}"
         if res in env:
             raise IRError(f"line {lineno}: {res} defined twice")
@@ -361,6 +517,29 @@ def parse_graph(text: str) -> Graph:
     g = Graph(inputs, outputs, body=_dedupe(body))
     verify(g)
     return g
+
+
+def _attr_value(v: object) -> bool:
+    if isinstance(v, tuple):
+        return all(isinstance(x, (int, str)) for x in v)
+    return v is None or isinstance(v, (int, str, float))
+
+
+def _parse_attrs(text: str, lineno: int) -> dict[str, object]:
+    """`axis=(1,), keepdims=False` -> dict; literals only (ints, tuples, bools, strings)."""
+    import ast
+
+    if not text.strip():
+        return {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        assert isinstance(call, ast.Call) and not call.args
+        out = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+    except (SyntaxError, ValueError, AssertionError, RecursionError):
+        raise IRError(f"line {lineno}: bad attributes {{{text}}}: expected key=literal, ...") from None
+    if len(out) != len(call.keywords) or not all(_attr_value(v) for v in out.values()):
+        raise IRError(f"line {lineno}: bad attributes {{{text}}}: values are ints, tuples, bools or strings")
+    return out
 
 
 def _dedupe(nodes: Iterable[Node]) -> list[Node]:
@@ -378,7 +557,7 @@ def _resolve(ref: str, env: dict[str, Node], inputs: list[Node], lineno: int, dt
         return env[ref]
     if _FLOAT_RE.match(ref):
         if dtype is None:
-            dtype = inputs[0].dtype if inputs else "f64"
+            dtype = next((n.dtype for n in inputs if n.type.is_float), "f64")
         return const(float(ref), dtype)
     raise IRError(f"line {lineno}: {ref} is not defined")
 
@@ -417,8 +596,13 @@ def verify(graph: Graph) -> None:
                 if id(a) not in defined:
                     what = f"input %{a.attr} that is not a graph input" if a.op == "input" else f"{a!r} before it is defined"
                     raise IRError(f"body[{i}]: {n.op} uses {what}")
-                if a.type != n.type:
-                    raise IRError(f"body[{i}]: {n.op} of type {n.type} has an argument of type {a.type}")
+            try:
+                same = make(n.op, *n.args, **n.attrs) is n
+            except IRError as exc:
+                raise IRError(f"body[{i}]: {exc}") from None
+            if not same:
+                types = ", ".join(str(a.type) for a in n.args)
+                raise IRError(f"body[{i}]: {n.op} of type {n.type} has an argument of type {types}")
         if id(n) in defined:
             raise IRError(f"body[{i}]: {n!r} appears twice")
         defined.add(id(n))
@@ -431,7 +615,8 @@ def verify(graph: Graph) -> None:
         out_names.add(name)
         if id(v) not in defined:
             raise IRError(f"output {name!r} refers to a node that is not in the graph")
-    dtypes = {n.dtype for n in graph.inputs} | {v.dtype for _, v in graph.outputs}
+    dtypes = {n.dtype for n in graph.inputs if n.type.is_float} | {
+        v.dtype for _, v in graph.outputs if v.type.is_float}
     if len(dtypes) > 1:
         raise IRError(f"graph mixes dtypes {sorted(dtypes)}")
 
@@ -460,6 +645,8 @@ def to_json(graph: Graph) -> str:
             "args": [ids[id(a)] for a in n.args],
             "type": str(n.type),
         }
+        if n.attrs:
+            item["attrs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in n.attrs.items()}
         if n.op == "const":
             v = float(n.attr)  # type: ignore[arg-type]
             item["value"] = v if math.isfinite(v) else _fmt_float(v)
@@ -483,11 +670,13 @@ def to_dot(graph: Graph) -> str:
     for i, n in enumerate(list(graph.inputs) + list(graph.body)):
         ids[id(n)] = f"n{i}"
         if n.op == "input":
-            lines.append(f'  n{i} [label="{n.attr}", shape=box, style=rounded];')
+            shown = f"\\n{n.type}" if n.shape else ""
+            lines.append(f'  n{i} [label="{n.attr}{shown}", shape=box, style=rounded];')
         elif n.op == "const":
             lines.append(f'  n{i} [label="{_fmt_float(n.attr)}", shape=plaintext];')
         else:
-            lines.append(f'  n{i} [label="{names[n]} {n.op}", shape=ellipse];')
+            shown = f"\\n{n.type}" if n.shape else ""
+            lines.append(f'  n{i} [label="{names[n]} {n.op}{shown}", shape=ellipse];')
     for n in graph.body:
         for j, a in enumerate(n.args):
             label = f' [label="{j}"]' if len(n.args) > 1 and n.op in ("sub", "div", "pow") else ""

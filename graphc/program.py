@@ -36,15 +36,23 @@ class Program:
     cse, dce; `()` runs autodiff alone). order: 1 (gradient) or 2 (adds the
     Hessian). inputs: explicit input order. unsafe: also apply rewrites that
     change results for inf/NaN. grad=False: the optimised forward graph only.
+    shapes / dtypes: declared shapes ({"X": ("N", 3), "b": ()}) and integer
+    inputs ({"y": "int64"}) make the formula a tensor program.
     """
 
     def __init__(self, source: Any, *, wrt: Sequence[str] | str | None = None, dtype: Any = "float64",
                  passes: Sequence[str] | str | None = None, order: int = 1,
-                 inputs: Sequence[str] | None = None, unsafe: bool = False, grad: bool = True):
+                 inputs: Sequence[str] | None = None, unsafe: bool = False, grad: bool = True,
+                 shapes: dict | None = None, dtypes: dict | None = None):
         if order not in (1, 2):
             raise GraphcError(f"order={order!r}: graphc offers order 1 (gradient) and 2 (Hessian)")
         dt = canonical_dtype(dtype)
-        self.forward: Graph = parse(source, dtype=dt, inputs=tuple(inputs) if inputs is not None else None)
+        self.forward: Graph = parse(source, dtype=dt, inputs=tuple(inputs) if inputs is not None else None,
+                                    shapes=shapes, dtypes=dtypes)
+        #: a tensor program (declared shapes, reductions, matmul...): gradients have their input's shape
+        self.tensor: bool = shapes is not None or bool(dtypes) or self.forward.is_tensor
+        if self.tensor and order == 2 and grad:
+            raise GraphcError("order=2 (Hessian) is not offered for tensor programs yet")
         if self.forward.dtype != dt:
             raise GraphcError(f"the graph is {self.forward.dtype} but dtype={dtype!r} was asked for")
         self.source = source

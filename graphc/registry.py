@@ -129,6 +129,21 @@ class OpSpec:
     # max tie); there its derivative is graphc's documented convention (the checker says so)
     kink: Callable[..., Any] | None = None
     operator: str = ""  # written as an operator ("+"), not called by name
+    # Tensor facets. `infer(op, args, attrs) -> (attrs, Type)` checks argument types and
+    # shapes (ShapeError) and normalises attributes (axis=-1 -> (1,)); None means
+    # elementwise over floats with NumPy broadcasting. `symbolic(*object_arrays,
+    # **attrs)` is the SymPy form over arrays of expressions (None: `sympy` applied
+    # per element). An op whose `code` is "" has no per-element form: the Numba
+    # backends refuse graphs that use it.
+    infer: Callable[..., Any] | None = None
+    symbolic: Callable[..., Any] | None = None
+    keywords: tuple[str, ...] = ()  # keyword arguments a formula may pass (axis=, keepdims=)
+
+    @property
+    def pointwise(self) -> bool:
+        """A float function of float scalars with a per-element code template: usable
+        in pointwise formulas on every target, by the fuzzer and the SymPy importer."""
+        return self.infer is None and bool(self.code)
 
     def code_for(self, backend: str) -> str:
         return self.codes.get(backend, self.code)
@@ -160,7 +175,7 @@ def _check(spec: OpSpec) -> None:
         raise IRError(f"{where}: the name is reserved")
     if not isinstance(spec.arity, int) or spec.arity < 1:
         raise IRError(f"{where}: arity must be a positive integer")
-    for facet in ("numpy", "grad", "sympy"):
+    for facet in ("numpy", "grad", "sympy" if spec.symbolic is None else "symbolic"):
         if not callable(getattr(spec, facet)):
             raise IRError(f"{where}: the {facet} facet must be callable")
     if spec.kink is not None and not callable(spec.kink):
@@ -170,7 +185,10 @@ def _check(spec: OpSpec) -> None:
     if len(spec.domain) != spec.arity or not all(isinstance(d, Domain) for d in spec.domain):
         raise IRError(f"{where}: domain needs one Domain per argument")
     names = [f"a{i}" for i in range(spec.arity)]
-    for backend, template in {"": spec.code, **spec.codes}.items():
+    if spec.infer is not None and not callable(spec.infer):
+        raise IRError(f"{where}: the infer facet must be callable")
+    templates = {"": spec.code, **spec.codes} if spec.code or spec.codes else {}
+    for backend, template in templates.items():
         try:
             text = template.format(*names, p="p")
             compile(text, spec.name, "eval")
@@ -215,6 +233,12 @@ def user_function(name: str) -> OpSpec | None:
     """The op a formula's `name(...)` calls, or None."""
     spec = _REGISTRY.get(name)
     return spec if spec is not None and spec.callable else None
+
+
+def pointwise_functions() -> list[OpSpec]:
+    """The functions of scalars (no tensor ops, masks or labels), sorted by name:
+    what the fuzzer draws from and SymPy imports to."""
+    return [s for s in user_functions() if s.pointwise]
 
 
 def user_functions() -> list[OpSpec]:

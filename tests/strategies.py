@@ -6,7 +6,7 @@ registered later are covered too."""
 
 from hypothesis import strategies as st
 
-from graphc.registry import REGISTRY, user_functions
+from graphc.registry import REGISTRY, pointwise_functions
 
 VARIABLES = ("x", "y", "z")
 CONSTANTS = ("0", "0.5", "2", "1.5", "3", "-1.25", "pi")
@@ -26,7 +26,7 @@ def _call(op: str, args: list[str]) -> str:
 def functions_by_arity() -> dict[int, list[str]]:
     """Every callable function (pow included) by arity, plus division."""
     out: dict[int, list[str]] = {}
-    for spec in user_functions():
+    for spec in pointwise_functions():
         out.setdefault(spec.arity, []).append(spec.name)
     out.setdefault(2, []).append("div")
     return {k: sorted(v) for k, v in out.items()}

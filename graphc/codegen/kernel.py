@@ -52,6 +52,12 @@ class Kernel:
         """Every output over the broadcast `shape`, in output order."""
         raise NotImplementedError
 
+    def run_tensor(self, arrays: Sequence[Any], dims: dict[str, int]) -> list:
+        """Every output of a tensor program (arguments already bound and checked)."""
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError("this target does not run tensor programs: use target='numpy'")
+
     def run_scalar(self, *args: float) -> tuple[float, ...]:
         """Every output at one point (Python floats in and out)."""
         return tuple(float(o) for o in self.run([self.np_dtype.type(a) for a in args], ()))

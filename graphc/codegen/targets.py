@@ -28,6 +28,7 @@ class Target:
     emits: tuple[str, ...] = ()  # "source", "llvm", "ptx": what `graphc emit` can print
     options: Mapping[str, Any] = field(default_factory=dict)  # passed to the backend via the Target
     call_options: tuple[str, ...] = ()  # keyword options of a call besides out= (cuda: stream=)
+    tensors: bool = False  # runs tensor programs (shapes, reductions, matmul, masks)
 
     def backend(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -61,12 +62,30 @@ def get_target(name: str | None) -> Target:
 def build(graph: Graph, target: str | Target | None) -> Kernel:
     """Compile `graph` for a target (a name or a Target)."""
     t = target if isinstance(target, Target) else get_target(target)
+    _supported(graph, t)
     return t.backend().build(graph, t)
+
+
+def _supported(graph: Graph, t: Target) -> None:
+    """A per-element backend takes pointwise float graphs only: say so, naming the op."""
+    if t.tensors:
+        return
+    from ..errors import UnsupportedError
+    from ..registry import REGISTRY
+
+    odd = next((n for n in graph.body if n.op != "const" and (not REGISTRY[n.op].pointwise or n.shape)), None)
+    odd = odd or next((n for n in graph.inputs if n.shape or not n.type.is_float), None)
+    if odd is not None:
+        what = f"input {odd.attr} : {odd.type}" if odd.op == "input" else f"{odd.op} : {odd.type}"
+        ok = ", ".join(repr(n) for n, r in _TARGETS.items() if r.tensors)
+        raise UnsupportedError(f"target {t.name!r} compiles per-element float kernels; this graph is a tensor "
+                               f"program ({what}): use target={ok} (compiled tensor programs are planned)")
 
 
 def emit(graph: Graph, target: str | Target | None, kind: str = "source", **opts: Any) -> str:
     """A lower form of the kernel for `graph` as text: "source", "llvm" or "ptx"."""
     t = target if isinstance(target, Target) else get_target(target)
+    _supported(graph, t)
     if kind not in t.emits:
         can = [f"{n} ({', '.join(r.emits)})" for n, r in _TARGETS.items() if r.emits]
         what = f"emits {', '.join(t.emits)}" if t.emits else "generates no kernel"
@@ -84,7 +103,8 @@ for _t in (
            emits=("source", "llvm"), options={"parallel": False}),
     Target("parallel", "graphc.codegen.numba_cpu", "the same loop with prange over all cores",
            emits=("source", "llvm"), options={"parallel": True}),
-    Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (no compile step)"),
+    Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
+           tensors=True),
     Target("cuda", "graphc.codegen.numba_cuda", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
            emits=("source", "ptx"), call_options=("stream",)),
 ):

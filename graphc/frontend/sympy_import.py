@@ -11,7 +11,7 @@ import re
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, const, input_node, make
-from ..registry import user_functions, version
+from ..registry import pointwise_functions, version
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")  # \Z: "$" would accept a trailing newline
 _TABLE: dict[str, object] = {}
@@ -26,7 +26,7 @@ def sympy_functions() -> dict[object, str]:
         import sympy as sp
 
         table: dict[object, str] = {}
-        for spec in user_functions():
+        for spec in pointwise_functions():
             args = sp.symbols(f"a0:{spec.arity}", real=True)
             try:
                 e = spec.sympy(*args)

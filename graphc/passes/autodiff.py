@@ -10,33 +10,82 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ArgumentError
-from ..ir import Graph, Node, const, make, topo_order
+from ..errors import ArgumentError, ShapeError
+from ..ir import Graph, Node, const, fmt_shape, make, topo_order
 from ..registry import REGISTRY
+from ..tensor_ops import sum_to
 
 
-def gradients(root: Node, wrt: Sequence[Node]) -> list[Node]:
-    """d root / d w for each w in wrt, as IR nodes (const 0 where root ignores w)."""
+def gradients(root: Node, wrt: Sequence[Node], cotangent: Node | None = None) -> list[Node]:
+    """d root / d w for each w in wrt, as IR nodes of w's shape (zeros where root
+    ignores w). A tensor root needs a `cotangent` of its shape (a vector-Jacobian
+    product); a scalar root's is 1."""
     order = topo_order([root])
     wanted = {id(w) for w in wrt}
-    live: set[int] = set()  # nodes that depend on some wrt node
+    live: set[int] = set()  # float nodes that depend on some wrt node
     for n in order:
-        if id(n) in wanted or any(id(a) in live for a in n.args):
+        if n.type.is_float and (id(n) in wanted or any(id(a) in live for a in n.args)):
             live.add(id(n))
     adjoint: dict[int, Node] = {}
     if id(root) in live:
-        adjoint[id(root)] = const(1.0, root.dtype)
+        adjoint[id(root)] = cotangent if cotangent is not None else const(1.0, root.dtype)
     for n in reversed(order):
         g = adjoint.get(id(n))
         if g is None or not n.args:
             continue
-        contributions = REGISTRY[n.op].grad(n, g)
-        for a, c in zip(n.args, contributions):
+        for a, c in zip(n.args, _contributions(n, g)):
             if c is None or id(a) not in live:
                 continue
+            c = sum_to(c, a.shape)
             prev = adjoint.get(id(a))
-            adjoint[id(a)] = c if prev is None else make("add", prev, c)
-    return [adjoint.get(id(w), const(0.0, root.dtype)) for w in wrt]
+            adjoint[id(a)] = c if prev is None else _accumulate(prev, c)
+    return [adjoint.get(id(w)) or _zeros(w, root) for w in wrt]
+
+
+def _selected(g: Node) -> tuple[Node, Node, int] | None:
+    """g = where(m, h, 0) or where(m, 0, h): (m, h, branch) -- an adjoint that a
+    `where` selected; None otherwise."""
+    if g.op != "where":
+        return None
+    m, a, b = g.args
+    if b.is_const and b.value == 0.0 and a.shape == g.shape:
+        return m, a, 1
+    if a.is_const and a.value == 0.0 and b.shape == g.shape:
+        return m, b, 2
+    return None
+
+
+def _reselect(m: Node, c: Node, branch: int) -> Node:
+    zero = const(0.0, c.dtype)
+    return make("where", m, c, zero) if branch == 1 else make("where", m, zero, c)
+
+
+def _contributions(n: Node, g: Node) -> tuple[Node | None, ...]:
+    """The op's vector-Jacobian rule. Through an elementwise op, an adjoint that a
+    `where` selected stays selected: the rule runs on the selected values and its
+    results are selected again, so the local derivative of the branch not taken
+    (sqrt'(x) at x < 0, 1/x at 0) is never multiplied into the gradient."""
+    spec = REGISTRY[n.op]
+    sel = _selected(g) if spec.infer is None else None
+    if sel is None:
+        return spec.grad(n, g)
+    m, h, branch = sel
+    return tuple(None if c is None else _reselect(m, c, branch) if c.shape == n.shape else c
+                 for c in spec.grad(n, h))
+
+
+def _accumulate(prev: Node, c: Node) -> Node:
+    """prev + c, keeping a selection both share: where(m, a, 0) + where(m, b, 0)
+    is where(m, a + b, 0)."""
+    sp, sc = _selected(prev), _selected(c)
+    if sp is not None and sc is not None and sp[0] is sc[0] and sp[2] == sc[2]:
+        return _reselect(sp[0], make("add", sp[1], sc[1]), sp[2])
+    return make("add", prev, c)
+
+
+def _zeros(w: Node, root: Node) -> Node:
+    z = const(0.0, w.dtype if w.type.is_float else root.dtype)
+    return make("broadcast_to", z, shape=w.shape) if w.shape else z
 
 
 def grad_name(of: str, var: str) -> str:
@@ -50,8 +99,9 @@ def grad_name(of: str, var: str) -> str:
 
 
 def resolve_wrt(graph: Graph, wrt: Sequence[str] | str | None) -> list[Node]:
+    """The inputs to differentiate by: named ones, or every float input."""
     if wrt is None:
-        return list(graph.inputs)
+        return [n for n in graph.inputs if n.type.is_float]
     if isinstance(wrt, str):
         wrt = [w.strip() for w in wrt.split(",") if w.strip()]
     by_name = {n.attr: n for n in graph.inputs}
@@ -64,9 +114,21 @@ def resolve_wrt(graph: Graph, wrt: Sequence[str] | str | None) -> list[Node]:
             )
         if w in seen:
             raise ArgumentError(f"wrt names {w!r} twice")
+        if not by_name[w].type.is_float:
+            raise ArgumentError(f"wrt names {w!r}, which is {by_name[w].type}: integer labels and masks have no "
+                                "gradient")
         seen.add(w)
         nodes.append(by_name[w])
     return nodes
+
+
+def _scalar_root(name: str, root: Node) -> None:
+    if root.shape:
+        raise ShapeError(f"the output {name} has shape {fmt_shape(root.shape)}: a gradient needs a scalar; "
+                         f"reduce it with sum(...) or mean(...) (or compile with grad=False / passes without autodiff)")
+    if not root.type.is_float:
+        raise ShapeError(f"the output {name} is {root.type}, not a number: a comparison is a mask for "
+                         "where(mask, a, b)")
 
 
 def autodiff(graph: Graph, wrt: Sequence[str] | str | None = None, output: str | None = None) -> Graph:
@@ -75,6 +137,7 @@ def autodiff(graph: Graph, wrt: Sequence[str] | str | None = None, output: str |
     `output` defaults to the first output.
     """
     name, root = graph.outputs[0] if output is None else (output, graph.output(output))
+    _scalar_root(name, root)
     nodes = resolve_wrt(graph, wrt)
     grads = gradients(root, nodes)
     outs = list(graph.outputs) + [(grad_name(name, w.attr), g) for w, g in zip(nodes, grads)]
@@ -85,6 +148,7 @@ def hessian_graph(graph: Graph, wrt: Sequence[str] | str | None = None) -> Graph
     """Value, gradient and every second derivative d2f/dxdy (x, y in wrt), by
     applying reverse mode to each gradient output."""
     name, root = graph.outputs[0]
+    _scalar_root(name, root)
     nodes = resolve_wrt(graph, wrt)
     first = gradients(root, nodes)
     outs = [(name, root)] + [(grad_name(name, w.attr), g) for w, g in zip(nodes, first)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..ir import Graph, Node, make
+from ..ir import Graph, Node, rebuild
 from ..registry import REGISTRY
 
 
@@ -32,12 +32,12 @@ def cse(graph: Graph, ctx=None) -> Graph:
             args = [mapping.get(id(a), a) for a in n.args]
             if REGISTRY[n.op].commutative:
                 args.sort(key=key)
-            new = make(n.op, *args)
+            new = rebuild(n, args)
         else:
             new = n
         mapping[id(n)] = new
         if new.args and id(new) not in digest:
-            h = hashlib.blake2b(new.op.encode(), digest_size=8)
+            h = hashlib.blake2b(new.op.encode() + repr(new.attr).encode(), digest_size=8)
             for a in new.args:
                 h.update(digest[id(a)] if a.args else repr(key(a)).encode())
             digest[id(new)] = h.digest()

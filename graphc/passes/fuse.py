@@ -11,8 +11,8 @@ patterns (sigmoid, tanh, softplus, logaddexp, gelu), the second the small ones
 
 from __future__ import annotations
 
-from ..ir import Graph
-from .rewrite import Rule, Table, rewrite
+from ..ir import Graph, Node, make
+from .rewrite import FnRule, Rule, Table, rewrite
 
 COMPOUND = [
     Rule("1 / (1 + exp(-x))", "sigmoid(x)"),                  # 1/(1+exp(-x)) -> sigmoid(x)
@@ -42,14 +42,71 @@ COMPOUND += [
     )
 ]
 
+# Tensor forms: written with reductions and axes, so they are functions of the node
+# rather than pattern text (patterns are parsed as pointwise formulas).
+
+
+def _sum_of_exp(d: Node) -> tuple[Node, dict] | None:
+    """d = sum(exp(s), axis=..., keepdims=...) -> (s, attrs)."""
+    if d.op == "sum" and d.args[0].op == "exp":
+        return d.args[0].args[0], d.attrs
+    return None
+
+
+def _softmax(n: Node) -> Node | None:
+    """exp(s) / sum(exp(s), axis=k, keepdims=True) -> softmax(s, axis=k): one axis,
+    dimensions kept (without keepdims the division broadcasts along the wrong axis)."""
+    num, den = n.args
+    hit = _sum_of_exp(den)
+    if num.op != "exp" or hit is None or hit[0] is not num.args[0]:
+        return None
+    s, a = hit
+    if len(a["axis"]) != 1 or not (a["keepdims"] or s.type.ndim == 1):
+        return None
+    return make("softmax", s, axis=a["axis"][0])
+
+
+def _logsumexp(n: Node) -> Node | None:
+    """log(sum(exp(s), axis, keepdims)) -> logsumexp(s, axis, keepdims)."""
+    hit = _sum_of_exp(n.args[0])
+    if hit is None:
+        return None
+    s, a = hit
+    return make("logsumexp", s, axis=a["axis"], keepdims=a["keepdims"])
+
+
+def _log_softmax(n: Node) -> Node | None:
+    """s - logsumexp(s, axis=k, keepdims=True) -> log_softmax(s, axis=k)."""
+    s, lse = n.args
+    if lse.op != "logsumexp" or lse.args[0] is not s:
+        return None
+    a = lse.attrs
+    if len(a["axis"]) != 1 or not (a["keepdims"] or s.type.ndim == 1):
+        return None
+    return make("log_softmax", s, axis=a["axis"][0])
+
+
+def _log_of_softmax(n: Node) -> Node | None:
+    """log(softmax(s, k)) -> log_softmax(s, k)."""
+    x = n.args[0]
+    return make("log_softmax", x.args[0], axis=x.attrs["axis"]) if x.op == "softmax" else None
+
+
+TENSOR = [
+    FnRule("exp(s)/sum(exp(s), axis=k, keepdims=True) -> softmax(s, k)", _softmax, "div"),
+    FnRule("log(sum(exp(s), axis)) -> logsumexp(s, axis)", _logsumexp, "log"),
+    FnRule("s - logsumexp(s, k, keepdims=True) -> log_softmax(s, k)", _log_softmax, "sub"),
+    FnRule("log(softmax(s, k)) -> log_softmax(s, k)", _log_of_softmax, "log"),
+]
+
 SIMPLE = [
     Rule("log(1 + x)", "log1p(x)"),                           # log(1+x) -> log1p(x)
     Rule("exp(x) - 1", "expm1(x)"),                           # exp(x)-1 -> expm1(x)
 ]
 
-COMPOUND_TABLE = Table(COMPOUND)
+COMPOUND_TABLE = Table(COMPOUND + TENSOR)
 SIMPLE_TABLE = Table(SIMPLE)
-RULES = COMPOUND + SIMPLE
+RULES = COMPOUND + TENSOR + SIMPLE
 
 
 def fuse(graph: Graph, ctx=None) -> Graph:

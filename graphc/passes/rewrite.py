@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..ir import Graph, Node, const, make
+from ..ir import Graph, Node, const, make, rebuild
 from ..registry import REGISTRY
 
 MAX_SWEEPS = 64
@@ -72,7 +72,7 @@ def _match(p: Node, n: Node, env: dict[str, Node]) -> bool:
         return bound is n
     if p.op == "const":
         return n.op == "const" and (n.value == p.value)
-    if p.op != n.op:
+    if p.op != n.op or (p.attr is not None and p.attr != n.attr):
         return False
     if len(p.args) == 2 and REGISTRY[p.op].commutative:
         for order in ((0, 1), (1, 0)):
@@ -93,7 +93,7 @@ def _instantiate(r: Node, env: dict[str, Node], dtype: str) -> Node:
         return env[r.attr]  # type: ignore[index]
     if r.op == "const":
         return const(r.value, dtype)
-    return make(r.op, *(_instantiate(a, env, dtype) for a in r.args))
+    return make(r.op, *(_instantiate(a, env, dtype) for a in r.args), **r.attrs)
 
 
 class Table:
@@ -106,13 +106,14 @@ class Table:
             self.by_op.setdefault(r.root_op, []).append(r)
 
     def first_match(self, node: Node) -> tuple[Rule | FnRule, Node] | None:
+        # a rule written over scalars may not change a value's type (x ** 0 -> 1 on a vector)
         for r in self.by_op.get(node.op, ()):
             out = r.apply(node)
-            if out is not None and out is not node:
+            if out is not None and out is not node and out.type == node.type:
                 return r, out
         for r in self.by_op.get(None, ()):
             out = r.apply(node)
-            if out is not None and out is not node:
+            if out is not None and out is not node and out.type == node.type:
                 return r, out
         return None
 
@@ -128,7 +129,7 @@ def rewrite(graph: Graph, table: Table, fired: Counter | None = None) -> Graph:
                 mapping[id(n)] = n
                 continue
             args = tuple(mapping.get(id(a), a) for a in n.args)
-            new = n if args == n.args else make(n.op, *args)
+            new = rebuild(n, args)
             for _ in range(16):  # a few rules in a row on one node; the rest next sweep
                 hit = table.first_match(new)
                 if hit is None:

@@ -17,7 +17,7 @@ from .rewrite import FnRule, Rule, Table, rewrite
 
 def _fold_constants(node: Node) -> Node | None:
     # op(c1, c2, ...) -> c   (evaluated by the NumPy reference in the node's dtype)
-    if not node.args or not all(a.op == "const" for a in node.args):
+    if not node.args or not all(a.op == "const" for a in node.args) or not REGISTRY[node.op].pointwise:
         return None
     dt = np.dtype(DTYPE_NUMPY[node.dtype])
     with np.errstate(all="ignore"):

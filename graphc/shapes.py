@@ -1,0 +1,60 @@
+"""Binding a tensor program's arguments: shapes checked against the declared
+types, symbolic dimensions bound once per call and agreeing across inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError
+from .ir import DTYPE_NUMPY, Node, fmt_shape
+
+
+def as_argument(node: Node, value: Any, float_dtype: np.dtype) -> np.ndarray:
+    """One argument as an array: floats in the function's dtype, labels as int64."""
+    name = node.attr
+    try:
+        a = np.asarray(value)
+    except Exception as exc:  # ragged nested lists
+        raise ArgumentError(f"argument {name!r} is not a numeric array: {exc}") from None
+    if node.type.is_float:
+        if a.dtype.kind not in "biuf":
+            raise ArgumentError(f"argument {name!r} is not real-valued numeric data (got dtype {a.dtype})")
+        with np.errstate(over="ignore"):
+            return a.astype(float_dtype, copy=False)
+    if a.dtype.kind not in "iu":
+        if a.dtype.kind == "f" and a.size and np.all(np.floor(a) == a):
+            raise ArgumentError(f"argument {name!r} holds labels ({node.type}): pass integers, e.g. "
+                                f"numpy.asarray({name}, dtype=int), not {a.dtype}")
+        if a.dtype.kind != "f" or a.size:
+            raise ArgumentError(f"argument {name!r} must be integer labels ({node.type}), got dtype {a.dtype}")
+    return a.astype(DTYPE_NUMPY[node.dtype], copy=False)
+
+
+def bind(inputs: Sequence[Node], values: Mapping[str, Any], float_dtype: np.dtype) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Arrays in input order and the sizes of the symbolic dimensions; an
+    ArgumentError names the argument, its shape and the declared one."""
+    arrays: list[np.ndarray] = []
+    dims: dict[str, int] = {}
+    where: dict[str, str] = {}
+    for node in inputs:
+        a = as_argument(node, values[node.attr], float_dtype)
+        declared = node.shape
+        if a.ndim != len(declared):
+            raise ArgumentError(f"argument {node.attr!r} has shape {fmt_shape(a.shape)} but is declared "
+                                f"{fmt_shape(declared)}")
+        for d, s in zip(declared, a.shape):
+            if isinstance(d, int):
+                if d != s:
+                    raise ArgumentError(f"argument {node.attr!r} has shape {fmt_shape(a.shape)} but is declared "
+                                        f"{fmt_shape(declared)}")
+            elif d in dims and dims[d] != s:
+                raise ArgumentError(f"dimension {d} is {dims[d]} in {where[d]} but {s} in {node.attr!r} "
+                                    f"(shape {fmt_shape(a.shape)})")
+            else:
+                dims[d] = int(s)
+                where.setdefault(d, repr(node.attr))
+        arrays.append(a)
+    return arrays, dims
