@@ -160,8 +160,33 @@ def sample_points(graph: Graph, n: int, seed: int, dtype: str) -> list[dict[str,
             p = {j: _random_value(rng, dom[j]) for j in names}
             p[k] = v
             pts.append(p)
+    pts += _zero_base_points(graph, rng, dom, names)
     cast = getattr(np, dtype)
     return [{k: float(cast(v)) for k, v in p.items()} for p in pts]
+
+
+def _zero_base_points(graph: Graph, rng: np.random.Generator, dom: dict[str, Domain],
+                      names: list[str]) -> list[dict[str, float]]:
+    """x**y at x = 0 with y > 0, where 0**y = 0 is defined but log(0) sits in d/dy's
+    formula (0 * -inf unless handled): y = 1.5 and 2 when y is a variable. Not
+    (0, 0), where the derivative does not exist."""
+    pts = []
+    for n in graph.body:
+        if n.op != "pow" or n.args[0].op != "input":
+            continue
+        base, expo = n.args
+        if expo.op == "input":
+            exps = [{expo.attr: 1.5}, {expo.attr: 2.0}]
+        elif expo.is_const and expo.value > 0:
+            exps = [{}]
+        else:
+            continue
+        for e in exps:
+            p = {j: _random_value(rng, dom[j]) for j in names}
+            p.update(e)
+            p[base.attr] = 0.0
+            pts.append(p)
+    return pts
 
 
 def _fmt_point(p: dict[str, float]) -> str:

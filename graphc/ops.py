@@ -57,11 +57,13 @@ def _np_dtanh(x):
 
 
 def _np_relu(x):
-    return np.where(x > 0, x, np.where(x <= 0, np.zeros_like(x), x))
+    # np.maximum propagates NaN and, at a tie, returns its second argument: relu(-0.0) = +0.0
+    return np.maximum(x, np.zeros((), dtype=np.result_type(x)))
 
 
 def _np_step(x):
-    return np.heaviside(x, np.zeros_like(x))
+    # 1 where x > 0, 0 where x <= 0, NaN for NaN (np.heaviside has no fast float32 loop)
+    return np.sign(_np_relu(x))
 
 
 def _np_cmpw(a, b):

@@ -232,3 +232,30 @@ def test_kernel_source_for_thousands_of_inputs_is_valid_python():
     for mask in [(True,) * 2000, (False, True) * 1000]:
         src = generate_source(g, "cpu", mask)
         compile(src, "<kernel>", "exec")  # raised RecursionError
+
+
+def test_check_samples_a_power_base_at_zero():
+    """Item 3: `graphc check "x**y"` samples x = 0 (y > 0), so a naive d/dy = x**y log(x),
+    0 * -inf = NaN there, is caught; the shipped rule passes."""
+    import dataclasses
+
+    from graphc import ir
+    from graphc.checker import sample_points
+    from graphc.registry import REGISTRY, register_op
+
+    fwd = graphc.parse("x**y")
+    zero = [p for p in sample_points(fwd, 4, 0, "float64") if p["x"] == 0.0]
+    assert {p["y"] for p in zero} == {1.5, 2.0}
+    assert graphc.check("x**y", target="numpy", points=8).ok
+    spec = REGISTRY["pow"]
+
+    def naive(n, g):
+        da, _ = spec.grad(n, g)
+        return da, ir.make("mul", g, ir.make("mul", n, ir.make("log", n.args[0])))
+
+    register_op(dataclasses.replace(spec, grad=naive), replace=True)
+    try:
+        report = graphc.check("x**y", target="numpy", points=8)
+    finally:
+        register_op(spec, replace=True)
+    assert not report.ok

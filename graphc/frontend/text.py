@@ -260,7 +260,7 @@ def parse_formula(text: str, dtype: str = "f64", inputs: tuple[str, ...] | None 
     def finish_call(frame: _Frame) -> None:
         nargs = frame.nargs
         args = [vals.pop() for _ in range(nargs)][::-1]
-        vals.append((_call(text, frame, args, dtype, build), frame.func_col, False))
+        vals.append((_call(text, frame, args, dtype, build, var_types is not None), frame.func_col, False))
 
     expect_operand = True
     i = 0
@@ -439,7 +439,8 @@ def _literal(text: str, toks: list[_Tok], i: int) -> tuple[object, int]:
                      "quoted string", text, tok.col)
 
 
-def _call(text: str, frame: _Frame, args: list[tuple[Node, int, bool]], dtype: str, build) -> Node:
+def _call(text: str, frame: _Frame, args: list[tuple[Node, int, bool]], dtype: str, build,
+          tensor: bool) -> Node:
     """Apply the function of a closed call to its positional and keyword arguments."""
     func = _CALL_ALIASES.get(frame.func, frame.func)  # type: ignore[arg-type]
     kwargs = {k: v for k, (v, _) in (frame.kwargs or {}).items()}
@@ -469,6 +470,10 @@ def _call(text: str, frame: _Frame, args: list[tuple[Node, int, bool]], dtype: s
             raise ParseError(f"{frame.func}() takes no keyword argument {k}= (accepted: {ok})", text, col)
     if "dtype" in spec.keywords:
         kwargs.setdefault("dtype", dtype)
+    if not tensor and "keepdims" in spec.keywords and not args[0][0].shape:
+        raise ParseError(f"{frame.func}() reduces over axes, but in a pointwise formula every variable is a scalar "
+                         f"(arrays passed in are batches of independent points): declare shapes=, e.g. "
+                         f"shapes={{'x': ('N',)}}, to reduce over a dataset", text, frame.func_col)
     return build(func, [a[0] for a in args[:spec.arity]], frame.func_col, **kwargs)
 
 
