@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import ops, tensor_ops  # noqa: F401  (register the built-in ops before anything builds a graph)
+# ops and tensor_ops register the built-in ops before anything builds a graph; graphc.numpy and
+# graphc.nn are the namespaces for traced functions (and eager arrays)
+from . import nn, numpy, ops, tensor_ops  # noqa: F401
 from .api import CompiledFunction, compile, hessian, targets
 from .checker import CheckReport, check
 from .errors import (
@@ -13,14 +15,16 @@ from .errors import (
     IRError,
     LimitError,
     ParseError,
+    ShapeError,
     UnknownFunctionError,
     UnsupportedError,
 )
 from .frontend import parse
-from .ir import Graph, Node, parse_graph, print_graph, to_dot, to_json, verify
+from .ir import Graph, Node, from_json, parse_graph, print_graph, to_dot, to_json, verify
 from .passes.autodiff import autodiff, gradients, hessian_graph
 from .program import Program
 from .registry import Domain, OpSpec, register_op, unregister_op
+from .trace import TracingError, grad, jit, value_and_grad
 from .version import __version__
 
 
@@ -36,7 +40,8 @@ def emit(source: object, target: str | None = None, kind: str = "source", **opts
 __all__ = [
     "compile", "hessian", "check", "emit", "targets", "Program", "register_op", "unregister_op", "OpSpec",
     "Domain", "CheckReport", "CompiledFunction", "parse", "Graph", "Node", "parse_graph", "print_graph",
-    "to_json", "to_dot", "verify", "autodiff", "gradients", "hessian_graph",
+    "to_json", "from_json", "to_dot", "verify", "autodiff", "gradients", "hessian_graph",
     "GraphcError", "ParseError", "UnknownFunctionError", "ArityError", "LimitError", "IRError",
-    "ArgumentError", "UnsupportedError", "BackendUnavailableError", "__version__",
+    "ArgumentError", "UnsupportedError", "BackendUnavailableError", "ShapeError", "TracingError", "__version__",
+    "value_and_grad", "grad", "jit", "numpy", "nn",
 ]

@@ -662,6 +662,44 @@ def to_json(graph: Graph) -> str:
     )
 
 
+def from_json(text: str) -> Graph:
+    """Parse `to_json`'s output back into a Graph (`from_json(to_json(g)) == g`)."""
+    try:
+        data = json.loads(text)
+        items = data["nodes"]
+        outs = data["outputs"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IRError(f"not graphc IR JSON: {exc}") from None
+    env: dict[str, Node] = {}
+    inputs: list[Node] = []
+    body: list[Node] = []
+    for k, item in enumerate(items):
+        try:
+            op, nid, typ = item["op"], item["id"], parse_type(item["type"])
+            args = [env[a] for a in item["args"]]
+        except (KeyError, TypeError) as exc:
+            raise IRError(f"node {k}: malformed ({exc})") from None
+        if op == "input":
+            node = input_node(nid, typ.dtype, typ.shape)
+            inputs.append(node)
+        elif op == "const":
+            node = const(float(item["value"]), typ.dtype)
+            body.append(node)
+        else:
+            attrs = {a: tuple(v) if isinstance(v, list) else v for a, v in (item.get("attrs") or {}).items()}
+            node = make(op, *args, **attrs)
+            if node.type != typ:
+                raise IRError(f"node {nid}: declared type {typ} but the op gives {node.type}")
+            body.append(node)
+        env[nid] = node
+    try:
+        g = Graph(inputs, [(name, env[ref]) for name, ref in outs.items()], body=_dedupe(body))
+    except KeyError as exc:
+        raise IRError(f"output refers to unknown node {exc}") from None
+    verify(g)
+    return g
+
+
 def to_dot(graph: Graph) -> str:
     """Graphviz DOT, data flowing left to right as in the seed's diagrams."""
     names = node_names(graph)

@@ -91,6 +91,7 @@ def test_tensor_ir_round_trips(program):
     text, shapes = program
     fn = graphc.compile(text, shapes=shapes)
     assert ir.parse_graph(fn.ir) == fn.graph
+    assert ir.from_json(ir.to_json(fn.graph)) == fn.graph
 
 
 def test_broken_matmul_and_broadcast_rules_are_caught_and_shrunk():

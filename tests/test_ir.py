@@ -102,6 +102,10 @@ def test_json_and_dot_exports():
     ops = [n["op"] for n in data["nodes"]]
     assert ops.count("input") == 3 and "add" in ops and "mul" in ops
     assert set(data["outputs"]) == {"f", "df/dx", "df/dy", "df/dz"}
+    assert ir.from_json(ir.to_json(g)) == g
+    for bad, phrase in [("{", "not graphc IR JSON"), ('{"nodes": [], "outputs": {"f": "%9"}}', "unknown node")]:
+        with pytest.raises(IRError, match=phrase):
+            ir.from_json(bad)
     dot = ir.to_dot(g)
     assert dot.startswith("digraph graphc {") and dot.rstrip().endswith("}")
     assert dot.count("->") >= 5

@@ -367,6 +367,7 @@ def test_ir_text_json_and_dot_carry_shapes_and_attributes():
     data = json.loads(ir.to_json(fn.graph))
     kinds = {(n["op"], n["type"]): n for n in data["nodes"]}
     assert ("matmul", "f64[N,4]") in kinds and kinds["amax", "f64[N,1]"]["attrs"] == {"axis": [1], "keepdims": True}
+    assert ir.from_json(ir.to_json(fn.graph)) == fn.graph
     assert "f64[N,3]" in ir.to_dot(fn.graph)
     with pytest.raises(GraphcError, match="declared type f64\\[N\\] but the op gives f64\\[N,4\\]"):
         ir.parse_graph(text.replace("matmul %X, %W : f64[N,4]", "matmul %X, %W : f64[N]"))
@@ -485,3 +486,25 @@ def test_reductions_in_pointwise_formulas_are_refused():
             graphc.compile(formula)
         assert info.value.col == formula.index("(") - len(formula.split("(")[0].split()[-1])
     assert graphc.compile("sum(b) + x", shapes={"b": (), "x": ()})(b=2.0, x=1.0)[0] == 3.0
+
+
+def test_sympy_matrix_symbols_import_as_a_tensor_program():
+    import sympy as sp
+
+    W, x, y = sp.MatrixSymbol("W", 3, 2), sp.MatrixSymbol("x", 2, 1), sp.MatrixSymbol("y", 3, 1)
+    r = W * x - y
+    assert graphc.compile(r.T * r).forward_graph.outputs[0][1].shape == ()  # a 1x1 result is its one entry
+    fn = graphc.compile(sp.Trace(r.T * r) + 0.5 * sp.Trace(x.T * x))
+    rng = np.random.default_rng(0)
+    Wv, xv, yv = rng.normal(size=(3, 2)), rng.normal(size=(2, 1)), rng.normal(size=(3, 1))
+    v, g = fn(W=Wv, x=xv, y=yv)
+    rv = Wv @ xv - yv
+    assert v == pytest.approx((rv.T @ rv).item() + 0.5 * (xv.T @ xv).item(), rel=1e-14)
+    np.testing.assert_allclose(g["W"], 2 * rv @ xv.T, rtol=1e-13)
+    np.testing.assert_allclose(g["x"], 2 * Wv.T @ rv + xv, rtol=1e-13)
+    n = sp.Symbol("n")
+    X = sp.MatrixSymbol("X", n, 3)
+    prog = graphc.Program(sp.HadamardProduct(X, X), grad=False)
+    assert prog.forward.inputs[0].shape == ("n", 3)
+    with pytest.raises(UnsupportedError, match="does not index SymPy matrices"):
+        graphc.compile(r[0, 0] + r[1, 0])

@@ -55,11 +55,22 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
     if expr.has(sp.I):
         raise UnsupportedError("complex numbers (I) are not supported: graphc computes real functions")
 
+    from sympy.matrices.expressions.matexpr import MatrixElement
+
     functions = sympy_functions()
     symbols: dict[str, Node] = {}
     done: dict[object, Node] = {}
 
     def leaf(e) -> Node | None:
+        if isinstance(e, sp.MatrixSymbol):  # a matrix input: a tensor program
+            name = str(e.name)
+            if not _IDENT.match(name):
+                raise UnsupportedError(f"SymPy matrix {name!r} cannot be a graphc variable: names are ASCII "
+                                       "letters, digits and '_'")
+            dims = tuple(int(d) if d.is_Integer else str(d) for d in e.shape)
+            if name not in symbols:
+                symbols[name] = input_node(name, dtype, dims)
+            return symbols[name]
         if isinstance(e, sp.Symbol):
             name = str(e)
             if not _IDENT.match(name):
@@ -81,6 +92,24 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
 
     def build(e, args: list[Node]) -> Node:
         func = e.func
+        if func is sp.MatMul:  # scalar factors scale, matrix factors multiply
+            scal = [n for n in args if not n.shape]
+            mats = [n for n in args if n.shape]
+            acc = _fold("matmul", mats)
+            return make("mul", _fold("mul", scal), acc) if scal else acc
+        if func is sp.MatAdd:
+            return _fold("add", args)
+        if func is sp.HadamardProduct:
+            return _fold("mul", args)
+        if func is sp.HadamardPower:
+            return make("pow", *args)
+        if func is sp.Transpose:
+            return make("transpose", args[0])
+        if func is sp.Trace and args[0].shape == (1, 1):
+            return make("reshape", args[0], shape=())  # the one entry of a 1x1 result
+        if isinstance(e, MatrixElement):
+            raise UnsupportedError(f"matrix element {e}: graphc does not index SymPy matrices; write a 1x1 "
+                                   "product without [0, 0] (r.T * r), which graphc reads as its one entry")
         if func is sp.Add:
             return _fold("add", args)
         if func is sp.Mul:
@@ -144,6 +173,8 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
             raise AssertionError("unreachable")
         done[e] = build(e, [done[a] for a in e.args])
     root = done[expr]
+    if root.shape and all(d == 1 for d in root.shape):  # a 1x1 matrix expression: its one entry
+        root = make("reshape", root, shape=())
     if inputs is None:
         names = sorted(symbols)
     else:

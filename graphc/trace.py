@@ -1,0 +1,491 @@
+"""Tracing: Python functions over arrays in, graphs out.
+
+`value_and_grad(f)`, `grad(f)` and `jit(f)` call `f` once per signature
+(argument structure, shapes, dtypes, static values) with `Tracer` objects that
+record IR nodes; the graph then goes through the same pipeline as a formula and
+is compiled for the chosen target. The functions of `graphc.numpy` and
+`graphc.nn` work on tracers and, eagerly, on NumPy arrays, so the same model
+code runs both ways. Arguments are pytrees (dicts, lists, tuples of arrays and
+Python floats), and gradients come back in the argument's structure, as in JAX.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError, GraphcError
+from .ir import DTYPE_NUMPY, Graph, Node, const, input_node, make
+
+
+class TracingError(GraphcError):
+    """Python code that cannot be traced: control flow on a traced value, mutation,
+    a NumPy function graphc has no counterpart for."""
+
+
+# ------------------------------------------------------------------ tracers
+
+
+class Tracer:
+    """A traced array: operators and `graphc.numpy` functions record IR nodes."""
+
+    __slots__ = ("node", "trace")
+    __array_priority__ = 1000  # NumPy defers binary operators to us
+
+    def __init__(self, node: Node, trace: Trace):
+        self.node = node
+        self.trace = trace
+
+    # --- what an array shows
+    shape = property(lambda self: tuple(self.node.shape))
+    ndim = property(lambda self: len(self.node.shape))
+    dtype = property(lambda self: np.dtype(DTYPE_NUMPY[self.node.dtype]))
+    size = property(lambda self: int(np.prod(self.node.shape, dtype=np.int64)))
+    T = property(lambda self: apply("transpose", self))
+
+    def __len__(self) -> int:
+        if not self.node.shape:
+            raise TypeError("len() of a traced scalar")
+        return int(self.node.shape[0])
+
+    def __repr__(self) -> str:
+        return f"Tracer({self.node.type})"
+
+    # --- arithmetic
+    def __add__(self, o): return apply("add", self, o)
+    def __radd__(self, o): return apply("add", o, self)
+    def __sub__(self, o): return apply("sub", self, o)
+    def __rsub__(self, o): return apply("sub", o, self)
+    def __mul__(self, o): return apply("mul", self, o)
+    def __rmul__(self, o): return apply("mul", o, self)
+    def __truediv__(self, o): return apply("div", self, o)
+    def __rtruediv__(self, o): return apply("div", o, self)
+    def __pow__(self, o): return apply("pow", self, o)
+    def __rpow__(self, o): return apply("pow", o, self)
+    def __matmul__(self, o): return apply("matmul", self, o)
+    def __rmatmul__(self, o): return apply("matmul", o, self)
+    def __neg__(self): return apply("neg", self)
+    def __pos__(self): return self
+    def __abs__(self): return apply("abs", self)
+    def __lt__(self, o): return apply("lt", self, o)
+    def __le__(self, o): return apply("le", self, o)
+    def __gt__(self, o): return apply("gt", self, o)
+    def __ge__(self, o): return apply("ge", self, o)
+    def __eq__(self, o): return apply("eq", self, o)  # type: ignore[override]
+    def __ne__(self, o): return apply("ne", self, o)  # type: ignore[override]
+    __hash__ = object.__hash__
+
+    # --- array methods, as NumPy's
+    def sum(self, axis=None, keepdims=False): return apply("sum", self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return apply("mean", self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return apply("amax", self, axis=axis, keepdims=keepdims)
+    def min(self, axis=None, keepdims=False): return apply("amin", self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return apply("reshape", self, shape=_fill_reshape(self.shape, shape))
+
+    def transpose(self, *axes):
+        return apply("transpose", self, axes=tuple(axes[0]) if len(axes) == 1 else (tuple(axes) or None))
+
+    # --- what cannot be traced
+    def __bool__(self):
+        raise TracingError("a traced value has no truth value while tracing (Python if/while/and/or/bool on it): "
+                           "use graphc.numpy.where(mask, a, b) to choose between values")
+
+    def __index__(self):
+        raise TracingError("a traced value cannot be used as an index or a size")
+
+    def __float__(self):
+        raise TracingError("float() of a traced value: its value is not known while tracing")
+
+    def __iter__(self):
+        raise TracingError("iterating over a traced array is not supported: use whole-array operations")
+
+    def __getitem__(self, key):
+        raise TracingError("indexing a traced array is not supported: use graphc.nn.pick(x, labels) for "
+                           "x[arange(N), labels], reductions for slices of all of an axis")
+
+    def __setitem__(self, key, value):
+        raise TracingError("in-place mutation of a traced array (x[...] = v): build a new value instead, "
+                           "e.g. graphc.numpy.where(mask, v, x)")
+
+    # --- NumPy's own functions applied to a tracer are routed to graphc.numpy
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from . import numpy as gnp
+
+        name = _UFUNCS.get(ufunc.__name__)
+        if method != "__call__" or name is None or kwargs:
+            raise TracingError(f"numpy.{ufunc.__name__} ({method}) is not traced by graphc: use graphc.numpy "
+                               f"(functions: {', '.join(gnp.__all__)})")
+        return getattr(gnp, name)(*inputs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from . import numpy as gnp
+
+        fn = getattr(gnp, func.__name__, None)
+        if fn is None or func.__name__ not in gnp.__all__:
+            raise TracingError(f"numpy.{func.__name__} is not traced by graphc: use graphc.numpy "
+                               f"(functions: {', '.join(gnp.__all__)})")
+        return fn(*args, **kwargs)
+
+    def __array__(self, *a, **k):
+        raise TracingError("a traced value was converted to a NumPy array (np.asarray): use graphc.numpy "
+                           "functions on traced values")
+
+
+_UFUNCS = {
+    "add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide", "true_divide": "divide",
+    "power": "power", "negative": "negative", "matmul": "matmul", "exp": "exp", "log": "log", "sqrt": "sqrt",
+    "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "arctan": "arctan",
+    "arcsin": "arcsin", "arccos": "arccos", "arctan2": "arctan2", "arcsinh": "arcsinh", "arccosh": "arccosh",
+    "arctanh": "arctanh", "absolute": "abs", "maximum": "maximum", "minimum": "minimum", "log1p": "log1p",
+    "expm1": "expm1", "logaddexp": "logaddexp", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
+    "sign": "sign", "exp2": "exp2", "log2": "log2", "log10": "log10", "greater": "greater", "less": "less",
+    "greater_equal": "greater_equal", "less_equal": "less_equal", "equal": "equal", "not_equal": "not_equal",
+    "square": "square",
+}
+
+
+def _fill_reshape(shape: tuple, new: tuple) -> tuple:
+    """reshape's -1: the one size that keeps the number of entries."""
+    new = tuple(int(d) for d in new)
+    if new.count(-1) == 1:
+        known = int(np.prod([d for d in new if d != -1], dtype=np.int64))
+        total = int(np.prod(shape, dtype=np.int64))
+        new = tuple(total // known if d == -1 else d for d in new)
+    return new
+
+
+@dataclass
+class Trace:
+    """One tracing run: its float dtype."""
+
+    dtype: str
+
+
+def _lift(x: Any, trace: Trace) -> Node:
+    if isinstance(x, Tracer):
+        return x.node
+    if isinstance(x, (bool, np.bool_)):
+        raise TracingError("a Python bool in a traced computation: use 1.0/0.0 or a comparison mask")
+    if isinstance(x, (int, float, np.integer, np.floating)) or (isinstance(x, np.ndarray) and x.ndim == 0):
+        return const(float(x), trace.dtype)
+    if isinstance(x, np.ndarray):
+        raise TracingError(f"a NumPy array of shape {x.shape} captured by the traced function: pass it as an "
+                           "argument (graphc's IR holds scalar constants only)")
+    raise TracingError(f"cannot use a {type(x).__name__} in a traced computation")
+
+
+def apply(op: str, *args: Any, **attrs: Any) -> Any:
+    """An op on tracers (records a node) or on arrays (evaluated now, eagerly)."""
+    tracers = [a for a in args if isinstance(a, Tracer)]
+    if tracers:
+        trace = tracers[0].trace
+        return Tracer(make(op, *(_lift(a, trace) for a in args), **attrs), trace)
+    return _eager(op, args, attrs)
+
+
+def _eager(op: str, args: Sequence[Any], attrs: dict[str, Any]) -> Any:
+    """The same op on NumPy values: a one-node graph on the numpy target."""
+    from .codegen.numpy_ref import evaluate
+
+    arrays = [np.asarray(a) for a in args]
+    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    dt = np.result_type(*floats) if floats else np.dtype("float64")
+    fdt = "f32" if dt == np.float32 else "f64"
+    nodes, values = [], []
+    for k, (raw, a) in enumerate(zip(args, arrays)):
+        if a.dtype.kind in "iu" and a.ndim and op in ("pick", "one_hot", "cross_entropy"):
+            nodes.append(input_node(f"e{k}", "i64", a.shape))
+            values.append(a.astype(np.int64))
+        elif a.dtype.kind == "b":
+            raise TracingError("boolean arrays: use a comparison inside graphc.numpy.where")
+        elif a.ndim == 0 and not isinstance(raw, np.ndarray):
+            nodes.append(const(float(a), fdt))
+        else:
+            nodes.append(input_node(f"e{k}", fdt, a.shape))
+            values.append(a.astype(dt))
+    node = make(op, *nodes, **attrs)
+    if node.op == "const":
+        return node.value
+    graph = Graph([n for n in nodes if n.op == "input"], [("f", node)])
+    (out,) = evaluate(graph, values)
+    return out if out.ndim else out[()]
+
+
+# ------------------------------------------------------------------ pytrees
+
+
+@dataclass(frozen=True)
+class TreeDef:
+    """The structure of a pytree: a leaf, or a dict/list/tuple of subtrees."""
+
+    kind: str  # "leaf", "dict", "list", "tuple", "none"
+    keys: tuple = ()
+    children: tuple = ()
+
+
+def flatten(tree: Any, path: str = "") -> tuple[list[Any], list[str], TreeDef]:
+    if isinstance(tree, dict):
+        keys = tuple(sorted(tree, key=str))
+        parts = [flatten(tree[k], f"{path}_{k}") for k in keys]
+        return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
+                TreeDef("dict", keys, tuple(p[2] for p in parts)))
+    if isinstance(tree, (list, tuple)):
+        parts = [flatten(v, f"{path}_{i}") for i, v in enumerate(tree)]
+        return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
+                TreeDef("list" if isinstance(tree, list) else "tuple", (), tuple(p[2] for p in parts)))
+    if tree is None:
+        return [], [], TreeDef("none")
+    return [tree], [path], TreeDef("leaf")
+
+
+def unflatten(tdef: TreeDef, leaves: Sequence[Any]) -> Any:
+    it = iter(leaves)
+
+    def build(t: TreeDef) -> Any:
+        if t.kind == "leaf":
+            return next(it)
+        if t.kind == "none":
+            return None
+        kids = [build(c) for c in t.children]
+        if t.kind == "dict":
+            return dict(zip(t.keys, kids))
+        return kids if t.kind == "list" else tuple(kids)
+
+    return build(tdef)
+
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _names(paths: Sequence[str]) -> list[str]:
+    """Unique identifiers from pytree paths (params_W1, x, ...)."""
+    out, seen = [], set()
+    for p in paths:
+        n = _NAME_BAD.sub("_", p.strip("_")) or "arg"
+        if n[0].isdigit():
+            n = "a" + n
+        base, k = n, 1
+        while n in seen:
+            n, k = f"{base}_{k}", k + 1
+        seen.add(n)
+        out.append(n)
+    return out
+
+
+def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
+    if isinstance(leaf, (bool, np.bool_)):
+        raise ArgumentError(f"argument {where} is a bool: pass numbers or arrays")
+    if isinstance(leaf, (int, float, np.integer, np.floating)):
+        return (), "float"
+    if isinstance(leaf, np.ndarray):
+        if leaf.dtype.kind in "iu":
+            return tuple(leaf.shape), "int64"
+        if leaf.dtype.kind == "f":
+            return tuple(leaf.shape), str(leaf.dtype)
+        raise ArgumentError(f"argument {where} is an array of {leaf.dtype}: graphc takes float or integer arrays")
+    if isinstance(leaf, list):
+        raise ArgumentError(f"argument {where} is a list")
+    raise ArgumentError(f"argument {where} is a {type(leaf).__name__}: pass arrays, floats, or dicts, lists "
+                        "and tuples of them (mark other arguments static_argnames=)")
+
+
+# ------------------------------------------------------------------ the traced function
+
+
+@dataclass
+class Signature:
+    """What one tracing made: the program, its compiled function and the names."""
+
+    program: Any
+    fn: Any
+    names: list[str]
+    out_tree: TreeDef | None = None
+    aux_tree: TreeDef | None = None
+    aux_names: list[str] = field(default_factory=list)
+
+
+class Traced:
+    """`value_and_grad(f)`, `grad(f)` or `jit(f)`: traces per signature, then calls the compiled function."""
+
+    def __init__(self, f: Callable, mode: str, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+                 static_argnames: Sequence[str] | str = (), target: str | None = None):
+        if not callable(f):
+            raise ArgumentError(f"expected a Python function, got {type(f).__name__}")
+        self.f = f
+        self.mode = mode
+        self.argnums = argnums
+        self.has_aux = has_aux
+        self.static = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        self.target = target
+        self.params = list(inspect.signature(f).parameters)
+        self._cache: dict[Any, Signature] = {}
+        self.hits = self.misses = 0
+        self.__wrapped__ = f
+        self.__name__ = getattr(f, "__name__", "traced")
+
+    def _split(self, args: tuple, kwargs: dict) -> tuple[list, dict, dict]:
+        bound = inspect.signature(self.f).bind(*args, **kwargs)
+        bound.apply_defaults()
+        dyn, static = [], {}
+        for name, value in bound.arguments.items():
+            if name in self.static:
+                static[name] = value
+            else:
+                dyn.append((name, value))
+        return dyn, static, bound.arguments
+
+    def _argnums(self, n: int) -> tuple[int, ...]:
+        nums = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        for k in nums:
+            if not 0 <= k < n:
+                raise ArgumentError(f"argnums={self.argnums!r}: the function has {n} traced argument(s)")
+        return nums
+
+    def _key(self, dyn: list, static: dict):
+        leaves, paths, trees = [], [], []
+        for name, value in dyn:
+            lv, ps, td = flatten(value, name)
+            leaves += lv
+            paths += ps
+            trees.append(td)
+        types = tuple(_leaf_type(x, p) for x, p in zip(leaves, paths))
+        try:
+            skey = tuple(sorted(static.items()))
+            hash(skey)
+        except TypeError:
+            raise ArgumentError(f"static arguments must be hashable: {', '.join(static)}") from None
+        return (tuple(trees), types, skey), leaves, paths, trees
+
+    def lower(self, *args: Any, **kwargs: Any):
+        """The pipeline object (Program) for this signature: `.ir`, `.explain()`."""
+        return self._entry(args, kwargs)[0].program
+
+    def cache_info(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "signatures": len(self._cache)}
+
+    def _entry(self, args: tuple, kwargs: dict):
+        dyn, static, _ = self._split(args, kwargs)
+        key, leaves, paths, trees = self._key(dyn, static)
+        sig = self._cache.get(key)
+        if sig is None:
+            self.misses += 1
+            sig = self._cache[key] = self._trace(dyn, static, leaves, paths, trees, key[1])
+        else:
+            self.hits += 1
+        return sig, leaves, trees
+
+    def _trace(self, dyn, static, leaves, paths, trees, types) -> Signature:
+        from .codegen.targets import build, get_target
+        from .program import Program
+
+        floats = {t for _, t in types if t not in ("float", "int64")}
+        if len(floats) > 1:
+            raise ArgumentError(f"arguments mix float dtypes {sorted(floats)}: use one")
+        dtype = "f32" if floats == {"float32"} else "f64"
+        trace = Trace(dtype)
+        names = _names(paths)
+        nodes = [input_node(n, "i64" if t == "int64" else dtype, s) for n, (s, t) in zip(names, types)]
+        tracers = [Tracer(n, trace) for n in nodes]
+        it = iter(tracers)
+        traced_args = [unflatten(td, [next(it) for _ in range(_count(td))]) for td in trees]
+        call_kwargs = dict(static)
+        positional = []
+        for (name, _), value in zip(dyn, traced_args):
+            kind = inspect.signature(self.f).parameters[name].kind
+            if kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) and \
+                    not call_kwargs:
+                positional.append(value)
+            elif kind == inspect.Parameter.VAR_POSITIONAL:
+                positional.extend(value)
+            else:
+                call_kwargs[name] = value
+        out = self.f(*positional, **call_kwargs)
+        aux = None
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TracingError("has_aux=True: the function must return (value, aux)")
+            out, aux = out
+        outs: list[tuple[str, Node]] = []
+        out_tree = None
+        if self.mode == "jit":
+            leaves_out, _, out_tree = flatten(out, "out")
+            outs = [(f"out{k}", _lift(x, trace)) for k, x in enumerate(leaves_out)]
+        else:
+            if not isinstance(out, Tracer):
+                raise TracingError(f"the function returned a {type(out).__name__}, not a traced value: the "
+                                   "value to differentiate must depend on the arguments")
+            outs = [("f", out.node)]
+        aux_tree, aux_names = None, []
+        if aux is not None:
+            aux_leaves, _, aux_tree = flatten(aux, "aux")
+            aux_names = [f"aux{k}" for k in range(len(aux_leaves))]
+            outs += [(n, _lift(x, trace)) for n, x in zip(aux_names, aux_leaves)]
+        graph = Graph(nodes, outs)
+        if self.mode == "jit":
+            program = Program(graph, grad=False)
+        else:
+            nums = self._argnums(len(dyn))
+            starts = np.cumsum([0] + [_count(td) for td in trees])
+            wrt = [names[i] for k in nums for i in range(starts[k], starts[k + 1]) if types[i][1] != "int64"]
+            program = Program(graph, wrt=wrt)
+        target = get_target(self.target or "numpy")
+        if not target.tensors:
+            raise ArgumentError(f"target {target.name!r} does not run traced (tensor) programs: use target='numpy'")
+        return Signature(program, build(program.graph, target), names, out_tree, aux_tree, aux_names)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .shapes import bind
+
+        sig, leaves, trees = self._entry(args, kwargs)
+        values = dict(zip(sig.names, leaves))
+        arrays, dims = bind(sig.program.forward.inputs, values, np.dtype(sig.program.dtype))
+        outs = dict(zip(sig.program.graph.output_names,
+                        (o if np.ndim(o) else float(o) for o in sig.fn.run_tensor(arrays, dims))))
+        if self.mode == "jit":
+            n = len(outs) - len(sig.aux_names)
+            return unflatten(sig.out_tree, [outs[f"out{k}"] for k in range(n)])  # type: ignore[arg-type]
+        nums = self._argnums(len(trees))
+        starts = np.cumsum([0] + [_count(td) for td in trees])
+        per_arg = []
+        for k in nums:
+            names = sig.names[starts[k]:starts[k + 1]]
+            per_arg.append(unflatten(trees[k], [outs.get(f"df/d{n}") for n in names]))
+        g = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg)
+        value = outs["f"]
+        if self.has_aux:
+            aux = unflatten(sig.aux_tree, [outs[n] for n in sig.aux_names])  # type: ignore[arg-type]
+            return (g, aux) if self.mode == "grad" else ((value, aux), g)
+        return g if self.mode == "grad" else (value, g)
+
+
+def _count(td: TreeDef) -> int:
+    if td.kind == "leaf":
+        return 1
+    return sum(_count(c) for c in td.children)
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+                   static_argnames: Sequence[str] | str = (), target: str | None = None) -> Traced:
+    """f(*args) -> (f(*args), gradient of f with respect to args[argnums]), as JAX's.
+    `f` must return a scalar; gradients have the structure of the arguments."""
+    return Traced(f, "value_and_grad", argnums, has_aux, static_argnames, target)
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+         static_argnames: Sequence[str] | str = (), target: str | None = None) -> Traced:
+    """The gradient of a scalar-valued f with respect to args[argnums], as JAX's grad."""
+    return Traced(f, "grad", argnums, has_aux, static_argnames, target)
+
+
+def jit(f: Callable, static_argnames: Sequence[str] | str = (), target: str | None = None) -> Traced:
+    """f traced once per signature and run from its optimised graph (no gradient)."""
+    return Traced(f, "jit", 0, False, static_argnames, target)
