@@ -390,6 +390,28 @@ def _symbolic_verdicts(forward: Graph, optimised: Graph, wrt: Sequence[str], sec
 MAX_POINTS = 20_000  # the reference is evaluated at 40+ digits, point by point (~0.3 ms each)
 
 
+def _check_traced(f: Any, args: tuple, dtype: Any, points: int, seed: int):
+    from .api import CompiledFunction
+    from .tensor_check import check_tensor
+    from .trace import value_and_grad
+
+    program = value_and_grad(f, argnums=tuple(range(len(args)))).lower(*args)
+    fn = CompiledFunction(program, "numpy")
+    names = program.inputs
+    from .trace import flatten
+
+    leaves = [leaf for a in args for leaf in flatten(a)[0]]
+    given = {n: np.asarray(v) for n, v in zip(names, leaves)}
+    report = check_tensor(fn, points=points, seed=seed, adversarial=True)
+    at_example = check_tensor(fn, values=[given])
+    for k, v in at_example.max_rel.items():
+        if v >= report.max_rel.get(k, -1.0):
+            report.max_rel[k], report.worst[k] = v, at_example.worst[k]
+    report.points += 1
+    report.formula = getattr(f, "__name__", "function")
+    return report
+
+
 def _check_numbers(points: Any, seed: Any, time_limit: Any) -> None:
     """Every numeric option in range, or a GraphcError saying which is not."""
     if not isinstance(points, int) or not 1 <= points <= MAX_POINTS:
@@ -403,6 +425,7 @@ def _check_numbers(points: Any, seed: Any, time_limit: Any) -> None:
 
 def check(
     formula: Any,
+    *example_args: Any,
     target: str = "cpu",
     dtype: Any = "float64",
     points: int = 64,
@@ -412,10 +435,15 @@ def check(
     symbolic: bool = True,
     passes: Sequence[str] | str | None = None,
 ) -> CheckReport:
-    """Compile `formula` and check every output against exact references."""
+    """Compile `formula` and check every output against exact references.
+
+    A Python function with example arguments (`check(f, W, x)`) is traced at
+    their shapes and checked element by element against SymPy (the tensor check)."""
     from .api import compile
 
     _check_numbers(points, seed, time_limit)
+    if callable(formula) and not isinstance(formula, str):
+        return _check_traced(formula, example_args, dtype, min(points, 4), seed)
     t0 = time.perf_counter()
     fn = compile(formula, wrt=wrt, target=target, dtype=dtype, passes=passes)
     forward, dt = fn.forward_graph, fn.dtype

@@ -62,8 +62,13 @@ def _np_relu(x):
 
 
 def _np_step(x):
-    # 1 where x > 0, 0 where x <= 0, NaN for NaN (np.heaviside has no fast float32 loop)
-    return np.sign(_np_relu(x))
+    # 1 where x > 0, 0 where x <= 0, NaN for NaN (np.heaviside and np.sign are 10x slower)
+    x = np.asarray(x)
+    out = np.asarray(np.greater(x, 0), dtype=np.result_type(x))
+    nan = np.isnan(x)
+    if nan.any():
+        out[nan] = np.nan
+    return out if out.ndim else out[()]
 
 
 def _np_cmpw(a, b):

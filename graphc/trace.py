@@ -15,7 +15,7 @@ import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -223,9 +223,9 @@ def _eager(op: str, args: Sequence[Any], attrs: dict[str, Any]) -> Any:
 # ------------------------------------------------------------------ pytrees
 
 
-@dataclass(frozen=True)
-class TreeDef:
-    """The structure of a pytree: a leaf, or a dict/list/tuple of subtrees."""
+class TreeDef(NamedTuple):
+    """The structure of a pytree: a leaf, or a dict/list/tuple of subtrees (a
+    tuple underneath, so hashing a signature is C-fast)."""
 
     kind: str  # "leaf", "dict", "list", "tuple", "none"
     keys: tuple = ()
@@ -245,6 +245,23 @@ def flatten(tree: Any, path: str = "") -> tuple[list[Any], list[str], TreeDef]:
     if tree is None:
         return [], [], TreeDef("none")
     return [tree], [path], TreeDef("leaf")
+
+
+_LEAF = TreeDef("leaf")
+
+
+def _flatten_into(tree: Any, leaves: list) -> TreeDef:
+    """flatten without paths (the per-call path): leaves appended, structure returned."""
+    if isinstance(tree, dict):
+        keys = tuple(sorted(tree, key=str))
+        return TreeDef("dict", keys, tuple(_flatten_into(tree[k], leaves) for k in keys))
+    if isinstance(tree, (list, tuple)):
+        return TreeDef("list" if isinstance(tree, list) else "tuple", (),
+                       tuple(_flatten_into(v, leaves) for v in tree))
+    if tree is None:
+        return TreeDef("none")
+    leaves.append(tree)
+    return _LEAF
 
 
 def unflatten(tdef: TreeDef, leaves: Sequence[Any]) -> Any:
@@ -281,17 +298,28 @@ def _names(paths: Sequence[str]) -> list[str]:
     return out
 
 
+_F64, _F32 = np.dtype("float64"), np.dtype("float32")
+
+
 def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
+    """(shape, 'float64' | 'float32' | 'int64' | 'float') of one argument leaf."""
+    if type(leaf) is np.ndarray:
+        dt = leaf.dtype
+        if dt is _F64 or dt == _F64:
+            return leaf.shape, "float64"
+        if dt == _F32:
+            return leaf.shape, "float32"
+        if dt.kind in "iu":
+            return leaf.shape, "int64"
+        raise ArgumentError(f"argument {where} is an array of {leaf.dtype}: graphc takes float or integer arrays")
+    if type(leaf) is float:
+        return (), "float"
     if isinstance(leaf, (bool, np.bool_)):
         raise ArgumentError(f"argument {where} is a bool: pass numbers or arrays")
     if isinstance(leaf, (int, float, np.integer, np.floating)):
         return (), "float"
     if isinstance(leaf, np.ndarray):
-        if leaf.dtype.kind in "iu":
-            return tuple(leaf.shape), "int64"
-        if leaf.dtype.kind == "f":
-            return tuple(leaf.shape), str(leaf.dtype)
-        raise ArgumentError(f"argument {where} is an array of {leaf.dtype}: graphc takes float or integer arrays")
+        return _leaf_type(np.asarray(leaf), where)
     if isinstance(leaf, list):
         raise ArgumentError(f"argument {where} is a list")
     raise ArgumentError(f"argument {where} is a {type(leaf).__name__}: pass arrays, floats, or dicts, lists "
@@ -303,7 +331,7 @@ def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
 
 @dataclass
 class Signature:
-    """What one tracing made: the program, its compiled function and the names."""
+    """What one tracing made: the program, its kernel, and what a call needs."""
 
     program: Any
     fn: Any
@@ -311,6 +339,12 @@ class Signature:
     out_tree: TreeDef | None = None
     aux_tree: TreeDef | None = None
     aux_names: list[str] = field(default_factory=list)
+    grad_names: list[tuple[int, list[str]]] = field(default_factory=list)  # (argnum, its leaves' output names)
+    int_slots: frozenset = frozenset()
+
+    def __post_init__(self) -> None:
+        self.out_names = self.program.graph.output_names
+        self.np_dtype = np.dtype(self.program.dtype)
 
 
 class Traced:
@@ -326,14 +360,21 @@ class Traced:
         self.has_aux = has_aux
         self.static = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         self.target = target
-        self.params = list(inspect.signature(f).parameters)
+        self._signature = inspect.signature(f)
+        self.params = list(self._signature.parameters)
+        # the common call -- every parameter positional, no defaults, nothing static -- skips inspect's bind
+        self._plain = not self.static and all(
+            p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty
+            for p in self._signature.parameters.values())
         self._cache: dict[Any, Signature] = {}
         self.hits = self.misses = 0
         self.__wrapped__ = f
         self.__name__ = getattr(f, "__name__", "traced")
 
     def _split(self, args: tuple, kwargs: dict) -> tuple[list, dict, dict]:
-        bound = inspect.signature(self.f).bind(*args, **kwargs)
+        if self._plain and not kwargs and len(args) == len(self.params):
+            return list(zip(self.params, args)), {}, {}
+        bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
         dyn, static = [], {}
         for name, value in bound.arguments.items():
@@ -351,19 +392,27 @@ class Traced:
         return nums
 
     def _key(self, dyn: list, static: dict):
-        leaves, paths, trees = [], [], []
-        for name, value in dyn:
-            lv, ps, td = flatten(value, name)
-            leaves += lv
-            paths += ps
-            trees.append(td)
-        types = tuple(_leaf_type(x, p) for x, p in zip(leaves, paths))
+        leaves: list = []
+        trees = []
+        for _, value in dyn:
+            if type(value) is np.ndarray:  # the common leaf, without flatten's bookkeeping
+                leaves.append(value)
+                trees.append(_LEAF)
+            else:
+                trees.append(_flatten_into(value, leaves))
         try:
-            skey = tuple(sorted(static.items()))
-            hash(skey)
-        except TypeError:
-            raise ArgumentError(f"static arguments must be hashable: {', '.join(static)}") from None
-        return (tuple(trees), types, skey), leaves, paths, trees
+            types = tuple(_leaf_type(x, "") for x in leaves)
+        except ArgumentError:  # again, with the argument's path in the message
+            paths = [p for name, value in dyn for p in flatten(value, name)[1]]
+            types = tuple(_leaf_type(x, p) for x, p in zip(leaves, paths))
+        skey = ()
+        if static:
+            try:
+                skey = tuple(sorted(static.items()))
+                hash(skey)
+            except TypeError:
+                raise ArgumentError(f"static arguments must be hashable: {', '.join(static)}") from None
+        return (tuple(trees), types, skey), leaves, trees
 
     def lower(self, *args: Any, **kwargs: Any):
         """The pipeline object (Program) for this signature: `.ir`, `.explain()`."""
@@ -374,10 +423,11 @@ class Traced:
 
     def _entry(self, args: tuple, kwargs: dict):
         dyn, static, _ = self._split(args, kwargs)
-        key, leaves, paths, trees = self._key(dyn, static)
+        key, leaves, trees = self._key(dyn, static)
         sig = self._cache.get(key)
         if sig is None:
             self.misses += 1
+            paths = [p for name, value in dyn for p in flatten(value, name)[1]]
             sig = self._cache[key] = self._trace(dyn, static, leaves, paths, trees, key[1])
         else:
             self.hits += 1
@@ -400,7 +450,7 @@ class Traced:
         call_kwargs = dict(static)
         positional = []
         for (name, _), value in zip(dyn, traced_args):
-            kind = inspect.signature(self.f).parameters[name].kind
+            kind = self._signature.parameters[name].kind
             if kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) and \
                     not call_kwargs:
                 positional.append(value)
@@ -431,34 +481,33 @@ class Traced:
             outs += [(n, _lift(x, trace)) for n, x in zip(aux_names, aux_leaves)]
         graph = Graph(nodes, outs)
         if self.mode == "jit":
-            program = Program(graph, grad=False)
+            program = Program(graph, grad=False, dtype=DTYPE_NUMPY[dtype])
         else:
             nums = self._argnums(len(dyn))
             starts = np.cumsum([0] + [_count(td) for td in trees])
             wrt = [names[i] for k in nums for i in range(starts[k], starts[k + 1]) if types[i][1] != "int64"]
-            program = Program(graph, wrt=wrt)
+            program = Program(graph, wrt=wrt, dtype=DTYPE_NUMPY[dtype])
         target = get_target(self.target or "numpy")
         if not target.tensors:
             raise ArgumentError(f"target {target.name!r} does not run traced (tensor) programs: use target='numpy'")
-        return Signature(program, build(program.graph, target), names, out_tree, aux_tree, aux_names)
+        grad_names = []
+        if self.mode != "jit":
+            starts = np.cumsum([0] + [_count(td) for td in trees])
+            grad_names = [(k, [f"df/d{n}" for n in names[starts[k]:starts[k + 1]]]) for k in nums]
+        ints = frozenset(k for k, (_, t) in enumerate(types) if t == "int64")
+        return Signature(program, build(program.graph, target), names, out_tree, aux_tree, aux_names, grad_names, ints)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .shapes import bind
-
         sig, leaves, trees = self._entry(args, kwargs)
-        values = dict(zip(sig.names, leaves))
-        arrays, dims = bind(sig.program.forward.inputs, values, np.dtype(sig.program.dtype))
-        outs = dict(zip(sig.program.graph.output_names,
-                        (o if np.ndim(o) else float(o) for o in sig.fn.run_tensor(arrays, dims))))
+        # the signature fixed every shape and dtype: leaves go straight to the kernel
+        dt = sig.np_dtype
+        arrays = [x if type(x) is np.ndarray else np.asarray(x, dtype=dt if k not in sig.int_slots else None)
+                  for k, x in enumerate(leaves)]
+        outs = dict(zip(sig.out_names, (o if o.ndim else float(o) for o in sig.fn.run_tensor(arrays, {}))))
         if self.mode == "jit":
             n = len(outs) - len(sig.aux_names)
             return unflatten(sig.out_tree, [outs[f"out{k}"] for k in range(n)])  # type: ignore[arg-type]
-        nums = self._argnums(len(trees))
-        starts = np.cumsum([0] + [_count(td) for td in trees])
-        per_arg = []
-        for k in nums:
-            names = sig.names[starts[k]:starts[k + 1]]
-            per_arg.append(unflatten(trees[k], [outs.get(f"df/d{n}") for n in names]))
+        per_arg = [unflatten(trees[k], [outs.get(n) for n in names]) for k, names in sig.grad_names]
         g = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg)
         value = outs["f"]
         if self.has_aux:

@@ -22,35 +22,67 @@ def evaluate(graph: Graph, args: Sequence[np.ndarray], outputs: Sequence[str] | 
     requested outputs (default: all) as arrays of their dtypes. `dims` binds
     symbolic dimensions (default: read off the arguments)."""
     want = graph.outputs if outputs is None else [(n, graph.output(n)) for n in outputs]
-    env = node_values(graph, args, [v for _, v in want], dims)
-    return [np.asarray(env[id(v)], dtype=DTYPE_NUMPY[v.dtype]) for _, v in want]
+    plan = Plan(graph, [v for _, v in want])
+    return _results(plan, plan.run(args, dims), [v for _, v in want])
+
+
+def _results(plan: Plan, env: list, roots: Sequence[Node]) -> list[np.ndarray]:
+    return [np.asarray(env[k], dtype=DTYPE_NUMPY[v.dtype]) for k, v in zip(plan.roots, roots)]
 
 
 def node_values(graph: Graph, args: Sequence[np.ndarray], roots: Sequence[Node] | None = None,
                 dims: dict[str, int] | None = None) -> dict[int, np.ndarray]:
     """id(node) -> value for every node that `roots` (default: all outputs) need."""
-    env: dict[int, np.ndarray] = {}
-    for node, a in zip(graph.inputs, args):
-        env[id(node)] = np.asarray(a, dtype=DTYPE_NUMPY[node.dtype])
-    if dims is None:
-        dims = {}
-        for node, a in zip(graph.inputs, args):
-            if node.shape and np.ndim(a) == len(node.shape):
-                dims.update((d, s) for d, s in zip(node.shape, np.shape(a)) if isinstance(d, str))
-    need = {id(n) for n in topo_order(roots if roots is not None else [v for _, v in graph.outputs])}
-    with np.errstate(all="ignore"):
-        for n in graph.body:
-            if id(n) not in need:
-                continue
+    plan = Plan(graph, roots)
+    values = plan.run(args, dims)
+    return {id(n): v for n, v in zip(plan.nodes, values)}
+
+
+class Plan:
+    """The evaluation order of a graph, resolved once: per step the op's NumPy
+    form, argument slots and attributes, so a call is a loop over a list."""
+
+    def __init__(self, graph: Graph, roots: Sequence[Node] | None = None):
+        roots = list(roots) if roots is not None else [v for _, v in graph.outputs]
+        need = {id(n) for n in topo_order(roots)}
+        self.inputs = list(graph.inputs)
+        self.nodes: list[Node] = list(graph.inputs) + [n for n in graph.body if id(n) in need]
+        slot = {id(n): k for k, n in enumerate(self.nodes)}
+        self.roots = [slot[id(r)] for r in roots]
+        self.shaped = [(k, n.shape) for k, n in enumerate(graph.inputs) if any(isinstance(d, str) for d in n.shape)]
+        self.steps: list[tuple] = []
+        for n in self.nodes[len(self.inputs):]:
             dt = np.dtype(DTYPE_NUMPY[n.dtype])
             if n.op == "const":
-                env[id(n)] = dt.type(n.value)
+                self.steps.append((None, dt.type(n.value), (), None, dt))
                 continue
-            spec = REGISTRY[n.op]
-            vals = (env[id(a)] for a in n.args)
-            val = spec.numpy(*vals, **resolve_attrs(n.attrs, dims)) if n.attr is not None else spec.numpy(*vals)
-            env[id(n)] = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
-    return env
+            attrs = n.attrs if n.attr is not None else None
+            symbolic = attrs is not None and any(
+                isinstance(v, str) or (isinstance(v, tuple) and any(isinstance(d, str) for d in v))
+                for k, v in attrs.items() if k in ("shape", "n"))
+            self.steps.append((REGISTRY[n.op].numpy, symbolic, tuple(slot[id(a)] for a in n.args), attrs, dt))
+
+    def run(self, args: Sequence[np.ndarray], dims: dict[str, int] | None = None) -> list:
+        env: list = [np.asarray(a, dtype=DTYPE_NUMPY[n.dtype]) for n, a in zip(self.inputs, args)]
+        if dims is None:
+            dims = {}
+            for k, shape in self.shaped:
+                if np.ndim(env[k]) == len(shape):
+                    dims.update((d, s) for d, s in zip(shape, np.shape(env[k])) if isinstance(d, str))
+        with np.errstate(all="ignore"):
+            for fn, symbolic, slots, attrs, dt in self.steps:
+                if fn is None:
+                    env.append(symbolic)  # a constant: its value
+                    continue
+                vals = [env[k] for k in slots]
+                if attrs is None:
+                    val = fn(*vals)
+                else:
+                    val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
+                if type(val) is not np.ndarray or val.dtype != dt:
+                    val = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
+                env.append(val)
+        return env
 
 
 class NumpyKernel(Kernel):
@@ -67,7 +99,10 @@ class NumpyKernel(Kernel):
 
 
     def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list[np.ndarray]:
-        return evaluate(self.graph, arrays, dims=dims)
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self._plan = Plan(self.graph)
+        return _results(plan, plan.run(arrays, dims), [v for _, v in self.graph.outputs])
 
 
 def build(graph: Graph, target: Target) -> NumpyKernel:
