@@ -86,6 +86,13 @@ class CompiledFunction:
         """The IR after every pass, and the per-pass table."""
         return self.program.explain()
 
+    def dot(self, at: dict | None = None) -> str:
+        """The forward graph as Graphviz DOT; with `at`, annotated with values and gradients."""
+        return self.program.dot(at)
+
+    def _repr_svg_(self) -> str | None:
+        return self.program._repr_svg_()
+
     def output_names(self) -> list[str]:
         return list(self.program.outputs)
 

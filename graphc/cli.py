@@ -131,8 +131,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_ir(args: argparse.Namespace) -> int:
     import graphc
 
+    topts = _tensor_opts(args)
     prog = graphc.Program(args.formula, wrt=None if args.no_grad else args.wrt, dtype=args.dtype,
-                          passes=args.passes, grad=not args.no_grad, **_tensor_opts(args))
+                          passes=args.passes, grad=not args.no_grad, **topts)
+    if args.at is not None or args.format in ("svg", "png"):
+        from .picture import render
+
+        at = None
+        if args.at is not None:
+            at = _parse_assignments(args.at, tensors=prog.tensor)
+            import numpy as np
+
+            at = {k: np.asarray(v, dtype=np.int64 if k in (getattr(args, "int", None) or []) else prog.dtype)
+                  for k, v in at.items()}
+        dot = prog.dot(at)
+        if args.format == "dot":
+            print(dot)
+        elif args.format in ("svg", "png"):
+            data = render(dot, args.format)
+            if args.output:
+                with open(args.output, "wb") as fh:
+                    fh.write(data)
+                print(f"wrote {args.output}", file=sys.stderr)
+            elif args.format == "svg":
+                print(data.decode())
+            else:
+                raise GraphcError("--format png writes binary data: give -o FILE.png")
+        else:
+            raise GraphcError("--at annotates a picture: use --format dot, svg or png")
+        return 0
     if args.print_after_all:
         print(prog.print_after_all())
         print()
@@ -220,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("ir", help="print the IR (value+gradient, or --no-grad)")
     r.add_argument("formula")
     r.add_argument("--no-grad", action="store_true", help="the optimised forward graph only")
-    r.add_argument("--format", default="text", choices=["text", "json", "dot"])
+    r.add_argument("--format", default="text", choices=["text", "json", "dot", "svg", "png"],
+                   help="dot: Graphviz text; svg, png: rendered by Graphviz's dot (when installed)")
+    r.add_argument("--at", nargs="+", metavar="NAME=VALUE", default=None,
+                   help="annotate the forward graph with values and gradients at this point (the seed's pictures)")
+    r.add_argument("-o", "--output", default=None, help="write the svg/png here")
     r.add_argument("--print-after-all", action="store_true", help="the IR after every pass")
     r.add_argument("--stats", action="store_true", help="per-pass table: ops, time, rules fired")
     r.add_argument("--dtype", default="float64", choices=["float64", "float32"])

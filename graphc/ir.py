@@ -440,6 +440,34 @@ def print_graph(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def _html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _annotated_dot(graph: Graph, names: dict, node_notes: dict, edge_notes: dict, html) -> str:
+    lines = ["digraph graphc {", "  rankdir=LR;", '  node [fontname="monospace"];', '  edge [fontname="monospace"];']
+    ids: dict[int, str] = {}
+    for i, n in enumerate(list(graph.inputs) + list(graph.body)):
+        ids[id(n)] = f"n{i}"
+        notes = node_notes.get(id(n), [])
+        if n.op == "input":
+            lines.append(f"  n{i} [label={html(str(n.attr), notes)}, shape=box, style=rounded];")
+        elif n.op == "const":
+            lines.append(f"  n{i} [label={html(_fmt_float(n.attr), [])}, shape=plaintext];")
+        else:
+            lines.append(f"  n{i} [label={html(f'{names[n]} {n.op}', notes)}, shape=ellipse];")
+    for n in graph.body:
+        for j, a in enumerate(n.args):
+            notes = edge_notes.get((id(n), j), [])
+            label = f" [label={html('', notes)}]" if notes else ""
+            lines.append(f"  {ids[id(a)]} -> {ids[id(n)]}{label};")
+    for k, (name, v) in enumerate(graph.outputs):
+        lines.append(f'  out{k} [label="{name}", shape=box, style=bold];')
+        lines.append(f"  {ids[id(v)]} -> out{k};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- parser
 
 _HEADER_RE = re.compile(r"^graph\((?P<params>.*)\)\s*\{$")
@@ -700,9 +728,22 @@ def from_json(text: str) -> Graph:
     return g
 
 
-def to_dot(graph: Graph) -> str:
-    """Graphviz DOT, data flowing left to right as in the seed's diagrams."""
+def to_dot(graph: Graph, node_notes: dict[int, list[tuple[str, str]]] | None = None,
+           edge_notes: dict[tuple[int, int], list[tuple[str, str]]] | None = None) -> str:
+    """Graphviz DOT, data flowing left to right as in the seed's diagrams.
+    `node_notes[id(node)]` / `edge_notes[id(node), k]` add coloured lines
+    (text, colour) under a node's label / on the wire into its k-th argument:
+    the forward value above, the gradient below (see graphc.picture)."""
     names = node_names(graph)
+    node_notes, edge_notes = node_notes or {}, edge_notes or {}
+
+    def html(title: str, notes: list[tuple[str, str]]) -> str:
+        rows = [_html_escape(title)] if title else []
+        rows += [f'<font color="{c}">{_html_escape(t)}</font>' for t, c in notes]
+        return "<" + "<br/>".join(rows) + ">"
+
+    if node_notes or edge_notes:
+        return _annotated_dot(graph, names, node_notes, edge_notes, html)
     ids: dict[int, str] = {}
     lines = ["digraph graphc {", "  rankdir=LR;", '  node [fontname="monospace"];']
     for i, n in enumerate(list(graph.inputs) + list(graph.body)):

@@ -99,6 +99,21 @@ class Program:
         """The IR before and after every pass, then the per-pass table."""
         return self.print_after_all() + "\n\n" + self.stats()
 
+    def dot(self, at: dict | None = None, optimised: bool = False) -> str:
+        """Graphviz DOT of the forward graph (or the optimised one); with `at`
+        (input -> value), every node shows its value and every wire the value it
+        carries and the gradient flowing back (the seed's pictures)."""
+        from .ir import to_dot
+        from .picture import annotated_dot
+
+        graph = self.graph if optimised else self.forward
+        return to_dot(graph) if at is None else annotated_dot(self.forward, at)
+
+    def _repr_svg_(self) -> str | None:  # Jupyter: the forward graph as a picture, when Graphviz is installed
+        from .picture import svg_or_none
+
+        return svg_or_none(self.dot())
+
     def __repr__(self) -> str:
         return (f"<graphc.Program inputs={self.inputs} wrt={self.wrt} dtype={self.dtype} "
                 f"passes={','.join(self.passes)} ops={self.graph.op_count()}>")

@@ -20,6 +20,15 @@ def gradients(root: Node, wrt: Sequence[Node], cotangent: Node | None = None) ->
     """d root / d w for each w in wrt, as IR nodes of w's shape (zeros where root
     ignores w). A tensor root needs a `cotangent` of its shape (a vector-Jacobian
     product); a scalar root's is 1."""
+    adjoint, _ = adjoints(root, wrt, cotangent)
+    return [adjoint.get(id(w)) or _zeros(w, root) for w in wrt]
+
+
+def adjoints(root: Node, wrt: Sequence[Node], cotangent: Node | None = None,
+             edges: dict[tuple[int, int], Node] | None = None) -> tuple[dict[int, Node], dict]:
+    """The reverse sweep: id(node) -> its adjoint (an IR node) for every node
+    between root and wrt; `edges` (if given) gets (id(node), k) -> the
+    contribution that flowed back along node's k-th argument (for pictures)."""
     order = topo_order([root])
     wanted = {id(w) for w in wrt}
     live: set[int] = set()  # float nodes that depend on some wrt node
@@ -33,13 +42,15 @@ def gradients(root: Node, wrt: Sequence[Node], cotangent: Node | None = None) ->
         g = adjoint.get(id(n))
         if g is None or not n.args:
             continue
-        for a, c in zip(n.args, _contributions(n, g)):
+        for k, (a, c) in enumerate(zip(n.args, _contributions(n, g))):
             if c is None or id(a) not in live:
                 continue
             c = sum_to(c, a.shape)
+            if edges is not None:
+                edges[id(n), k] = c
             prev = adjoint.get(id(a))
             adjoint[id(a)] = c if prev is None else _accumulate(prev, c)
-    return [adjoint.get(id(w)) or _zeros(w, root) for w in wrt]
+    return adjoint, edges if edges is not None else {}
 
 
 def _selected(g: Node) -> tuple[Node, Node, int] | None:

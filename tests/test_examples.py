@@ -1,0 +1,32 @@
+"""The training examples run in their fast mode and reach their bars (the
+spiral: >= 97 % training accuracy and a gradient check below 1e-5)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_spiral_trains_to_97_percent_and_its_gradient_checks(capsys):
+    spiral = _load("spiral")
+    assert spiral.main(["--fast"]) == 0
+    out = capsys.readouterr().out
+    err = float(out.split("max relative error ")[1].split()[0])
+    acc = float(out.split("training accuracy ")[1].split("%")[0])
+    assert err < 1e-5 and acc >= 97.0, out
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "svm"])
+def test_small_examples_train(name):
+    assert _load(name).main(["--fast"]) == 0
