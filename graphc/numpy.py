@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .trace import apply
+from .trace import NUMPY_FUNCTIONS, apply
 
 
 def _unary(op: str, doc: str):
@@ -110,3 +110,5 @@ __all__ = [
     "arctan2", "matmul", "dot", "greater", "less", "greater_equal", "less_equal", "equal", "not_equal", "square",
     "where", "clip", "sum", "mean", "max", "min", "amax", "amin", "transpose", "reshape", "broadcast_to",
 ]
+
+NUMPY_FUNCTIONS.update((name, globals()[name]) for name in __all__)

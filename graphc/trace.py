@@ -118,27 +118,27 @@ class Tracer:
 
     # --- NumPy's own functions applied to a tracer are routed to graphc.numpy
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from . import numpy as gnp
-
-        name = _UFUNCS.get(ufunc.__name__)
-        if method != "__call__" or name is None or kwargs:
+        fn = NUMPY_FUNCTIONS.get(_UFUNCS.get(ufunc.__name__, ""))
+        if method != "__call__" or fn is None or kwargs:
             raise TracingError(f"numpy.{ufunc.__name__} ({method}) is not traced by graphc: use graphc.numpy "
-                               f"(functions: {', '.join(gnp.__all__)})")
-        return getattr(gnp, name)(*inputs)
+                               f"(functions: {', '.join(NUMPY_FUNCTIONS)})")
+        return fn(*inputs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from . import numpy as gnp
-
-        fn = getattr(gnp, func.__name__, None)
-        if fn is None or func.__name__ not in gnp.__all__:
+        fn = NUMPY_FUNCTIONS.get(func.__name__)
+        if fn is None:
             raise TracingError(f"numpy.{func.__name__} is not traced by graphc: use graphc.numpy "
-                               f"(functions: {', '.join(gnp.__all__)})")
+                               f"(functions: {', '.join(NUMPY_FUNCTIONS)})")
         return fn(*args, **kwargs)
 
     def __array__(self, *a, **k):
         raise TracingError("a traced value was converted to a NumPy array (np.asarray): use graphc.numpy "
                            "functions on traced values")
 
+
+# graphc.numpy's functions by name, filled in by graphc.numpy when it is imported (graphc's
+# __init__ does): NumPy's own functions applied to a tracer are routed to these
+NUMPY_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 _UFUNCS = {
     "add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide", "true_divide": "divide",

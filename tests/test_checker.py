@@ -92,7 +92,10 @@ def test_domain_inference():
     assert dom == {"a": "positive", "b": "positive", "c": "real", "d": "nonzero", "g": "> -1", "f": "real",
                    "h": "positive"}
     pts = checker.sample_points(g, 20, 0, "float64")
-    assert all(p["a"] > 0 and p["b"] > 0 and p["d"] != 0 and p["g"] > -1 and p["h"] > 0 for p in pts)
+    # h is a power's base: sampled at 0 too, with a positive exponent (not at (0, 0))
+    assert all(p["a"] > 0 and p["b"] > 0 and p["d"] != 0 and p["g"] > -1 and (p["h"] > 0 or p["c"] > 0)
+               for p in pts)
+    assert {p["c"] for p in pts if p["h"] == 0.0} == {1.5, 2.0}
     assert any(p["c"] == 700.0 for p in pts) and any(p["c"] == -1e-8 for p in pts)
 
 

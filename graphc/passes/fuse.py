@@ -106,7 +106,7 @@ SIMPLE = [
 
 COMPOUND_TABLE = Table(COMPOUND + TENSOR)
 SIMPLE_TABLE = Table(SIMPLE)
-RULES = COMPOUND + TENSOR + SIMPLE
+RULES = COMPOUND + SIMPLE  # pattern rules; the TENSOR function rules are tested in test_tensor.py
 
 
 def fuse(graph: Graph, ctx=None) -> Graph:
