@@ -362,18 +362,19 @@ class Traced:
         self.target = target
         self._signature = inspect.signature(f)
         self.params = list(self._signature.parameters)
-        # the common call -- every parameter positional, no defaults, nothing static -- skips inspect's bind
-        self._plain = not self.static and all(
-            p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty
-            for p in self._signature.parameters.values())
+        # the common call -- positional arguments, nothing static -- skips inspect's bind; defaults fill the rest
+        ps = list(self._signature.parameters.values())
+        self._plain = not self.static and all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in ps)
+        self._required = sum(1 for p in ps if p.default is inspect.Parameter.empty)
+        self._defaults = [p.default for p in ps]
         self._cache: dict[Any, Signature] = {}
         self.hits = self.misses = 0
         self.__wrapped__ = f
         self.__name__ = getattr(f, "__name__", "traced")
 
     def _split(self, args: tuple, kwargs: dict) -> tuple[list, dict, dict]:
-        if self._plain and not kwargs and len(args) == len(self.params):
-            return list(zip(self.params, args)), {}, {}
+        if self._plain and not kwargs and self._required <= len(args) <= len(self.params):
+            return list(zip(self.params, (*args, *self._defaults[len(args):]))), {}, {}
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
         dyn, static = [], {}
