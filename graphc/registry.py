@@ -140,6 +140,12 @@ class OpSpec:
     keywords: tuple[str, ...] = ()  # keyword arguments a formula may pass (axis=, keepdims=)
 
     @property
+    def per_element(self) -> bool:
+        """Has a per-element code template (elementwise float ops, comparisons,
+        where): the Numba and CUDA kernels compute it inside their loops."""
+        return bool(self.code)
+
+    @property
     def pointwise(self) -> bool:
         """A float function of float scalars with a per-element code template: usable
         in pointwise formulas on every target, by the fuzzer and the SymPy importer."""

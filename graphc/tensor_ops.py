@@ -592,15 +592,16 @@ for _spec in [
     _O("cross_entropy", 2, _np_cross_entropy, _g_cross_entropy, None, "",
        "-log_softmax(scores)[row, label], reduction='mean' (default), 'sum' or 'none'",
        infer=_infer_cross_entropy, symbolic=_sym_cross_entropy, keywords=("reduction",)),
-    _O("where", 3, np.where, _g_where, None, "", "a where mask is true, else b; no NaN leaks from the other branch",
-       infer=_infer_where, symbolic=_sym_where),
+    _O("where", 3, np.where, _g_where, None, "({1} if {0} else {2})",
+       "a where mask is true, else b; no NaN leaks from the other branch", infer=_infer_where, symbolic=_sym_where),
 ]:
     register_op(_spec)
 
 _CMP = {"lt": ("<", np.less, "Lt"), "le": ("<=", np.less_equal, "Le"), "gt": (">", np.greater, "Gt"),
         "ge": (">=", np.greater_equal, "Ge"), "eq": ("==", np.equal, "Eq"), "ne": ("!=", np.not_equal, "Ne")}
 for _name, (_sym, _fn, _sp_name) in _CMP.items():
-    register_op(_O(_name, 2, _fn, _g_none, None, "", f"a {_sym} b, a mask for where()", infer=_infer_compare,
+    register_op(_O(_name, 2, _fn, _g_none, None, f"({{0}} {_sym} {{1}})", f"a {_sym} b, a mask for where()",
+                   infer=_infer_compare,
                    symbolic=_sym_compare(lambda a, b, _n=_sp_name: getattr(_sp(), _n)(a, b)), operator=_sym))
 
 COMPARISONS = {sym: name for name, (sym, _, _) in _CMP.items()}

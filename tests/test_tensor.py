@@ -337,13 +337,40 @@ def test_undeclared_and_unused_shapes():
         graphc.compile("sum(x)", shapes={"x": (3,), "q": ()})
 
 
-def test_numba_targets_refuse_tensor_programs_naming_numpy():
-    for target in ("cpu", "parallel"):
-        with pytest.raises(UnsupportedError, match="target='numpy'"):
-            graphc.compile("sum(x)", shapes={"x": (3,)}, target=target)
-        with pytest.raises(UnsupportedError, match=r"\(gt : bool\): use target='numpy'"):
-            graphc.compile("where(x > 0, x, 0)", target=target)
+def test_cuda_refuses_tensor_programs_naming_the_targets_that_run_them():
+    with pytest.raises(UnsupportedError, match="target='cpu', 'parallel', 'numpy'|target='numpy'"):
+        graphc.compile("sum(x)", shapes={"x": (3,)}, target="cuda")
     assert graphc.compile("sum(x)", shapes={"x": (3,)}).target == "numpy"  # the default for tensors
+
+
+CPU_PROGRAMS = [PROGRAMS[i] for i in (1, 6, 8, 12, 15, 23, 27, 30, 32, 34)]
+
+
+# Numba compiles a kernel per fused region (~0.5 s each, more with prange): a sample, to keep the suite short
+@pytest.mark.parametrize("target,dtype,programs", [
+    ("cpu", "float64", CPU_PROGRAMS), ("cpu", "float32", CPU_PROGRAMS[::3]), ("parallel", "float64", CPU_PROGRAMS[1::4])])
+def test_compiled_tensor_programs_equal_the_numpy_target(target, dtype, programs):
+    for formula, shapes, dtypes in programs:
+        for dt, tol in ((dtype, 1e-12 if dtype == "float64" else 1e-5),):
+            fn = graphc.compile(formula, shapes=shapes, dtypes=dtypes, target=target, dtype=dt)
+            ref = graphc.compile(formula, shapes=shapes, dtypes=dtypes, target="numpy", dtype=dt)
+            pt = draw(fn, np.random.default_rng(5))
+            v, g = fn(**pt)
+            rv, rg = ref(**pt)
+            assert v == pytest.approx(rv, rel=tol, abs=tol), formula
+            for k in rg:
+                np.testing.assert_allclose(g[k], rg[k], rtol=tol, atol=tol * 1e-3, err_msg=f"{formula} d/d{k}")
+                assert np.asarray(g[k]).dtype == np.dtype(dt) or np.ndim(g[k]) == 0
+
+
+def test_cpu_schedule_of_the_two_layer_net_fuses_and_calls_blas():
+    shapes = {"X": ("N", "D"), "W1": ("D", "H"), "b1": ("H",), "W2": ("H", "C"), "b2": ("C",), "y": ("N",)}
+    fn = graphc.compile("cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y)", shapes=shapes, dtypes={"y": "int64"},
+                        wrt=["W1", "b1", "W2", "b2"], target="cpu")
+    text = graphc.emit(fn.program, target="cpu")
+    assert text.count("gemm:") == 5 and "kernel 0: fused loop nest over (N, H)" in text
+    assert "(add, relu, step)" in text  # the ReLU mask for the backward pass is made in the forward loop
+    assert "folded: a view" in text
 
 
 def test_pointwise_formulas_are_unchanged():

@@ -53,7 +53,11 @@ class Kernel:
         raise NotImplementedError
 
     def run_tensor(self, arrays: Sequence[Any], dims: dict[str, int]) -> list:
-        """Every output of a tensor program (arguments already bound and checked)."""
+        """Every output of a tensor program (arguments already bound and checked).
+        A per-element kernel runs one whose values are all scalars (a traced
+        function of floats)."""
+        if all(np.ndim(a) == 0 for a in arrays):
+            return [np.asarray(o) for o in self.run([np.asarray(a, dtype=self.np_dtype) for a in arrays], ())]
         from ..errors import UnsupportedError
 
         raise UnsupportedError("this target does not run tensor programs: use target='numpy'")

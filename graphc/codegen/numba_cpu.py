@@ -10,12 +10,8 @@ on disk, with Numba's machine code beside it.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import threading
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -23,13 +19,13 @@ from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
 from .buffers import host_outputs, refuse_overlap
 from .kernel import Kernel
+from .loader import _exec_in_memory, _first_use, _load
 from .scalar import Body, indent
 from .targets import Target
+from .tensor_cpu import TensorKernel
 
 PARALLEL_MIN = 32_768  # below this many elements the parallel target runs serially
 
-_LOADED: dict[str, object] = {}  # cache key -> loaded module (one per process)
-_LOCK = threading.Lock()
 
 
 def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: bool = False,
@@ -99,63 +95,6 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: b
     src += indent([f"{v} = F({v})" for v in names] + body.consts + body.lines, 4)
     src += [f"    return ({', '.join(body.outputs)},)", ""]
     return "\n".join(src)
-
-
-def _load(key: str, source: str):
-    """Import the generated module from the disk cache, or in memory."""
-    mod = _LOADED.get(key)
-    if mod is not None:
-        return mod
-    with _LOCK:
-        mod = _LOADED.get(key)
-        if mod is not None:
-            return mod
-        path = cache.store(key, source)
-        if path is None:
-            mod = _exec_in_memory(key, source.replace("cache=True", "cache=False"))
-        else:
-            mod = _import_file(key, path)
-        _LOADED[key] = mod
-        return mod
-
-
-def _import_file(key: str, path: Path):
-    name = f"graphc_kernel_{key}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)  # generated from verified IR, never user text
-    mod.__graphc_path__ = path  # type: ignore[attr-defined]
-    return mod
-
-
-def _exec_in_memory(key: str, source: str):
-    import types
-
-    name = f"graphc_kernel_{key}"
-    mod = types.ModuleType(name)
-    code = compile(source, f"<graphc kernel {key}>", "exec")
-    exec(code, mod.__dict__)  # exec of source generated from verified IR, never user text
-    mod.__graphc_path__ = None  # type: ignore[attr-defined]
-    return mod
-
-
-def _first_use(key: str, mod, use):
-    """`use(mod)` on a freshly loaded module. A corrupted Numba cache entry makes
-    the first use fail: its files are purged and the module reloaded, not crashed."""
-    try:
-        return use(mod)
-    except Exception:
-        path = getattr(mod, "__graphc_path__", None)
-        if path is None:
-            raise
-        cache.purge_numba(path)
-        _LOADED.pop(key, None)
-        sys.modules.pop(f"graphc_kernel_{key}", None)
-        mod = _import_file(key, path)
-        _LOADED[key] = mod
-        return use(mod)
 
 
 class NumbaKernel(Kernel):
@@ -272,11 +211,26 @@ class NumbaKernel(Kernel):
         return "\n".join(mod.compiled("kernel").inspect_llvm().values())
 
 
-def build(graph: Graph, target: Target) -> NumbaKernel:
-    return NumbaKernel(graph, target.name, bool(target.options.get("parallel")))
+def build(graph: Graph, target: Target) -> Kernel:
+    parallel = bool(target.options.get("parallel"))
+    if _is_tensor(graph):
+        return TensorKernel(graph, target.name, parallel)
+    return NumbaKernel(graph, target.name, parallel)
+
+
+def _is_tensor(graph: Graph) -> bool:
+    from ..registry import REGISTRY
+
+    return graph.is_tensor or any(n.op != "const" and not REGISTRY[n.op].per_element for n in graph.body) or \
+        any(not n.type.is_float for n in graph.inputs)
 
 
 def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
-    """"source": the generated module; "llvm": the LLVM IR Numba made from it."""
+    """"source": the generated module (for a tensor program: its schedule and
+    kernels); "llvm": the LLVM IR Numba made from it."""
     kernel = build(graph, target)
+    if kind == "llvm" and not isinstance(kernel, NumbaKernel):
+        from ..errors import GraphcError
+
+        raise GraphcError("--llvm shows a pointwise kernel; a tensor program's schedule is its source")
     return kernel.llvm() if kind == "llvm" else kernel.source or ""

@@ -73,7 +73,7 @@ def _supported(graph: Graph, t: Target) -> None:
     from ..errors import UnsupportedError
     from ..registry import REGISTRY
 
-    odd = next((n for n in graph.body if n.op != "const" and (not REGISTRY[n.op].pointwise or n.shape)), None)
+    odd = next((n for n in graph.body if n.op != "const" and (not REGISTRY[n.op].per_element or n.shape)), None)
     odd = odd or next((n for n in graph.inputs if n.shape or not n.type.is_float), None)
     if odd is not None:
         what = f"input {odd.attr} : {odd.type}" if odd.op == "input" else f"{odd.op} : {odd.type}"
@@ -100,9 +100,9 @@ def describe() -> str:
 
 for _t in (
     Target("cpu", "graphc.codegen.numba_cpu", "one fused Numba loop, serial (the default)",
-           emits=("source", "llvm"), options={"parallel": False}),
+           emits=("source", "llvm"), options={"parallel": False}, tensors=True),
     Target("parallel", "graphc.codegen.numba_cpu", "the same loop with prange over all cores",
-           emits=("source", "llvm"), options={"parallel": True}),
+           emits=("source", "llvm"), options={"parallel": True}, tensors=True),
     Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
            tensors=True),
     Target("cuda", "graphc.codegen.numba_cuda", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",

@@ -1,0 +1,264 @@
+"""Compiled tensor programs on the CPU (targets "cpu" and "parallel").
+
+A schedule per graph: maximal **fused regions** of elementwise ops over one
+shape become one Numba loop nest each (inputs broadcast by index arithmetic,
+intermediates in registers, only values needed outside written to memory);
+matrix products are NumPy's `matmul` on the host (BLAS; a transpose is a view,
+folded into the GEMM call, never copied); the remaining tensor ops (softmax,
+cross_entropy, reductions, reshapes) run as their NumPy forms between kernels.
+`schedule.describe()` (`graphc emit F --shape ...`) lists the steps and each
+kernel's source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import DTYPE_NUMPY, Graph, Node, fmt_shape, input_node, make, print_graph
+from ..registry import REGISTRY
+from ..tensor_ops import resolve_attrs
+from . import cache
+from .kernel import Kernel
+from .loader import _first_use, _load
+from .scalar import Body, indent
+
+MIN_FUSED = 2  # a region of one op runs as its NumPy form: a loop of its own would gain nothing
+PARALLEL_MIN = 32_768  # the parallel target's prange loop from this many elements; below, the serial one
+
+
+def _fusible(n: Node) -> bool:
+    return n.op not in ("const", "input") and REGISTRY[n.op].per_element and bool(n.shape)
+
+
+def _through(a: Node, inside: set[int]) -> Node:
+    while a.op == "broadcast_to" and id(a) not in inside:
+        a = a.args[0]
+    return a
+
+
+@dataclass
+class Region:
+    """Elementwise nodes over one shape, computed in one loop nest."""
+
+    shape: tuple
+    start: int  # position of its first node in the schedule order
+    nodes: list[Node] = field(default_factory=list)
+    inputs: list[Node] = field(default_factory=list)
+    outputs: list[Node] = field(default_factory=list)
+    source: str = ""
+    key: str = ""
+
+
+def _regions(graph: Graph) -> list:
+    """Steps in order: a Node (run by NumPy) or a Region. A node joins the region
+    of an argument of its shape when every other argument is computed before that
+    region starts (so running the region as one step keeps the order valid)."""
+    order = [n for n in graph.body if n.op != "const"]
+    pos = {id(n): k for k, n in enumerate(order)}
+    member: dict[int, Region] = {}
+    regions: list[Region] = []
+    for k, n in enumerate(order):
+        if not _fusible(n):
+            continue
+        home = None
+        for a in n.args:
+            r = member.get(id(a))
+            if r is not None and r.shape == n.shape and all(
+                    member.get(id(b)) is r or b.op in ("const", "input") or pos.get(id(b), -1) < r.start
+                    for b in n.args):
+                home = r
+                break
+        if home is None:
+            home = Region(n.shape, k)
+            regions.append(home)
+        home.nodes.append(n)
+        member[id(n)] = home
+    # regions of one node run as NumPy
+    for r in regions:
+        if len(r.nodes) < MIN_FUSED:
+            for n in r.nodes:
+                del member[id(n)]
+    regions = [r for r in regions if len(r.nodes) >= MIN_FUSED]
+    users: dict[int, list[Node]] = {}
+    for n in order:
+        for a in n.args:
+            users.setdefault(id(a), []).append(n)
+    out_ids = {id(v) for _, v in graph.outputs}
+    for r in regions:
+        inside = {id(n) for n in r.nodes}
+        seen: set[int] = set()
+        for n in r.nodes:
+            for a in n.args:
+                a = _through(a, inside)  # a broadcast is read through: the loop's indexing broadcasts
+                if id(a) not in inside and a.op != "const" and id(a) not in seen:
+                    seen.add(id(a))
+                    r.inputs.append(a)
+        r.outputs = [n for n in r.nodes if id(n) in out_ids or any(id(u) not in inside for u in users.get(id(n), []))]
+    steps: list = []
+    placed: set[int] = set()
+    for n in order:
+        r = member.get(id(n))
+        if r is None:
+            steps.append(n)
+        elif id(r) not in placed:
+            placed.add(id(r))
+            steps.append(r)
+    # drop NumPy steps nothing reads any more (a broadcast_to that every region reads through)
+    needed = set(out_ids)
+    for s in reversed(steps):
+        if isinstance(s, Region):
+            needed.update(id(a) for a in s.inputs)
+        elif id(s) in needed:
+            needed.update(id(a) for a in s.args)
+    return [s for s in steps if isinstance(s, Region) or id(s) in needed]
+
+
+def region_source(r: Region, dtype: str, parallel: bool) -> str:
+    """A Numba loop nest over the region's shape, inputs broadcast by indexing:
+    `region` (serial) and, for the parallel target, `region_parallel` (prange
+    over the outer axis), each compiled on first use."""
+    src = _loop_source(r, dtype, "region", False)
+    if parallel:
+        src += "\n\n" + _loop_source(r, dtype, "region_parallel", True).split("\n\n\n", 1)[1]
+    return src
+
+
+def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
+    scalars = [input_node(f"r{k}", a.dtype) for k, a in enumerate(r.inputs)]
+    mapped: dict[int, Node] = {id(a): s for a, s in zip(r.inputs, scalars)}
+    inside = {id(n) for n in r.nodes}
+    for n in r.nodes:
+        args = [_through(a, inside) for a in n.args]
+        mapped[id(n)] = make(n.op, *(mapped.get(id(a), a) for a in args))  # constants stay constants
+    sub = Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs)])
+    body = Body(sub, backend="cpu")
+    nd = len(r.shape)
+    idx = [f"i{k}" for k in range(nd)]
+    lines = [
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"F = np.{DTYPE_NUMPY[dtype]}",
+        "",
+        "",
+        f'@njit(error_model="numpy", cache=True, nogil=True, parallel={parallel})',
+        f"def {name}({', '.join([*(f'a{k}' for k in range(len(r.inputs))), *(f'o{k}' for k in range(len(r.outputs)))])}):",
+    ]
+    lines += indent(body.consts, 4)
+    loads_outer: list[str] = []
+    loads_inner: list[str] = []
+    for k, a in enumerate(r.inputs):
+        var = body.var[id(scalars[k])]
+        if not a.shape:  # a 0-d value arrives as a NumPy scalar of the dtype
+            loads_outer.append(f"{var} = a{k}")
+            continue
+        off = nd - len(a.shape)
+        sub_idx = ["0" if (d == 1 and r.shape[off + j] != 1) else idx[off + j] for j, d in enumerate(a.shape)]
+        loads_inner.append(f"{var} = a{k}[{', '.join(sub_idx)}]")
+    lines += indent(loads_outer, 4)
+    pad = 4
+    for k in range(nd):
+        rng = "prange" if (parallel and k == 0) else "range"
+        lines.append(" " * pad + f"for {idx[k]} in {rng}(o0.shape[{k}]):")
+        pad += 4
+    inner = loads_inner + body.lines + [f"o{k}[{', '.join(idx)}] = {v}" for k, v in enumerate(body.outputs)]
+    lines += indent(inner, pad)
+    return "\n".join(lines) + "\n"
+
+
+def _arg(v: object, node: Node) -> object:
+    """An input of a fused kernel: arrays as they are (views included), 0-d as a typed scalar."""
+    if node.shape:
+        return v
+    return np.dtype(DTYPE_NUMPY[node.dtype]).type(v)
+
+
+class TensorKernel(Kernel):
+    """Runs a tensor program's schedule: NumPy steps and compiled fused regions."""
+
+    def __init__(self, graph: Graph, target: str, parallel: bool):
+        super().__init__(graph)
+        self.target = target
+        self.parallel = parallel
+        self.steps = _regions(graph)
+        ir_text = print_graph(graph)
+        for s in self.steps:
+            if isinstance(s, Region):
+                s.source = region_source(s, graph.dtype, parallel)
+                s.key = cache.cache_key(ir_text, target, "region", s.source)
+        self._compiled: dict[tuple[str, str], object] = {}
+        self._plan = None
+        self.source = self.describe()
+
+    def describe(self) -> str:
+        """The schedule: each step with its shapes, then each fused kernel's source."""
+        names = {id(n): f"%{n.attr}" for n in self.graph.inputs}
+        j = 0
+        for n in self.graph.body:
+            if n.op != "const":
+                names[id(n)] = f"%{j}"
+                j += 1
+        out = [f"# graphc schedule: target {self.target}, {self.graph.dtype}", ""]
+        kernels = []
+        for s in self.steps:
+            if isinstance(s, Region):
+                k = len(kernels)
+                kernels.append(s)
+                ins = ", ".join(f"{names.get(id(a), '?')}{fmt_shape(a.shape)}" for a in s.inputs)
+                outs = ", ".join(f"{names[id(o)]}" for o in s.outputs)
+                out.append(f"kernel {k}: fused loop nest over {fmt_shape(s.shape)}, {len(s.nodes)} ops "
+                           f"({', '.join(n.op for n in s.nodes)}); reads {ins}; writes {outs}")
+            elif s.op == "matmul":
+                a, b = s.args
+                fold = [names[id(x)].split("%")[-1] for x in (a, b) if x.op == "transpose"]
+                note = f" (transpose of %{', %'.join(fold)} folded: a view)" if fold else ""
+                out.append(f"gemm: {names[id(s)]} = {names.get(id(a), '?')}{fmt_shape(a.shape)} @ "
+                           f"{names.get(id(b), '?')}{fmt_shape(b.shape)}{note}")
+            else:
+                out.append(f"numpy: {names[id(s)]} = {s.op} {fmt_shape(s.shape)}")
+        for k, r in enumerate(kernels):
+            out += ["", f"# ---- kernel {k}", r.source]
+        return "\n".join(out)
+
+    def _region_fn(self, r: Region, size: int):
+        name = "region_parallel" if self.parallel and size >= PARALLEL_MIN else "region"
+        fn = self._compiled.get((r.key, name))
+        if fn is None:
+            mod = _load(r.key, r.source)
+            fn = self._compiled[r.key, name] = _first_use(r.key, mod, lambda m: getattr(m, name))
+        return fn
+
+    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
+        env: dict[int, object] = {id(n): np.asarray(a, dtype=DTYPE_NUMPY[n.dtype])
+                                  for n, a in zip(self.graph.inputs, arrays)}
+        for n in self.graph.body:
+            if n.op == "const":
+                env[id(n)] = np.dtype(DTYPE_NUMPY[n.dtype]).type(n.value)
+        with np.errstate(all="ignore"):
+            for s in self.steps:
+                if isinstance(s, Region):
+                    shape = tuple(d if isinstance(d, int) else dims[d] for d in s.shape)
+                    ins = [_arg(env[id(a)], a) for a in s.inputs]
+                    outs = [np.empty(shape, dtype=DTYPE_NUMPY[o.dtype]) for o in s.outputs]
+                    size = int(np.prod(shape))
+                    if size:
+                        self._region_fn(s, size)(*ins, *outs)
+                    for o, v in zip(s.outputs, outs):
+                        env[id(o)] = v
+                    continue
+                spec = REGISTRY[s.op]
+                vals = [env[id(a)] for a in s.args]
+                val = spec.numpy(*vals, **resolve_attrs(s.attrs, dims)) if s.attr is not None else spec.numpy(*vals)
+                dt = np.dtype(DTYPE_NUMPY[s.dtype])
+                env[id(s)] = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
+        return [np.asarray(env[id(v)], dtype=DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
+
+    def run(self, arrays, shape, out=None, **options):
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError("a tensor program is called through CompiledFunction (shapes are bound there)")
