@@ -126,3 +126,32 @@ def test_broken_matmul_and_broadcast_rules_are_caught_and_shrunk():
     finally:
         autodiff.sum_to = real
     assert len(shrunk[0]) <= 30, shrunk
+
+
+@settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES", "12")), deadline=None,
+          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(tensor_programs())
+def test_compiled_cpu_schedule_equals_the_numpy_target(program):
+    """The cpu target's schedule (fused regions, reduction epilogues, GEMMs) against
+    the numpy target; few examples, since each compiles Numba kernels."""
+    text, shapes = program
+    fn = graphc.compile(text, shapes=shapes, target="cpu")
+    ref = graphc.compile(text, shapes=shapes, target="numpy")
+    pt = _point(fn, len(text))
+    v, g = fn(**pt)
+    rv, rg = ref(**pt)
+    assert _close(v, rv, 1e-12), (text, v, rv)
+    for k in rg:
+        assert _close(g[k], rg[k], 1e-10), (text, k)
+
+
+def test_a_sum_epilogue_is_never_read_inside_its_own_loop():
+    for formula in ("sum(exp(x - sum(x * 2, axis=1, keepdims=True)))", "sum(x * y) * sum(x * y, axis=0) @ y"):
+        shapes = {"x": (3, 4), "y": (4,)} if "y" in formula else {"x": (3, 4)}
+        if "@" in formula:
+            shapes = {"x": (4, 4), "y": (4,)}
+        fn = graphc.compile(formula, shapes=shapes, target="cpu")
+        ref = graphc.compile(formula, shapes=shapes, target="numpy")
+        pt = _point(fn, 1)
+        assert _close(fn(**pt)[0], ref(**pt)[0], 1e-12)
+        assert all(_close(a, ref(**pt)[1][k], 1e-10) for k, a in fn(**pt)[1].items())

@@ -48,11 +48,12 @@ class Region:
     nodes: list[Node] = field(default_factory=list)
     inputs: list[Node] = field(default_factory=list)
     outputs: list[Node] = field(default_factory=list)
+    reductions: list[Node] = field(default_factory=list)  # sums of region values, accumulated in the loop
     source: str = ""
     key: str = ""
 
 
-def _regions(graph: Graph) -> list:
+def _regions(graph: Graph, epilogues: bool = True) -> list:
     """Steps in order: a Node (run by NumPy) or a Region. A node joins the region
     of an argument of its shape when every other argument is computed before that
     region starts (so running the region as one step keeps the order valid)."""
@@ -76,12 +77,24 @@ def _regions(graph: Graph) -> list:
             regions.append(home)
         home.nodes.append(n)
         member[id(n)] = home
-    # regions of one node run as NumPy
+    # sums over a region's values join it as epilogues, accumulated in the same loop (the bias
+    # gradient sum(dh, axis=0) in the pass that makes dh); after every region is formed, so no
+    # elementwise node ever reads a sum that is still accumulating. Serial loops only: a prange
+    # loop would race on the accumulator.
+    if epilogues:
+        for n in order:
+            if n.op == "sum" and n.type.is_float and id(n.args[0]) in member:
+                r = member[id(n.args[0])]
+                if n.args[0].shape == r.shape:
+                    r.reductions.append(n)
+                    member[id(n)] = r
+    # regions of one op and no epilogue run as NumPy
     for r in regions:
-        if len(r.nodes) < MIN_FUSED:
-            for n in r.nodes:
+        if len(r.nodes) + len(r.reductions) < MIN_FUSED:
+            for n in r.nodes + r.reductions:
                 del member[id(n)]
-    regions = [r for r in regions if len(r.nodes) >= MIN_FUSED]
+            r.reductions = []
+    regions = [r for r in regions if len(r.nodes) + len(r.reductions) >= MIN_FUSED]
     users: dict[int, list[Node]] = {}
     for n in order:
         for a in n.args:
@@ -96,7 +109,9 @@ def _regions(graph: Graph) -> list:
                 if id(a) not in inside and a.op != "const" and id(a) not in seen:
                     seen.add(id(a))
                     r.inputs.append(a)
-        r.outputs = [n for n in r.nodes if id(n) in out_ids or any(id(u) not in inside for u in users.get(id(n), []))]
+        reds = {id(n) for n in r.reductions}
+        r.outputs = [n for n in r.nodes if id(n) in out_ids or any(
+            id(u) not in inside and id(u) not in reds for u in users.get(id(n), []))]
     steps: list = []
     placed: set[int] = set()
     for n in order:
@@ -133,10 +148,14 @@ def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
     for n in r.nodes:
         args = [_through(a, inside) for a in n.args]
         mapped[id(n)] = make(n.op, *(mapped.get(id(a), a) for a in args))  # constants stay constants
-    sub = Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs)])
+    reduced = [n.args[0] for n in r.reductions]
+    sub = Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs + reduced)])
     body = Body(sub, backend="cpu")
     nd = len(r.shape)
     idx = [f"i{k}" for k in range(nd)]
+    dims = [f"n{k}" for k in range(nd)]
+    params = [*dims, *(f"a{k}" for k in range(len(r.inputs))), *(f"o{k}" for k in range(len(r.outputs))),
+              *(f"s{k}" for k in range(len(r.reductions)))]
     lines = [
         "import math",
         "",
@@ -147,7 +166,7 @@ def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
         "",
         "",
         f'@njit(error_model="numpy", cache=True, nogil=True, parallel={parallel})',
-        f"def {name}({', '.join([*(f'a{k}' for k in range(len(r.inputs))), *(f'o{k}' for k in range(len(r.outputs)))])}):",
+        f"def {name}({', '.join(params)}):",
     ]
     lines += indent(body.consts, 4)
     loads_outer: list[str] = []
@@ -164,9 +183,15 @@ def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
     pad = 4
     for k in range(nd):
         rng = "prange" if (parallel and k == 0) else "range"
-        lines.append(" " * pad + f"for {idx[k]} in {rng}(o0.shape[{k}]):")
+        lines.append(" " * pad + f"for {idx[k]} in {rng}({dims[k]}):")
         pad += 4
-    inner = loads_inner + body.lines + [f"o{k}[{', '.join(idx)}] = {v}" for k, v in enumerate(body.outputs)]
+    stores = [f"o{k}[{', '.join(idx)}] = {v}" for k, v in enumerate(body.outputs[:len(r.outputs)])]
+    for k, (n, v) in enumerate(zip(r.reductions, body.outputs[len(r.outputs):])):
+        ax, keep = n.attrs["axis"], n.attrs["keepdims"]
+        at = [("0" if keep else None) if j in ax else i for j, i in enumerate(idx)]
+        at = [i for i in at if i is not None] or ["0"]  # a full reduction accumulates into one cell
+        stores.append(f"s{k}[{', '.join(at)}] += {v}")
+    inner = loads_inner + body.lines + stores
     lines += indent(inner, pad)
     return "\n".join(lines) + "\n"
 
@@ -185,7 +210,7 @@ class TensorKernel(Kernel):
         super().__init__(graph)
         self.target = target
         self.parallel = parallel
-        self.steps = _regions(graph)
+        self.steps = _regions(graph, epilogues=not parallel)
         ir_text = print_graph(graph)
         for s in self.steps:
             if isinstance(s, Region):
@@ -211,8 +236,10 @@ class TensorKernel(Kernel):
                 kernels.append(s)
                 ins = ", ".join(f"{names.get(id(a), '?')}{fmt_shape(a.shape)}" for a in s.inputs)
                 outs = ", ".join(f"{names[id(o)]}" for o in s.outputs)
+                red = "".join(f"; sum {names[id(n)]} over axes {n.attrs['axis']} in the same loop"
+                              for n in s.reductions)
                 out.append(f"kernel {k}: fused loop nest over {fmt_shape(s.shape)}, {len(s.nodes)} ops "
-                           f"({', '.join(n.op for n in s.nodes)}); reads {ins}; writes {outs}")
+                           f"({', '.join(n.op for n in s.nodes)}); reads {ins}; writes {outs or 'nothing'}{red}")
             elif s.op == "matmul":
                 a, b = s.args
                 fold = [names[id(x)].split("%")[-1] for x in (a, b) if x.op == "transpose"]
@@ -245,11 +272,15 @@ class TensorKernel(Kernel):
                     shape = tuple(d if isinstance(d, int) else dims[d] for d in s.shape)
                     ins = [_arg(env[id(a)], a) for a in s.inputs]
                     outs = [np.empty(shape, dtype=DTYPE_NUMPY[o.dtype]) for o in s.outputs]
+                    sums = [np.zeros(tuple(d if isinstance(d, int) else dims[d] for d in n.shape) or (1,),
+                                     dtype=DTYPE_NUMPY[n.dtype]) for n in s.reductions]
                     size = int(np.prod(shape))
                     if size:
-                        self._region_fn(s, size)(*ins, *outs)
+                        self._region_fn(s, size)(*shape, *ins, *outs, *sums)
                     for o, v in zip(s.outputs, outs):
                         env[id(o)] = v
+                    for n, v in zip(s.reductions, sums):
+                        env[id(n)] = v if n.shape else v.reshape(())[()] if v.shape == () else v[0]
                     continue
                 spec = REGISTRY[s.op]
                 vals = [env[id(a)] for a in s.args]
