@@ -16,9 +16,9 @@ TARGETS = ["numpy", "cpu", "parallel"]
 @pytest.fixture(autouse=True, scope="session")
 def _parallel_kernels_for_every_size():
     """The parallel target runs its prange kernel even on the small arrays of tests."""
-    from graphc.codegen import numba_cpu, tensor_cpu
+    from graphc.codegen import numba_cpu
 
-    old = numba_cpu.PARALLEL_MIN, tensor_cpu.PARALLEL_MIN
-    numba_cpu.PARALLEL_MIN = tensor_cpu.PARALLEL_MIN = 1
+    old = numba_cpu.PARALLEL_MIN
+    numba_cpu.PARALLEL_MIN = 1
     yield
-    numba_cpu.PARALLEL_MIN, tensor_cpu.PARALLEL_MIN = old
+    numba_cpu.PARALLEL_MIN = old

@@ -1,5 +1,9 @@
 """Compiled tensor programs on the CPU (targets "cpu" and "parallel").
 
+The parallel target runs the same serial loops: BLAS already uses every core
+for the matrix products, and a prange loop between two GEMMs measured about
+2x slower on the medium MLP step (Numba's and OpenBLAS's threads contend).
+
 A schedule per graph: maximal **fused regions** of elementwise ops over one
 shape become one Numba loop nest each (inputs broadcast by index arithmetic,
 intermediates in registers, only values needed outside written to memory);
@@ -26,7 +30,6 @@ from .loader import _first_use, _load
 from .scalar import Body, indent
 
 MIN_FUSED = 2  # a region of one op runs as its NumPy form: a loop of its own would gain nothing
-PARALLEL_MIN = 32_768  # the parallel target's prange loop from this many elements; below, the serial one
 
 
 def _fusible(n: Node) -> bool:
@@ -53,7 +56,7 @@ class Region:
     key: str = ""
 
 
-def _regions(graph: Graph, epilogues: bool = True) -> list:
+def _regions(graph: Graph) -> list:
     """Steps in order: a Node (run by NumPy) or a Region. A node joins the region
     of an argument of its shape when every other argument is computed before that
     region starts (so running the region as one step keeps the order valid)."""
@@ -79,15 +82,13 @@ def _regions(graph: Graph, epilogues: bool = True) -> list:
         member[id(n)] = home
     # sums over a region's values join it as epilogues, accumulated in the same loop (the bias
     # gradient sum(dh, axis=0) in the pass that makes dh); after every region is formed, so no
-    # elementwise node ever reads a sum that is still accumulating. Serial loops only: a prange
-    # loop would race on the accumulator.
-    if epilogues:
-        for n in order:
-            if n.op == "sum" and n.type.is_float and id(n.args[0]) in member:
-                r = member[id(n.args[0])]
-                if n.args[0].shape == r.shape:
-                    r.reductions.append(n)
-                    member[id(n)] = r
+    # elementwise node ever reads a sum that is still accumulating
+    for n in order:
+        if n.op == "sum" and n.type.is_float and id(n.args[0]) in member:
+            r = member[id(n.args[0])]
+            if n.args[0].shape == r.shape:
+                r.reductions.append(n)
+                member[id(n)] = r
     # regions of one op and no epilogue run as NumPy
     for r in regions:
         if len(r.nodes) + len(r.reductions) < MIN_FUSED:
@@ -131,17 +132,9 @@ def _regions(graph: Graph, epilogues: bool = True) -> list:
     return [s for s in steps if isinstance(s, Region) or id(s) in needed]
 
 
-def region_source(r: Region, dtype: str, parallel: bool) -> str:
-    """A Numba loop nest over the region's shape, inputs broadcast by indexing:
-    `region` (serial) and, for the parallel target, `region_parallel` (prange
-    over the outer axis), each compiled on first use."""
-    src = _loop_source(r, dtype, "region", False)
-    if parallel:
-        src += "\n\n" + _loop_source(r, dtype, "region_parallel", True).split("\n\n\n", 1)[1]
-    return src
-
-
-def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
+def region_source(r: Region, dtype: str) -> str:
+    """`region`: a Numba loop nest over the region's shape, inputs broadcast by
+    indexing, sums accumulated in the loop."""
     scalars = [input_node(f"r{k}", a.dtype) for k, a in enumerate(r.inputs)]
     mapped: dict[int, Node] = {id(a): s for a, s in zip(r.inputs, scalars)}
     inside = {id(n) for n in r.nodes}
@@ -160,13 +153,13 @@ def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
         "import math",
         "",
         "import numpy as np",
-        "from numba import njit, prange",
+        "from numba import njit",
         "",
         f"F = np.{DTYPE_NUMPY[dtype]}",
         "",
         "",
-        f'@njit(error_model="numpy", cache=True, nogil=True, parallel={parallel})',
-        f"def {name}({', '.join(params)}):",
+        '@njit(error_model="numpy", cache=True, nogil=True)',
+        f"def region({', '.join(params)}):",
     ]
     lines += indent(body.consts, 4)
     loads_outer: list[str] = []
@@ -182,8 +175,7 @@ def _loop_source(r: Region, dtype: str, name: str, parallel: bool) -> str:
     lines += indent(loads_outer, 4)
     pad = 4
     for k in range(nd):
-        rng = "prange" if (parallel and k == 0) else "range"
-        lines.append(" " * pad + f"for {idx[k]} in {rng}({dims[k]}):")
+        lines.append(" " * pad + f"for {idx[k]} in range({dims[k]}):")
         pad += 4
     stores = [f"o{k}[{', '.join(idx)}] = {v}" for k, v in enumerate(body.outputs[:len(r.outputs)])]
     for k, (n, v) in enumerate(zip(r.reductions, body.outputs[len(r.outputs):])):
@@ -210,13 +202,13 @@ class TensorKernel(Kernel):
         super().__init__(graph)
         self.target = target
         self.parallel = parallel
-        self.steps = _regions(graph, epilogues=not parallel)
+        self.steps = _regions(graph)
         ir_text = print_graph(graph)
         for s in self.steps:
             if isinstance(s, Region):
-                s.source = region_source(s, graph.dtype, parallel)
+                s.source = region_source(s, graph.dtype)
                 s.key = cache.cache_key(ir_text, target, "region", s.source)
-        self._compiled: dict[tuple[str, str], object] = {}
+        self._compiled: dict[str, object] = {}
         self._plan = None
         self.source = self.describe()
 
@@ -252,42 +244,73 @@ class TensorKernel(Kernel):
             out += ["", f"# ---- kernel {k}", r.source]
         return "\n".join(out)
 
-    def _region_fn(self, r: Region, size: int):
-        name = "region_parallel" if self.parallel and size >= PARALLEL_MIN else "region"
-        fn = self._compiled.get((r.key, name))
+    def _region_fn(self, r: Region):
+        fn = self._compiled.get(r.key)
         if fn is None:
             mod = _load(r.key, r.source)
-            fn = self._compiled[r.key, name] = _first_use(r.key, mod, lambda m: getattr(m, name))
+            fn = self._compiled[r.key] = _first_use(r.key, mod, lambda m: m.region)
         return fn
 
-    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
-        env: dict[int, object] = {id(n): np.asarray(a, dtype=DTYPE_NUMPY[n.dtype])
-                                  for n, a in zip(self.graph.inputs, arrays)}
+    def _prepare(self) -> None:
+        """Slots instead of dicts: each value has an index; steps become tuples."""
+        slot: dict[int, int] = {}
+        for n in self.graph.inputs:
+            slot[id(n)] = len(slot)
+        self._consts = []
         for n in self.graph.body:
             if n.op == "const":
-                env[id(n)] = np.dtype(DTYPE_NUMPY[n.dtype]).type(n.value)
+                self._consts.append((len(slot), np.dtype(DTYPE_NUMPY[n.dtype]).type(n.value)))
+                slot[id(n)] = len(slot)
+        plan = []
+        for s in self.steps:
+            if isinstance(s, Region):
+                for n in s.outputs + s.reductions:
+                    slot[id(n)] = len(slot)
+                plan.append((True, s, [slot[id(a)] for a in s.inputs],
+                             [np.dtype(DTYPE_NUMPY[a.dtype]).type if not a.shape else None for a in s.inputs],
+                             [(slot[id(o)], np.dtype(DTYPE_NUMPY[o.dtype])) for o in s.outputs],
+                             [(slot[id(n)], n.shape, np.dtype(DTYPE_NUMPY[n.dtype])) for n in s.reductions]))
+            else:
+                slot[id(s)] = len(slot)
+                attrs = s.attrs if s.attr is not None else None
+                plan.append((False, REGISTRY[s.op].numpy, [slot[id(a)] for a in s.args], attrs,
+                             np.dtype(DTYPE_NUMPY[s.dtype]), slot[id(s)]))
+        self._plan = plan
+        self._nslots = len(slot)
+        self._outs = [(slot[id(v)], DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
+
+    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
+        if self._plan is None:
+            self._prepare()
+        env: list = [None] * self._nslots
+        for k, (n, a) in enumerate(zip(self.graph.inputs, arrays)):
+            env[k] = a if type(a) is np.ndarray and a.dtype == DTYPE_NUMPY[n.dtype] else \
+                np.asarray(a, dtype=DTYPE_NUMPY[n.dtype])
+        for k, v in self._consts:
+            env[k] = v
         with np.errstate(all="ignore"):
-            for s in self.steps:
-                if isinstance(s, Region):
-                    shape = tuple(d if isinstance(d, int) else dims[d] for d in s.shape)
-                    ins = [_arg(env[id(a)], a) for a in s.inputs]
-                    outs = [np.empty(shape, dtype=DTYPE_NUMPY[o.dtype]) for o in s.outputs]
-                    sums = [np.zeros(tuple(d if isinstance(d, int) else dims[d] for d in n.shape) or (1,),
-                                     dtype=DTYPE_NUMPY[n.dtype]) for n in s.reductions]
-                    size = int(np.prod(shape))
-                    if size:
-                        self._region_fn(s, size)(*shape, *ins, *outs, *sums)
-                    for o, v in zip(s.outputs, outs):
-                        env[id(o)] = v
-                    for n, v in zip(s.reductions, sums):
-                        env[id(n)] = v if n.shape else v.reshape(())[()] if v.shape == () else v[0]
+            for step in self._plan:
+                if step[0]:
+                    _, r, ins, scal, outs, sums = step
+                    shape = r.shape if all(isinstance(d, int) for d in r.shape) else tuple(
+                        d if isinstance(d, int) else dims[d] for d in r.shape)
+                    args = [env[k] if t is None else t(env[k]) for k, t in zip(ins, scal)]
+                    out_arrays = [np.empty(shape, dtype=dt) for _, dt in outs]
+                    acc = [np.zeros(tuple(d if isinstance(d, int) else dims[d] for d in sh) or (1,), dtype=dt)
+                           for _, sh, dt in sums]
+                    if 0 not in shape:
+                        self._region_fn(r)(*shape, *args, *out_arrays, *acc)
+                    for (k, _), v in zip(outs, out_arrays):
+                        env[k] = v
+                    for (k, sh, _), v in zip(sums, acc):
+                        env[k] = v if sh else v[0]
                     continue
-                spec = REGISTRY[s.op]
-                vals = [env[id(a)] for a in s.args]
-                val = spec.numpy(*vals, **resolve_attrs(s.attrs, dims)) if s.attr is not None else spec.numpy(*vals)
-                dt = np.dtype(DTYPE_NUMPY[s.dtype])
-                env[id(s)] = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
-        return [np.asarray(env[id(v)], dtype=DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
+                _, fn, ins, attrs, dt, k = step
+                vals = [env[j] for j in ins]
+                val = fn(*vals) if attrs is None else fn(*vals, **resolve_attrs(attrs, dims))
+                env[k] = val if type(val) is np.ndarray and val.dtype == dt else (
+                    np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val))
+        return [np.asarray(env[k], dtype=dt) for k, dt in self._outs]
 
     def run(self, arrays, shape, out=None, **options):
         from ..errors import UnsupportedError
