@@ -43,10 +43,11 @@ def _data(rng, n=40, d=3, h=8, c=4, dtype=np.float64):
     return params, rng.normal(size=(n, d)).astype(dtype), rng.integers(0, c, n)
 
 
-def test_value_and_grad_of_an_mlp_equals_hand_written_numpy():
+@pytest.mark.parametrize("target", ["numpy", "cpu", "parallel"])  # every target that runs tensor programs
+def test_value_and_grad_of_an_mlp_equals_hand_written_numpy(target):
     rng = np.random.default_rng(0)
     params, X, y = _data(rng)
-    vg = graphc.value_and_grad(mlp_loss)
+    vg = graphc.value_and_grad(mlp_loss, target=target)
     value, grads = vg(params, X, y)
     want, wgrads = mlp_by_hand(params, X, y)
     assert value == pytest.approx(want, rel=1e-12)

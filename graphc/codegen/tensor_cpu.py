@@ -273,7 +273,10 @@ class TensorKernel(Kernel):
             else:
                 slot[id(s)] = len(slot)
                 attrs = s.attrs if s.attr is not None else None
-                plan.append((False, REGISTRY[s.op].numpy, [slot[id(a)] for a in s.args], attrs,
+                symbolic = attrs is not None and any(
+                    isinstance(v, str) or (isinstance(v, tuple) and any(isinstance(d, str) for d in v))
+                    for k, v in attrs.items() if k in ("shape", "n"))
+                plan.append((False, REGISTRY[s.op].numpy, [slot[id(a)] for a in s.args], attrs, symbolic,
                              np.dtype(DTYPE_NUMPY[s.dtype]), slot[id(s)]))
         self._plan = plan
         self._nslots = len(slot)
@@ -305,9 +308,12 @@ class TensorKernel(Kernel):
                     for (k, sh, _), v in zip(sums, acc):
                         env[k] = v if sh else v[0]
                     continue
-                _, fn, ins, attrs, dt, k = step
+                _, fn, ins, attrs, symbolic, dt, k = step
                 vals = [env[j] for j in ins]
-                val = fn(*vals) if attrs is None else fn(*vals, **resolve_attrs(attrs, dims))
+                if attrs is None:
+                    val = fn(*vals)
+                else:
+                    val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
                 env[k] = val if type(val) is np.ndarray and val.dtype == dt else (
                     np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val))
         return [np.asarray(env[k], dtype=dt) for k, dt in self._outs]
