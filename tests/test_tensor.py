@@ -371,6 +371,25 @@ def test_cpu_schedule_of_the_two_layer_net_fuses_and_calls_blas():
     assert text.count("gemm:") == 5 and "kernel 0: fused loop nest over (N, H)" in text
     assert "(add, relu, step)" in text  # the ReLU mask for the backward pass is made in the forward loop
     assert "folded: a view" in text
+    assert "= cross_entropy, %" in text and "softmax - one_hot" in text  # loss and its gradient: one pass per row
+    assert text.count("\nkernel ") <= 4, text  # four fused kernels beside the five GEMMs
+    assert "sum %" in text and "in the same loop" in text  # bias gradients next to the values they sum
+
+
+def test_fused_cross_entropy_pass_keeps_the_conventions():
+    fn = graphc.compile("cross_entropy(s, y) + 0.5 * cross_entropy(s, y, reduction='sum')",
+                        shapes={"s": (3, 4), "y": (3,)}, dtypes={"y": "int64"}, target="cpu")
+    ref = graphc.compile("cross_entropy(s, y) + 0.5 * cross_entropy(s, y, reduction='sum')",
+                         shapes={"s": (3, 4), "y": (3,)}, dtypes={"y": "int64"}, target="numpy")
+    s = np.array([[1000.0, -1000.0, 999.0, 0.0], [np.inf, 1.0, 2.0, 3.0], [-1.0, 0.5, 2.0, -3.0]])
+    y = np.array([2, 1, 0])
+    v, g = fn(s=s, y=y)
+    rv, rg = ref(s=s, y=y)
+    assert (np.isnan(v) and np.isnan(rv)) or v == pytest.approx(rv, rel=1e-14)
+    np.testing.assert_allclose(g["s"][[0, 2]], rg["s"][[0, 2]], rtol=1e-13)
+    np.testing.assert_array_equal(np.isnan(g["s"]), np.isnan(rg["s"]))
+    with pytest.raises(ArgumentError, match="label 4 is out of range for 4 classes"):
+        fn(s=s, y=np.array([0, 4, 1]))
 
 
 def test_pointwise_formulas_are_unchanged():

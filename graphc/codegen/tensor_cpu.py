@@ -56,16 +56,81 @@ class Region:
     key: str = ""
 
 
+@dataclass
+class Xent:
+    """cross_entropy(s, y) with softmax(s) (its gradient's) -- and softmax(s) - one_hot(y)
+    when the graph has it -- in one pass per row of the scores."""
+
+    ce: Node
+    softmax: Node
+    diff: Node | None
+    source: str = ""
+    key: str = ""
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.ce, self.softmax] + ([self.diff] if self.diff is not None else [])
+
+
+def _xents(order: list[Node]) -> list[Xent]:
+    """Each cross_entropy over 2-D scores whose softmax (last axis) the graph also computes."""
+    soft = {id(n.args[0]): n for n in order if n.op == "softmax" and n.type.ndim == 2 and n.attrs["axis"] == 1}
+    out = []
+    for n in order:
+        if n.op == "cross_entropy" and id(n.args[0]) in soft:
+            sm = soft.pop(id(n.args[0]))  # one pass per softmax: a second loss on the same scores runs as NumPy
+            y = n.args[1]
+            diff = next((d for d in order if d.op == "sub" and d.args[0] is sm and d.args[1].op == "one_hot"
+                         and d.args[1].args[0] is y and d.args[1].dtype == sm.dtype), None)
+            out.append(Xent(n, sm, diff))
+    return out
+
+
+XENT_SOURCE = """import math
+
+import numpy as np
+from numba import njit
+
+F = np.{dtype}
+
+
+@njit(error_model="numpy", cache=True, nogil=True)
+def xent(s, y, p, d, losses, with_diff):
+    n, c = s.shape
+    for i in range(n):
+        m = s[i, 0]
+        for j in range(1, c):
+            v = s[i, j]
+            if v > m or v != v:  # NaN propagates, as numpy.max
+                m = v
+        if not (m - m == F(0.0)):  # an infinite or NaN max shifts by 0, as the NumPy forms
+            m = F(0.0)
+        z = F(0.0)
+        for j in range(c):
+            e = math.exp(s[i, j] - m)
+            p[i, j] = e
+            z += e
+        for j in range(c):
+            p[i, j] = p[i, j] / z
+        losses[i] = -(s[i, y[i]] - (math.log(z) + m))
+        if with_diff:
+            for j in range(c):
+                d[i, j] = p[i, j] - (F(1.0) if j == y[i] else F(0.0))
+"""
+
+
 def _regions(graph: Graph) -> list:
-    """Steps in order: a Node (run by NumPy) or a Region. A node joins the region
-    of an argument of its shape when every other argument is computed before that
-    region starts (so running the region as one step keeps the order valid)."""
+    """Steps in order: a Node (run by NumPy), a Region or an Xent. A node joins the
+    region of an argument of its shape when every other argument is computed before
+    that region starts (so running the region as one step keeps the order valid)."""
     order = [n for n in graph.body if n.op != "const"]
     pos = {id(n): k for k, n in enumerate(order)}
+    xents = _xents(order)
+    taken = {id(n): x for x in xents for n in x.nodes}
     member: dict[int, Region] = {}
     regions: list[Region] = []
     for k, n in enumerate(order):
-        if not _fusible(n):
+        if not _fusible(n) or id(n) in taken:
             continue
         home = None
         for a in n.args:
@@ -116,10 +181,10 @@ def _regions(graph: Graph) -> list:
     steps: list = []
     placed: set[int] = set()
     for n in order:
-        r = member.get(id(n))
+        r = member.get(id(n)) or taken.get(id(n))
         if r is None:
             steps.append(n)
-        elif id(r) not in placed:
+        elif id(r) not in placed:  # a region or an Xent runs where its first node was
             placed.add(id(r))
             steps.append(r)
     # drop NumPy steps nothing reads any more (a broadcast_to that every region reads through)
@@ -127,9 +192,11 @@ def _regions(graph: Graph) -> list:
     for s in reversed(steps):
         if isinstance(s, Region):
             needed.update(id(a) for a in s.inputs)
+        elif isinstance(s, Xent):
+            needed.update(id(a) for a in s.ce.args)
         elif id(s) in needed:
             needed.update(id(a) for a in s.args)
-    return [s for s in steps if isinstance(s, Region) or id(s) in needed]
+    return [s for s in steps if isinstance(s, (Region, Xent)) or id(s) in needed]
 
 
 def region_source(r: Region, dtype: str) -> str:
@@ -208,6 +275,9 @@ class TensorKernel(Kernel):
             if isinstance(s, Region):
                 s.source = region_source(s, graph.dtype)
                 s.key = cache.cache_key(ir_text, target, "region", s.source)
+            elif isinstance(s, Xent):
+                s.source = XENT_SOURCE.format(dtype=DTYPE_NUMPY[graph.dtype])
+                s.key = cache.cache_key(target, "xent", s.source)
         self._compiled: dict[str, object] = {}
         self._plan = None
         self.source = self.describe()
@@ -232,6 +302,12 @@ class TensorKernel(Kernel):
                               for n in s.reductions)
                 out.append(f"kernel {k}: fused loop nest over {fmt_shape(s.shape)}, {len(s.nodes)} ops "
                            f"({', '.join(n.op for n in s.nodes)}); reads {ins}; writes {outs or 'nothing'}{red}")
+            elif isinstance(s, Xent):
+                diff = f" and {names[id(s.diff)]} = softmax - one_hot" if s.diff is not None else ""
+                out.append(f"kernel {len(kernels)}: one pass per row of {names.get(id(s.ce.args[0]), '?')}"
+                           f"{fmt_shape(s.ce.args[0].shape)}: {names[id(s.ce)]} = cross_entropy, "
+                           f"{names[id(s.softmax)]} = softmax{diff}")
+                kernels.append(s)
             elif s.op == "matmul":
                 a, b = s.args
                 fold = [names[id(x)].split("%")[-1] for x in (a, b) if x.op == "transpose"]
@@ -244,11 +320,29 @@ class TensorKernel(Kernel):
             out += ["", f"# ---- kernel {k}", r.source]
         return "\n".join(out)
 
-    def _region_fn(self, r: Region):
+    def _run_xent(self, step: tuple, env: list) -> None:
+        from ..tensor_ops import _check_labels
+
+        _, x, si, yi, outs, dt = step
+        scores, labels = env[si], env[yi]
+        n, c = scores.shape
+        _check_labels(labels, c)
+        p = np.empty((n, c), dtype=dt)
+        d = np.empty((n, c) if x.diff is not None else (0, c), dtype=dt)
+        losses = np.empty(n, dtype=dt)
+        if n and c:
+            self._region_fn(x, "xent")(scores, labels, p, d, losses, x.diff is not None)
+        red = x.ce.attrs["reduction"]
+        loss = losses if red == "none" else dt.type(np.sum(losses) if red == "sum" else np.mean(losses))
+        env[outs[0]], env[outs[1]] = loss, p
+        if x.diff is not None:
+            env[outs[2]] = d
+
+    def _region_fn(self, r: Region | Xent, name: str = "region"):
         fn = self._compiled.get(r.key)
         if fn is None:
             mod = _load(r.key, r.source)
-            fn = self._compiled[r.key] = _first_use(r.key, mod, lambda m: m.region)
+            fn = self._compiled[r.key] = _first_use(r.key, mod, lambda m: getattr(m, name))
         return fn
 
     def _prepare(self) -> None:
@@ -263,6 +357,12 @@ class TensorKernel(Kernel):
                 slot[id(n)] = len(slot)
         plan = []
         for s in self.steps:
+            if isinstance(s, Xent):
+                for n in s.nodes:
+                    slot[id(n)] = len(slot)
+                plan.append(("xent", s, slot[id(s.ce.args[0])], slot[id(s.ce.args[1])],
+                             [slot[id(n)] for n in s.nodes], np.dtype(DTYPE_NUMPY[s.ce.dtype])))
+                continue
             if isinstance(s, Region):
                 for n in s.outputs + s.reductions:
                     slot[id(n)] = len(slot)
@@ -293,7 +393,10 @@ class TensorKernel(Kernel):
             env[k] = v
         with np.errstate(all="ignore"):
             for step in self._plan:
-                if step[0]:
+                if step[0] == "xent":
+                    self._run_xent(step, env)
+                    continue
+                if step[0] is True:
                     _, r, ins, scal, outs, sums = step
                     shape = r.shape if all(isinstance(d, int) for d in r.shape) else tuple(
                         d if isinstance(d, int) else dims[d] for d in r.shape)
