@@ -554,3 +554,16 @@ def test_sympy_matrix_symbols_import_as_a_tensor_program():
     assert prog.forward.inputs[0].shape == ("n", 3)
     with pytest.raises(UnsupportedError, match="does not index SymPy matrices"):
         graphc.compile(r[0, 0] + r[1, 0])
+
+
+def test_compiled_buffers_are_reused_but_results_are_never_overwritten():
+    # df/dv is a transpose (a view) of a fused kernel's pooled output
+    fn = graphc.compile("sum(transpose(exp(x) * 2 + x) * v)", shapes={"x": (3, 2), "v": (2, 3)},
+                        target="cpu", wrt=["v"])
+    x = np.arange(6.0).reshape(3, 2) / 6
+    _, g1 = fn(x=x, v=np.ones((2, 3)))
+    keep = g1["v"].copy()
+    fn(x=x * 2, v=np.ones((2, 3)))  # a second call reuses the pool
+    np.testing.assert_array_equal(g1["v"], keep)  # the first call's gradient is untouched
+    np.testing.assert_allclose(keep, (np.exp(x) * 2 + x).T)
+    assert fn.kernel.pool_bytes() > 0

@@ -16,6 +16,7 @@ kernel's source.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -280,6 +281,8 @@ class TensorKernel(Kernel):
                 s.key = cache.cache_key(target, "xent", s.source)
         self._compiled: dict[str, object] = {}
         self._plan = None
+        self._pool: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
         self.source = self.describe()
 
     def describe(self) -> str:
@@ -327,8 +330,8 @@ class TensorKernel(Kernel):
         scores, labels = env[si], env[yi]
         n, c = scores.shape
         _check_labels(labels, c)
-        p = np.empty((n, c), dtype=dt)
-        d = np.empty((n, c) if x.diff is not None else (0, c), dtype=dt)
+        p = self._buffer(outs[1], (n, c), dt)
+        d = self._buffer(outs[2], (n, c), dt) if x.diff is not None else np.empty((0, c), dtype=dt)
         losses = np.empty(n, dtype=dt)
         if n and c:
             self._region_fn(x, "xent")(scores, labels, p, d, losses, x.diff is not None)
@@ -381,8 +384,29 @@ class TensorKernel(Kernel):
         self._plan = plan
         self._nslots = len(slot)
         self._outs = [(slot[id(v)], DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
+        self._out_slots = {k for k, _ in self._outs}
+
+    def _buffer(self, slot: int, shape: tuple, dt: np.dtype, zero: bool = False) -> np.ndarray:
+        """An intermediate's buffer, kept from call to call (the memory pool); a graph
+        output always gets a fresh array, since the caller keeps it."""
+        if slot in self._out_slots:
+            return np.zeros(shape, dtype=dt) if zero else np.empty(shape, dtype=dt)
+        buf = self._pool.get(slot)
+        if buf is None or buf.shape != shape or buf.dtype != dt:
+            buf = self._pool[slot] = np.empty(shape, dtype=dt)
+        if zero:
+            buf.fill(0)
+        return buf
+
+    def pool_bytes(self) -> int:
+        """Bytes of intermediate buffers held between calls (at the last call's sizes)."""
+        return sum(b.nbytes for b in self._pool.values())
 
     def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
+        with self._lock:  # the pool's buffers belong to one call at a time
+            return self._run_tensor(arrays, dims)
+
+    def _run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
         if self._plan is None:
             self._prepare()
         env: list = [None] * self._nslots
@@ -401,9 +425,9 @@ class TensorKernel(Kernel):
                     shape = r.shape if all(isinstance(d, int) for d in r.shape) else tuple(
                         d if isinstance(d, int) else dims[d] for d in r.shape)
                     args = [env[k] if t is None else t(env[k]) for k, t in zip(ins, scal)]
-                    out_arrays = [np.empty(shape, dtype=dt) for _, dt in outs]
-                    acc = [np.zeros(tuple(d if isinstance(d, int) else dims[d] for d in sh) or (1,), dtype=dt)
-                           for _, sh, dt in sums]
+                    out_arrays = [self._buffer(k, shape, dt) for k, dt in outs]
+                    acc = [self._buffer(k, tuple(d if isinstance(d, int) else dims[d] for d in sh) or (1,), dt,
+                                        zero=True) for k, sh, dt in sums]
                     if 0 not in shape:
                         self._region_fn(r)(*shape, *args, *out_arrays, *acc)
                     for (k, _), v in zip(outs, out_arrays):
@@ -419,7 +443,12 @@ class TensorKernel(Kernel):
                     val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
                 env[k] = val if type(val) is np.ndarray and val.dtype == dt else (
                     np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val))
-        return [np.asarray(env[k], dtype=dt) for k, dt in self._outs]
+        outs = [np.asarray(env[k], dtype=dt) for k, dt in self._outs]
+        pool = list(self._pool.values())
+        # an output that views a pooled buffer (a reshape or transpose of an intermediate) is copied:
+        # the caller keeps it, the pool overwrites it on the next call
+        return [o.copy() if o.base is not None and any(np.may_share_memory(o, b) for b in pool) else o
+                for o in outs]
 
     def run(self, arrays, shape, out=None, **options):
         from ..errors import UnsupportedError
