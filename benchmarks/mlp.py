@@ -44,7 +44,7 @@ def data(size: str, dtype: str, seed: int = 0):
                 W2=(rng.normal(size=(h, c)) * 0.05).astype(dt), b2=np.zeros(c, dt))
 
 
-def numpy_step(X, y, W1, b1, W2, b2):
+def numpy_step(X, y, W1, b1, W2, b2, reg=REG):
     """The CS231n forward and backward."""
     n = X.shape[0]
     z = X @ W1 + b1
@@ -53,15 +53,15 @@ def numpy_step(X, y, W1, b1, W2, b2):
     s = s - s.max(axis=1, keepdims=True)
     e = np.exp(s)
     p = e / e.sum(axis=1, keepdims=True)
-    loss = -np.mean(np.log(p[np.arange(n), y])) + 0.5 * REG * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    loss = -np.mean(np.log(p[np.arange(n), y])) + 0.5 * reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
     ds = p
     ds[np.arange(n), y] -= 1
     ds /= n
-    dW2 = hid.T @ ds + REG * W2
+    dW2 = hid.T @ ds + reg * W2
     db2 = ds.sum(axis=0)
     dh = ds @ W2.T
     dh[z <= 0] = 0
-    dW1 = X.T @ dh + REG * W1
+    dW1 = X.T @ dh + reg * W1
     db1 = dh.sum(axis=0)
     return loss, dW1, db1, dW2, db2
 

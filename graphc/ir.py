@@ -30,22 +30,22 @@ MAX_NODES = 2_000_000  # a graph larger than this is refused with a LimitError
 Dim = int | str  # a concrete size, or a named symbolic dimension ("N") bound on each call
 
 
-def canonical_dtype(dtype: object) -> str:
-    """Map 'float64', np.float32, 'f32', ... to the IR's float dtype names."""
+def _lookup(dtype: object, table: dict[str, str], allowed: str) -> str:
     name = getattr(dtype, "__name__", None) or str(dtype)
     try:
-        return DTYPE_ALIASES[name]
+        return table[name]
     except KeyError:
-        raise IRError(f"unsupported dtype {dtype!r}: use float64 or float32") from None
+        raise IRError(f"unsupported dtype {dtype!r}: use {allowed}") from None
+
+
+def canonical_dtype(dtype: object) -> str:
+    """Map 'float64', np.float32, 'f32', ... to the IR's float dtype names."""
+    return _lookup(dtype, DTYPE_ALIASES, "float64 or float32")
 
 
 def canonical_any_dtype(dtype: object) -> str:
     """Like canonical_dtype, and also int64 (labels) and bool (masks)."""
-    name = getattr(dtype, "__name__", None) or str(dtype)
-    try:
-        return ANY_DTYPE_ALIASES[name]
-    except KeyError:
-        raise IRError(f"unsupported dtype {dtype!r}: use float64, float32 or int64") from None
+    return _lookup(dtype, ANY_DTYPE_ALIASES, "float64, float32 or int64")
 
 
 _DIM_RE = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")

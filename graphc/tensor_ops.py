@@ -103,6 +103,13 @@ def sum_to(c: Node, shape: tuple[Dim, ...]) -> Node:
     return r if r.shape == shape else make("reshape", r, shape=shape)
 
 
+def has_symbolic_dims(attrs: dict[str, Any] | None) -> bool:
+    """Whether resolve_attrs has anything to do for these attributes."""
+    return attrs is not None and any(
+        isinstance(v, str) or (isinstance(v, tuple) and any(isinstance(d, str) for d in v))
+        for k, v in attrs.items() if k in ("shape", "n"))
+
+
 def resolve_attrs(attrs: dict[str, Any], dims: dict[str, int]) -> dict[str, Any]:
     """Attributes with symbolic dimensions replaced by their bound sizes (for NumPy)."""
     out = dict(attrs)
@@ -472,7 +479,7 @@ def _infer_cross_entropy(op, args, attrs):
 
 
 def _np_cross_entropy(s, y, reduction):
-    losses = -_np_pick(_np_log_softmax(np.asarray(s), -1 % max(np.ndim(s), 1)), y)
+    losses = -_np_pick(_np_log_softmax(np.asarray(s), np.ndim(s) - 1), y)
     if reduction == "none":
         return losses
     return np.sum(losses) if reduction == "sum" else np.mean(losses)

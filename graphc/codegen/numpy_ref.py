@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph, Node, topo_order
 from ..registry import REGISTRY
-from ..tensor_ops import resolve_attrs
+from ..tensor_ops import has_symbolic_dims, resolve_attrs
 from .buffers import host_outputs
 from .kernel import Kernel
 from .targets import Target
@@ -38,6 +38,24 @@ def node_values(graph: Graph, args: Sequence[np.ndarray], roots: Sequence[Node] 
     return {id(n): v for n, v in zip(plan.nodes, values)}
 
 
+def op_step(n: Node) -> tuple:
+    """(NumPy form, attributes or None, whether they hold symbolic dimensions,
+    result dtype) of an op node: what evaluating it needs, resolved once."""
+    attrs = n.attrs if n.attr is not None else None
+    return REGISTRY[n.op].numpy, attrs, has_symbolic_dims(attrs), np.dtype(DTYPE_NUMPY[n.dtype])
+
+
+def run_op(fn, vals: list, attrs: dict | None, symbolic: bool, dims: dict[str, int], dt: np.dtype):
+    """One op's NumPy form on its argument values, as an array (or scalar) of its dtype."""
+    if attrs is None:
+        val = fn(*vals)
+    else:
+        val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
+    if type(val) is np.ndarray and val.dtype == dt:
+        return val
+    return np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
+
+
 class Plan:
     """The evaluation order of a graph, resolved once: per step the op's NumPy
     form, argument slots and attributes, so a call is a loop over a list."""
@@ -56,11 +74,8 @@ class Plan:
             if n.op == "const":
                 self.steps.append((None, dt.type(n.value), (), None, dt))
                 continue
-            attrs = n.attrs if n.attr is not None else None
-            symbolic = attrs is not None and any(
-                isinstance(v, str) or (isinstance(v, tuple) and any(isinstance(d, str) for d in v))
-                for k, v in attrs.items() if k in ("shape", "n"))
-            self.steps.append((REGISTRY[n.op].numpy, symbolic, tuple(slot[id(a)] for a in n.args), attrs, dt))
+            fn, attrs, symbolic, dt = op_step(n)
+            self.steps.append((fn, symbolic, tuple(slot[id(a)] for a in n.args), attrs, dt))
 
     def run(self, args: Sequence[np.ndarray], dims: dict[str, int] | None = None) -> list:
         env: list = [np.asarray(a, dtype=DTYPE_NUMPY[n.dtype]) for n, a in zip(self.inputs, args)]
@@ -74,14 +89,7 @@ class Plan:
                 if fn is None:
                     env.append(symbolic)  # a constant: its value
                     continue
-                vals = [env[k] for k in slots]
-                if attrs is None:
-                    val = fn(*vals)
-                else:
-                    val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
-                if type(val) is not np.ndarray or val.dtype != dt:
-                    val = np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
-                env.append(val)
+                env.append(run_op(fn, [env[k] for k in slots], attrs, symbolic, dims, dt))
         return env
 
 

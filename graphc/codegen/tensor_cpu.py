@@ -24,10 +24,10 @@ import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, Node, fmt_shape, input_node, make, print_graph
 from ..registry import REGISTRY
-from ..tensor_ops import resolve_attrs
 from . import cache
 from .kernel import Kernel
 from .loader import _first_use, _load
+from .numpy_ref import op_step, run_op
 from .scalar import Body, indent
 
 MIN_FUSED = 2  # a region of one op runs as its NumPy form: a loop of its own would gain nothing
@@ -375,12 +375,8 @@ class TensorKernel(Kernel):
                              [(slot[id(n)], n.shape, np.dtype(DTYPE_NUMPY[n.dtype])) for n in s.reductions]))
             else:
                 slot[id(s)] = len(slot)
-                attrs = s.attrs if s.attr is not None else None
-                symbolic = attrs is not None and any(
-                    isinstance(v, str) or (isinstance(v, tuple) and any(isinstance(d, str) for d in v))
-                    for k, v in attrs.items() if k in ("shape", "n"))
-                plan.append((False, REGISTRY[s.op].numpy, [slot[id(a)] for a in s.args], attrs, symbolic,
-                             np.dtype(DTYPE_NUMPY[s.dtype]), slot[id(s)]))
+                fn, attrs, symbolic, dt = op_step(s)
+                plan.append((False, fn, [slot[id(a)] for a in s.args], attrs, symbolic, dt, slot[id(s)]))
         self._plan = plan
         self._nslots = len(slot)
         self._outs = [(slot[id(v)], DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
@@ -436,13 +432,7 @@ class TensorKernel(Kernel):
                         env[k] = v if sh else v[0]
                     continue
                 _, fn, ins, attrs, symbolic, dt, k = step
-                vals = [env[j] for j in ins]
-                if attrs is None:
-                    val = fn(*vals)
-                else:
-                    val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
-                env[k] = val if type(val) is np.ndarray and val.dtype == dt else (
-                    np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val))
+                env[k] = run_op(fn, [env[j] for j in ins], attrs, symbolic, dims, dt)
         outs = [np.asarray(env[k], dtype=dt) for k, dt in self._outs]
         pool = list(self._pool.values())
         # an output that views a pooled buffer (a reshape or transpose of an intermediate) is copied:
