@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from . import shapes
+from .codegen.buffers import check_out
 from .codegen.kernel import Kernel
 from .codegen.targets import TARGETS, build, emit, get_target
-from .errors import ArgumentError, GraphcError
+from .errors import ArgumentError, GraphcError, UnsupportedError
 from .ir import Graph
 from .passes.autodiff import grad_name
 from .passes.manager import PassRecord
@@ -195,13 +196,25 @@ class CompiledFunction:
     def _run_tensor(self, kernel: Kernel, args: tuple, kwargs: Mapping[str, Any], out: Any) -> Any:
         """A tensor program: arguments checked against their declared shapes,
         symbolic dimensions bound; 0-d results come back as Python floats."""
-        if out is not None:
-            raise ArgumentError("out= is for pointwise functions; a tensor program returns new arrays")
         arrays, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype)
-        outs = [float(o) if np.ndim(o) == 0 else o for o in kernel.run_tensor(arrays, dims)]
+        if out is not None:
+            out = check_out(out, kernel.output_names, [shapes.bound(v.shape, dims) for _, v in kernel.graph.outputs],
+                            self._np_dtype, inputs=arrays, input_names=self.inputs)
+        outs = [float(o) if np.ndim(o) == 0 else o for o in kernel.run_tensor(arrays, dims, out)]
         if kernel is not self.kernel:
             return outs
         return self._pack(outs)
+
+    def planned_memory(self, /, *args: Any, **kwargs: Any) -> dict[str, int]:
+        """The compiled schedule's memory plan for arguments like these (bytes):
+        `pool` (intermediates, buffers shared by lifetime and kept between calls),
+        `outputs`, `temporaries` (NumPy-step results alive at once) and `peak`."""
+        plan = getattr(self.kernel, "planned_memory", None)
+        if not self.tensor or plan is None:
+            raise UnsupportedError(f"target {self.target!r} plans no memory: a tensor program on target='cpu' "
+                                   "or 'parallel' does")
+        _, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype)
+        return plan(dims)
 
     def _pack(self, outs: Sequence[Any]):
         k = len(self.wrt)

@@ -58,3 +58,8 @@ def bind(inputs: Sequence[Node], values: Mapping[str, Any], float_dtype: np.dtyp
                 where.setdefault(d, repr(node.attr))
         arrays.append(a)
     return arrays, dims
+
+
+def bound(shape: tuple, dims: Mapping[str, int]) -> tuple[int, ...]:
+    """A declared shape with its symbolic dimensions replaced by their sizes."""
+    return tuple(d if isinstance(d, int) else dims[d] for d in shape)

@@ -567,3 +567,104 @@ def test_compiled_buffers_are_reused_but_results_are_never_overwritten():
     np.testing.assert_array_equal(g1["v"], keep)  # the first call's gradient is untouched
     np.testing.assert_allclose(keep, (np.exp(x) * 2 + x).T)
     assert fn.kernel.pool_bytes() > 0
+
+
+MLP_SHAPES = {"X": ("N", "D"), "W1": ("D", "H"), "b1": ("H",), "W2": ("H", "C"), "b2": ("C",), "y": ("N",),
+              "reg": ()}
+MLP_L2 = "cross_entropy(relu(X @ W1 + b1) @ W2 + b2, y) + 0.5 * reg * (sum(W1 * W1) + sum(W2 * W2))"
+
+
+def _mlp_args(n=64, d=12, h=16, c=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return dict(X=rng.normal(size=(n, d)), W1=rng.normal(size=(d, h)) * 0.3, b1=rng.normal(size=h) * 0.1,
+                W2=rng.normal(size=(h, c)) * 0.3, b2=rng.normal(size=c) * 0.1, y=rng.integers(0, c, n), reg=1e-2)
+
+
+def _mlp_numpy(X, W1, b1, W2, b2, y, reg):
+    """Hand-derived gradients of MLP_L2 (the seed's two-layer net, CS231n style)."""
+    n = X.shape[0]
+    z = X @ W1 + b1
+    hid = np.maximum(z, 0)
+    s = hid @ W2 + b2
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(p[np.arange(n), y])) + 0.5 * reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+    ds = p.copy()
+    ds[np.arange(n), y] -= 1
+    ds /= n
+    dh = ds @ W2.T * (z > 0)
+    return loss, {"W1": X.T @ dh + reg * W1, "b1": dh.sum(0), "W2": hid.T @ ds + reg * W2, "b2": ds.sum(0)}
+
+
+def test_l2_term_gradients_are_folded_after_their_gemm_and_beside_the_squares():
+    fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
+                        target="cpu")
+    text = fn.kernel.describe().split("# ----")[0]
+    assert text.count("gemm:") == 5
+    assert "= add (D, H)" not in text and "= add (H, C)" not in text, text  # X.T @ dh + reg*W1: one loop after it
+    w1 = next(line for line in text.splitlines() if "over (D, H)" in line)
+    assert "sum %" in w1 and "over axes (0, 1)" in w1  # sum(W1*W1) in the same pass over W1
+    assert text.count("\nkernel ") <= 6, text
+    args = _mlp_args()
+    v, g = fn(**args)
+    rv, rg = _mlp_numpy(**args)
+    assert v == pytest.approx(rv, rel=1e-13)
+    for k in rg:
+        np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+
+
+def test_a_loop_never_waits_for_a_value_that_waits_for_it():
+    # t = x*2 is a loop; u = sum(t) needs that loop done; t + u cannot join it (a cycle)
+    for formula in ("sum(exp(x * 2 + sum(x * 2)))", "sum((x * 2) * mean(x * 2, axis=0) + x)"):
+        fn = graphc.compile(formula, shapes={"x": (3, 4)}, target="cpu")
+        ref = graphc.compile(formula, shapes={"x": (3, 4)}, target="numpy")
+        x = np.linspace(-1, 1, 12).reshape(3, 4) * 0.1
+        v, g = fn(x=x)
+        rv, rg = ref(x=x)
+        assert v == pytest.approx(rv, rel=1e-13)
+        np.testing.assert_allclose(g["x"], rg["x"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["cpu", "numpy"])
+def test_out_buffers_for_tensor_outputs(target):
+    fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
+                        target=target)
+    args = _mlp_args()
+    rv, rg = _mlp_numpy(**args)
+    out = {"f": np.empty(()), **{f"df/d{k}": np.full_like(args[k], np.nan) for k in rg}}
+    for _ in range(2):  # the second call reuses the pool; the caller's buffers are filled again
+        v, g = fn(**args, out=out)
+        assert v == pytest.approx(rv, rel=1e-13) and float(out["f"]) == v
+        for k in rg:
+            assert g[k] is out[f"df/d{k}"]
+            np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ArgumentError, match=r"df/dW1 must be a writable C-contiguous float64 array of shape \(12, 16\)"):
+        fn(**args, out={**out, "df/dW1": np.empty((16, 12))})
+    with pytest.raises(ArgumentError, match="overlaps argument 'W2'"):
+        fn(**args, out={**out, "df/dW2": args["W2"]})
+    two = graphc.compile("sum(a * b)", shapes={"a": (3,), "b": (3,)}, target=target)
+    g = np.empty(3)
+    with pytest.raises(ArgumentError, match="one buffer for both df/da and df/db"):
+        two(a=np.ones(3), b=np.ones(3), out=[np.empty(()), g, g])
+
+
+def test_the_memory_plan_shares_buffers_by_lifetime():
+    fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
+                        target="cpu")
+    n, d, h, c = 256, 12, 32, 5
+    args = _mlp_args(n, d, h, c)
+    plan = fn.planned_memory(**args)
+    # hand count: of the (N, H) values -- X@W1, relu, its mask, ds@W2.T, dh -- at most three are alive at
+    # once (dh is written over ds@W2.T), plus X.T@dh (D, H) and the (N, C) scores' softmax and gradient
+    nh, bound = n * h * 8, 3 * n * h * 8 + d * h * 8 + 4 * n * c * 8 + 64 * 16
+    assert 2 * nh < plan["pool"] <= bound, plan
+    assert plan["outputs"] == 8 * (1 + d * h + h + h * c + c)
+    assert plan["peak"] == plan["pool"] + plan["outputs"] + plan["temporaries"]
+    v, g = fn(**args)
+    rv, rg = _mlp_numpy(**args)
+    np.testing.assert_allclose(g["W1"], rg["W1"], rtol=1e-12, atol=1e-15)
+    assert fn.kernel.pool_bytes() == plan["pool"]
+    fn(**_mlp_args(8, d, h, c))  # a second signature gets its own pool
+    assert fn.kernel.pool_bytes() > plan["pool"]
+    with pytest.raises(UnsupportedError, match="plans no memory"):
+        graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, target="numpy").planned_memory(**args)

@@ -105,15 +105,16 @@ def refuse_overlap(bufs: Sequence[Any], names: Sequence[str], inputs: Sequence[A
                                     "memory with inputs (pass a separate buffer, or none)")
 
 
-def check_out(out: Any, names: Sequence[str], shape: tuple, dtype: np.dtype, device: bool = False,
+def check_out(out: Any, names: Sequence[str], shape: tuple | list[tuple], dtype: np.dtype, device: bool = False,
               inputs: Sequence[Any] = (), input_names: Sequence[str] = ()) -> list[Any]:
     """The caller's buffers as a list in output order, each validated (host
     NumPy arrays, or with device=True device arrays), none overlapping another
-    or any of `inputs`."""
+    or any of `inputs`. `shape` is every output's, or a list of one per output
+    (a tensor program's)."""
     bufs = as_buffer_list(out, names)
-    shape = tuple(shape)
+    each = [tuple(s) for s in shape] if isinstance(shape, list) else [tuple(shape)] * len(names)
     kind = "device" if device else "NumPy"
-    for name, o in zip(names, bufs):
+    for name, o, shape in zip(names, bufs, each):
         lay = _layout(o)
         if lay is not None and is_device(o) != device:
             lay = None

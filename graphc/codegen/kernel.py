@@ -52,12 +52,14 @@ class Kernel:
         """Every output over the broadcast `shape`, in output order."""
         raise NotImplementedError
 
-    def run_tensor(self, arrays: Sequence[Any], dims: dict[str, int]) -> list:
-        """Every output of a tensor program (arguments already bound and checked).
+    def run_tensor(self, arrays: Sequence[Any], dims: dict[str, int], out: list | None = None) -> list:
+        """Every output of a tensor program (arguments already bound and checked;
+        `out`, when given, the caller's validated buffers, filled and returned).
         A per-element kernel runs one whose values are all scalars (a traced
         function of floats)."""
         if all(np.ndim(a) == 0 for a in arrays):
-            return [np.asarray(o) for o in self.run([np.asarray(a, dtype=self.np_dtype) for a in arrays], ())]
+            return fill_out([np.asarray(o) for o in self.run([np.asarray(a, dtype=self.np_dtype) for a in arrays], ())],
+                            out)
         from ..errors import UnsupportedError
 
         raise UnsupportedError("this target does not run tensor programs: use target='numpy'")
@@ -69,3 +71,12 @@ class Kernel:
     def run_contiguous(self, arrays: Sequence[np.ndarray], out: Any = None) -> list | None:
         """Fast path for same-length 1-D arrays of the kernel's dtype; None = not taken."""
         return None
+
+
+def fill_out(results: list, out: list | None) -> list:
+    """Results copied into the caller's buffers, when there are any (those returned instead)."""
+    if out is None:
+        return results
+    for r, b in zip(results, out):
+        np.copyto(b, r)
+    return list(out)

@@ -12,7 +12,7 @@ from ..ir import DTYPE_NUMPY, Graph, Node, topo_order
 from ..registry import REGISTRY
 from ..tensor_ops import has_symbolic_dims, resolve_attrs
 from .buffers import host_outputs
-from .kernel import Kernel
+from .kernel import Kernel, fill_out
 from .targets import Target
 
 
@@ -106,11 +106,11 @@ class NumpyKernel(Kernel):
         return bufs
 
 
-    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list[np.ndarray]:
+    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None = None) -> list:
         plan = self.__dict__.get("_plan")
         if plan is None:
             plan = self._plan = Plan(self.graph)
-        return _results(plan, plan.run(arrays, dims), [v for _, v in self.graph.outputs])
+        return fill_out(_results(plan, plan.run(arrays, dims), [v for _, v in self.graph.outputs]), out)
 
 
 def build(graph: Graph, target: Target) -> NumpyKernel:

@@ -16,6 +16,7 @@ kernel's source.
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, Node, fmt_shape, input_node, make, print_graph
 from ..registry import REGISTRY
+from ..shapes import bound
 from . import cache
 from .kernel import Kernel
 from .loader import _first_use, _load
@@ -48,7 +50,8 @@ class Region:
     """Elementwise nodes over one shape, computed in one loop nest."""
 
     shape: tuple
-    start: int  # position of its first node in the schedule order
+    start: int  # position of its first node in the graph order
+    at: int  # its run position: after its latest input (>= start)
     nodes: list[Node] = field(default_factory=list)
     inputs: list[Node] = field(default_factory=list)
     outputs: list[Node] = field(default_factory=list)
@@ -121,38 +124,79 @@ def xent(s, y, p, d, losses, with_diff):
 
 
 def _regions(graph: Graph) -> list:
-    """Steps in order: a Node (run by NumPy), a Region or an Xent. A node joins the
-    region of an argument of its shape when every other argument is computed before
-    that region starts (so running the region as one step keeps the order valid)."""
+    """Steps in order: a Node (run by NumPy), a Region or an Xent.
+
+    A node joins the region of an argument of its shape when the region can run
+    after every other argument is ready and still before anything outside reads
+    its values: a region *sinks* to the latest of its inputs (so `X.T @ dh + reg*W1`
+    joins the `reg*W1` loop after the GEMM, and `reg*W1` is never written). Steps
+    are then ordered topologically, each as early as the graph order put it."""
     order = [n for n in graph.body if n.op != "const"]
     pos = {id(n): k for k, n in enumerate(order)}
+    users: dict[int, list[Node]] = {}
+    for n in order:
+        for a in n.args:
+            users.setdefault(id(a), []).append(n)
     xents = _xents(order)
     taken = {id(n): x for x in xents for n in x.nodes}
     member: dict[int, Region] = {}
     regions: list[Region] = []
+
+    def when(v: Node) -> int:
+        """When a value is ready: its region's run position, else its own."""
+        r = member.get(id(v))
+        return r.at if r is not None else pos.get(id(v), -1)
+
+    def reaches(vals: list[Node], targets: set[int]) -> bool:
+        """Whether computing any of `vals` needs a node in `targets`, counting a
+        region as one step (all of its nodes' arguments)."""
+        seen: set[int] = set()
+        stack = list(vals)
+        while stack:
+            v = stack.pop()
+            if id(v) in seen or v.op in ("const", "input"):
+                continue
+            seen.add(id(v))
+            if id(v) in targets:
+                return True
+            step = member.get(id(v)) or taken.get(id(v))
+            for m in (step.nodes + getattr(step, "reductions", [])) if step is not None else [v]:
+                seen.add(id(m))
+                if id(m) in targets:
+                    return True
+                stack.extend(m.args)
+        return False
+
+    def join(r: Region, n: Node) -> bool:
+        ext = [b for b in n.args if member.get(id(b)) is not r]
+        if reaches(ext, {id(m) for m in r.nodes}):
+            return False  # r would wait for a value that waits for r
+        r.at = max([r.at, *(when(b) for b in ext)])
+        r.nodes.append(n)
+        member[id(n)] = r
+        return True
+
     for k, n in enumerate(order):
         if not _fusible(n) or id(n) in taken:
             continue
-        home = None
-        for a in n.args:
-            r = member.get(id(a))
-            if r is not None and r.shape == n.shape and all(
-                    member.get(id(b)) is r or b.op in ("const", "input") or pos.get(id(b), -1) < r.start
-                    for b in n.args):
-                home = r
-                break
-        if home is None:
-            home = Region(n.shape, k)
-            regions.append(home)
-        home.nodes.append(n)
-        member[id(n)] = home
+        # vertically, into the region of an argument; else beside a region of its shape that
+        # reads one of its arguments too (one pass reads that argument once)
+        homes = [member[id(a)] for a in n.args if id(a) in member]
+        shared = {id(a) for a in n.args if a.op != "const"}
+        homes += [r for r in regions if any(id(b) in shared for m in r.nodes for b in m.args)]
+        if not any(r.shape == n.shape and join(r, n) for r in homes):
+            r = Region(n.shape, k, at=k)
+            regions.append(r)
+            r.nodes.append(n)
+            member[id(n)] = r
     # sums over a region's values join it as epilogues, accumulated in the same loop (the bias
     # gradient sum(dh, axis=0) in the pass that makes dh); after every region is formed, so no
     # elementwise node ever reads a sum that is still accumulating
     for n in order:
         if n.op == "sum" and n.type.is_float and id(n.args[0]) in member:
             r = member[id(n.args[0])]
-            if n.args[0].shape == r.shape:
+            inputs = [b for m in r.nodes for b in m.args if member.get(id(b)) is not r]
+            if n.args[0].shape == r.shape and not reaches(inputs, {id(n)}):
                 r.reductions.append(n)
                 member[id(n)] = r
     # regions of one op and no epilogue run as NumPy
@@ -162,10 +206,6 @@ def _regions(graph: Graph) -> list:
                 del member[id(n)]
             r.reductions = []
     regions = [r for r in regions if len(r.nodes) + len(r.reductions) >= MIN_FUSED]
-    users: dict[int, list[Node]] = {}
-    for n in order:
-        for a in n.args:
-            users.setdefault(id(a), []).append(n)
     out_ids = {id(v) for _, v in graph.outputs}
     for r in regions:
         inside = {id(n) for n in r.nodes}
@@ -179,25 +219,60 @@ def _regions(graph: Graph) -> list:
         reds = {id(n) for n in r.reductions}
         r.outputs = [n for n in r.nodes if id(n) in out_ids or any(
             id(u) not in inside and id(u) not in reds for u in users.get(id(n), []))]
-    steps: list = []
-    placed: set[int] = set()
+    return _ordered(order, pos, member, taken, out_ids)
+
+
+def _reads(s) -> list[Node]:
+    if isinstance(s, Region):
+        return s.inputs
+    if isinstance(s, Xent):
+        return list(s.ce.args)
+    return list(s.args)
+
+
+def _ordered(order: list[Node], pos: dict, member: dict, taken: dict, out_ids: set) -> list:
+    """The steps in a topological order, each as early as its place in `order`
+    allows (a region at its run position), keeping only what an output needs."""
+    step_of: dict[int, object] = {}
+    steps: dict[int, object] = {}
     for n in order:
-        r = member.get(id(n)) or taken.get(id(n))
-        if r is None:
-            steps.append(n)
-        elif id(r) not in placed:  # a region or an Xent runs where its first node was
-            placed.add(id(r))
-            steps.append(r)
+        s = member.get(id(n)) or taken.get(id(n)) or n
+        steps.setdefault(id(s), s)
+        step_of[id(n)] = s
+    deps = {k: {id(step_of[id(a)]) for a in _reads(s) if id(a) in step_of} - {k} for k, s in steps.items()}
+    waiting = {k: len(d) for k, d in deps.items()}
+    feeds: dict[int, list[int]] = {}
+    for k, d in deps.items():
+        for j in d:
+            feeds.setdefault(j, []).append(k)
+    heap = [(_place(s, pos), k) for k, s in steps.items() if not waiting[k]]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        _, k = heapq.heappop(heap)
+        out.append(steps[k])
+        for j in feeds.get(k, []):
+            waiting[j] -= 1
+            if not waiting[j]:
+                heapq.heappush(heap, (_place(steps[j], pos), j))
+    if len(out) != len(steps):
+        raise AssertionError("tensor schedule: a cycle between fused steps")
     # drop NumPy steps nothing reads any more (a broadcast_to that every region reads through)
     needed = set(out_ids)
-    for s in reversed(steps):
-        if isinstance(s, Region):
-            needed.update(id(a) for a in s.inputs)
-        elif isinstance(s, Xent):
-            needed.update(id(a) for a in s.ce.args)
-        elif id(s) in needed:
-            needed.update(id(a) for a in s.args)
-    return [s for s in steps if isinstance(s, (Region, Xent)) or id(s) in needed]
+    kept = []
+    for s in reversed(out):
+        if isinstance(s, (Region, Xent)) or id(s) in needed:
+            kept.append(s)
+            needed.update(id(a) for a in _reads(s))
+    return kept[::-1]
+
+
+def _place(s, pos: dict) -> tuple:
+    if isinstance(s, Region):
+        return (s.at, 1, s.start)  # after the step at its run position
+    if isinstance(s, Xent):
+        return (min(pos[id(n)] for n in s.nodes), 0, 0)
+    return (pos[id(s)], 0, 0)
 
 
 def region_source(r: Region, dtype: str) -> str:
@@ -256,6 +331,13 @@ def region_source(r: Region, dtype: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+VIEW_OPS = ("transpose", "reshape", "broadcast_to")  # NumPy steps whose result may view their argument
+
+
+def _nbytes(n: Node, dims: dict[str, int]) -> int:
+    return int(np.prod(bound(n.shape, dims), dtype=np.int64)) * np.dtype(DTYPE_NUMPY[n.dtype]).itemsize
+
+
 def _arg(v: object, node: Node) -> object:
     """An input of a fused kernel: arrays as they are (views included), 0-d as a typed scalar."""
     if node.shape:
@@ -281,7 +363,7 @@ class TensorKernel(Kernel):
                 s.key = cache.cache_key(target, "xent", s.source)
         self._compiled: dict[str, object] = {}
         self._plan = None
-        self._pool: dict[int, np.ndarray] = {}
+        self._arenas: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
         self.source = self.describe()
 
@@ -323,15 +405,15 @@ class TensorKernel(Kernel):
             out += ["", f"# ---- kernel {k}", r.source]
         return "\n".join(out)
 
-    def _run_xent(self, step: tuple, env: list) -> None:
+    def _run_xent(self, step: tuple, env: list, buffer) -> None:
         from ..tensor_ops import _check_labels
 
         _, x, si, yi, outs, dt = step
         scores, labels = env[si], env[yi]
         n, c = scores.shape
         _check_labels(labels, c)
-        p = self._buffer(outs[1], (n, c), dt)
-        d = self._buffer(outs[2], (n, c), dt) if x.diff is not None else np.empty((0, c), dtype=dt)
+        p = buffer(outs[1], (n, c), dt)
+        d = buffer(outs[2], (n, c), dt) if x.diff is not None else np.empty((0, c), dtype=dt)
         losses = np.empty(n, dtype=dt)
         if n and c:
             self._region_fn(x, "xent")(scores, labels, p, d, losses, x.diff is not None)
@@ -349,7 +431,9 @@ class TensorKernel(Kernel):
         return fn
 
     def _prepare(self) -> None:
-        """Slots instead of dicts: each value has an index; steps become tuples."""
+        """Slots instead of dicts: each value has an index; steps become tuples.
+        Then the memory plan's static half: which values live in the pool, from
+        which step to which."""
         slot: dict[int, int] = {}
         for n in self.graph.inputs:
             slot[id(n)] = len(slot)
@@ -358,53 +442,157 @@ class TensorKernel(Kernel):
             if n.op == "const":
                 self._consts.append((len(slot), np.dtype(DTYPE_NUMPY[n.dtype]).type(n.value)))
                 slot[id(n)] = len(slot)
-        plan = []
+        out_ids = {id(v) for _, v in self.graph.outputs}
+        plan, pooled, reads, made = [], {}, [], []  # pooled: slot -> (shape, dtype); reads/made: per step
+
+        def keep(n: Node, shape: tuple | None = None) -> int:
+            k = slot[id(n)] = len(slot)
+            if id(n) not in out_ids:
+                pooled[k] = (shape if shape is not None else n.shape, np.dtype(DTYPE_NUMPY[n.dtype]))
+            return k
+
         for s in self.steps:
             if isinstance(s, Xent):
-                for n in s.nodes:
-                    slot[id(n)] = len(slot)
-                plan.append(("xent", s, slot[id(s.ce.args[0])], slot[id(s.ce.args[1])],
-                             [slot[id(n)] for n in s.nodes], np.dtype(DTYPE_NUMPY[s.ce.dtype])))
-                continue
-            if isinstance(s, Region):
-                for n in s.outputs + s.reductions:
-                    slot[id(n)] = len(slot)
-                plan.append((True, s, [slot[id(a)] for a in s.inputs],
+                ins = [slot[id(a)] for a in s.ce.args]
+                slot[id(s.ce)] = len(slot)  # the loss itself is a NumPy scalar or vector
+                ks = [slot[id(s.ce)]] + [keep(n) for n in s.nodes[1:]]
+                plan.append(("xent", s, *ins, ks, np.dtype(DTYPE_NUMPY[s.ce.dtype])))
+            elif isinstance(s, Region):
+                ins = [slot[id(a)] for a in s.inputs]
+                plan.append((True, s, ins,
                              [np.dtype(DTYPE_NUMPY[a.dtype]).type if not a.shape else None for a in s.inputs],
-                             [(slot[id(o)], np.dtype(DTYPE_NUMPY[o.dtype])) for o in s.outputs],
-                             [(slot[id(n)], n.shape, np.dtype(DTYPE_NUMPY[n.dtype])) for n in s.reductions]))
+                             [(keep(o), np.dtype(DTYPE_NUMPY[o.dtype])) for o in s.outputs],
+                             [(keep(n, n.shape or (1,)), n.shape, np.dtype(DTYPE_NUMPY[n.dtype]))
+                              for n in s.reductions]))
+            elif s.op == "matmul" and s.type.ndim == 2 and s.args[0].type.ndim == 2 and s.args[1].type.ndim == 2:
+                ins = [slot[id(a)] for a in s.args]
+                plan.append(("gemm", *ins, keep(s), np.dtype(DTYPE_NUMPY[s.dtype])))
             else:
+                ins = [slot[id(a)] for a in s.args]
                 slot[id(s)] = len(slot)
                 fn, attrs, symbolic, dt = op_step(s)
-                plan.append((False, fn, [slot[id(a)] for a in s.args], attrs, symbolic, dt, slot[id(s)]))
+                plan.append((False, fn, ins, attrs, symbolic, dt, slot[id(s)]))
+            reads.append(ins)
+            made.append([slot[id(n)] for n in (s.nodes + getattr(s, "reductions", []) if not isinstance(s, Node)
+                                               else [s]) if id(n) in slot])
         self._plan = plan
         self._nslots = len(slot)
         self._outs = [(slot[id(v)], DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
         self._out_slots = {k for k, _ in self._outs}
+        # lifetimes: a value lives from the step that makes it to the last step that reads it, or
+        # reads a view of it (a transpose or reshape of a pooled buffer is that buffer)
+        last: dict[int, int] = {}
+        for i in reversed(range(len(plan))):
+            s = self.steps[i]
+            for k in made[i]:
+                last.setdefault(k, i)
+            extend = isinstance(s, Node) and s.op in VIEW_OPS
+            for k in reads[i]:
+                last.setdefault(k, i)
+                if extend:
+                    last[k] = max(last[k], last.get(made[i][0], i))
+        first = {k: i for i in range(len(plan)) for k in made[i]}
+        lives = {k: [first[k], last.get(k, first[k])] for k in pooled}
+        # in place: a fused loop reads each full-shape input at the index it writes, so an
+        # output may take the buffer of an input that dies in that loop (dh = g * mask over g)
+        self._alias: dict[int, int] = {}
+        for i, (step, s) in enumerate(zip(plan, self.steps)):
+            if step[0] is not True:
+                continue
+            free = [k for k, a in zip(step[2], s.inputs) if k in pooled and a.shape == s.shape
+                    and lives[self._alias.get(k, k)][1] == i]
+            for k, dt in step[4]:
+                take = next((j for j in free if k in pooled and pooled[j][1] == dt), None)
+                if take is not None:
+                    free.remove(take)
+                    root = self._alias.get(take, take)
+                    self._alias[k] = root
+                    lives[root][1] = max(lives[root][1], lives.pop(k)[1])
+        self._lives = {k: tuple(v) for k, v in lives.items()}
+        self._pooled = pooled
+        self._release: list[list[int]] = [[] for _ in plan]
+        for i, ks in enumerate(made):
+            for k in ks:
+                if k not in pooled and k not in self._out_slots:
+                    self._release[last.get(k, i)].append(k)  # a NumPy result is dropped after its last reader
 
-    def _buffer(self, slot: int, shape: tuple, dt: np.dtype, zero: bool = False) -> np.ndarray:
-        """An intermediate's buffer, kept from call to call (the memory pool); a graph
-        output always gets a fresh array, since the caller keeps it."""
-        if slot in self._out_slots:
-            return np.zeros(shape, dtype=dt) if zero else np.empty(shape, dtype=dt)
-        buf = self._pool.get(slot)
-        if buf is None or buf.shape != shape or buf.dtype != dt:
-            buf = self._pool[slot] = np.empty(shape, dtype=dt)
-        if zero:
-            buf.fill(0)
-        return buf
+    def _layout(self, dims: dict[str, int]) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
+        """The pool for these dimensions: one arena, each pooled value a view at an
+        offset no value alive at the same time uses (first fit by lifetime)."""
+        key = tuple(sorted(dims.items()))
+        got = self._arenas.get(key)
+        if got is not None:
+            return got
+        placed: list[tuple[int, int, int, int]] = []  # (offset, end, first step, last step)
+        offsets: dict[int, int] = {}
+        for k in sorted(self._lives, key=lambda k: self._lives[k]):
+            shape, dt = self._pooled[k]
+            nbytes = -(-int(np.prod(bound(shape, dims), dtype=np.int64)) * dt.itemsize // 64) * 64
+            lo, hi = self._lives[k]
+            busy = sorted((a, b) for a, b, f, t in placed if f <= hi and lo <= t)
+            off = 0
+            for a, b in busy:
+                if off + nbytes <= a:
+                    break
+                off = max(off, b)
+            offsets[k] = off
+            placed.append((off, off + nbytes, lo, hi))
+        size = max((b for _, b, _, _ in placed), default=0)
+        arena = np.empty(size, dtype=np.uint8)
+        views = {}
+        offsets.update((k, offsets[root]) for k, root in self._alias.items())
+        for k, off in offsets.items():
+            shape, dt = self._pooled[k]
+            shape = bound(shape, dims)
+            views[k] = arena[off:off + int(np.prod(shape, dtype=np.int64)) * dt.itemsize].view(dt).reshape(shape)
+        if len(self._arenas) >= 4:  # a pool per signature, the last few kept
+            self._arenas.pop(next(iter(self._arenas)))
+        got = self._arenas[key] = (arena, views, size)
+        return got
 
-    def pool_bytes(self) -> int:
-        """Bytes of intermediate buffers held between calls (at the last call's sizes)."""
-        return sum(b.nbytes for b in self._pool.values())
-
-    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
-        with self._lock:  # the pool's buffers belong to one call at a time
-            return self._run_tensor(arrays, dims)
-
-    def _run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
+    def planned_memory(self, dims: dict[str, int]) -> dict[str, int]:
+        """Bytes, for these dimensions: `pool` (intermediates, shared by lifetime and
+        kept between calls), `outputs` (new arrays per call), `temporaries` (the most
+        NumPy-step results alive at once) and `peak` (their sum; the arguments and
+        NumPy's own scratch inside one op are not counted)."""
         if self._plan is None:
             self._prepare()
+        _, _, pool = self._layout(dims)
+        nbytes = {}
+        for step, s in zip(self._plan, self.steps):
+            if isinstance(s, Node) and step[0] is False and s.op not in VIEW_OPS:  # a view allocates nothing
+                nbytes[step[-1]] = _nbytes(s, dims)
+        outs = sum(_nbytes(v, dims) for _, v in self.graph.outputs)
+        live, most = 0, 0
+        for i, step in enumerate(self._plan):
+            if step[0] is False and step[-1] not in self._out_slots:
+                live += nbytes.get(step[-1], 0)
+            most = max(most, live)
+            live -= sum(nbytes.get(k, 0) for k in self._release[i])
+        return {"pool": pool, "outputs": outs, "temporaries": most, "peak": pool + outs + most}
+
+    def pool_bytes(self) -> int:
+        """Bytes of the pool held between calls (all signatures kept)."""
+        return sum(a.nbytes for a, _, _ in self._arenas.values())
+
+    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None = None) -> list:
+        with self._lock:  # the pool's buffers belong to one call at a time
+            return self._run_tensor(arrays, dims, out)
+
+    def _run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None) -> list:
+        if self._plan is None:
+            self._prepare()
+        arena, pool, _ = self._layout(dims)
+        given = dict(zip((k for k, _ in self._outs), out)) if out is not None else {}
+
+        def buffer(k: int, shape: tuple, dt: np.dtype) -> np.ndarray:
+            b = pool.get(k)
+            if b is None:
+                b = given.get(k)
+                if b is None or b.shape != shape:  # a 0-d output accumulates in a cell, then is copied
+                    b = np.empty(shape, dtype=dt)
+            return b
+
         env: list = [None] * self._nslots
         for k, (n, a) in enumerate(zip(self.graph.inputs, arrays)):
             env[k] = a if type(a) is np.ndarray and a.dtype == DTYPE_NUMPY[n.dtype] else \
@@ -412,33 +600,47 @@ class TensorKernel(Kernel):
         for k, v in self._consts:
             env[k] = v
         with np.errstate(all="ignore"):
-            for step in self._plan:
-                if step[0] == "xent":
-                    self._run_xent(step, env)
-                    continue
-                if step[0] is True:
+            for i, step in enumerate(self._plan):
+                kind = step[0]
+                if kind is True:
                     _, r, ins, scal, outs, sums = step
-                    shape = r.shape if all(isinstance(d, int) for d in r.shape) else tuple(
-                        d if isinstance(d, int) else dims[d] for d in r.shape)
+                    shape = bound(r.shape, dims)
                     args = [env[k] if t is None else t(env[k]) for k, t in zip(ins, scal)]
-                    out_arrays = [self._buffer(k, shape, dt) for k, dt in outs]
-                    acc = [self._buffer(k, tuple(d if isinstance(d, int) else dims[d] for d in sh) or (1,), dt,
-                                        zero=True) for k, sh, dt in sums]
+                    out_arrays = [buffer(k, shape, dt) for k, dt in outs]
+                    acc = [buffer(k, bound(sh, dims) or (1,), dt) for k, sh, dt in sums]
+                    for a in acc:
+                        a.fill(0)
                     if 0 not in shape:
                         self._region_fn(r)(*shape, *args, *out_arrays, *acc)
                     for (k, _), v in zip(outs, out_arrays):
                         env[k] = v
                     for (k, sh, _), v in zip(sums, acc):
                         env[k] = v if sh else v[0]
-                    continue
-                _, fn, ins, attrs, symbolic, dt, k = step
-                env[k] = run_op(fn, [env[j] for j in ins], attrs, symbolic, dims, dt)
-        outs = [np.asarray(env[k], dtype=dt) for k, dt in self._outs]
-        pool = list(self._pool.values())
-        # an output that views a pooled buffer (a reshape or transpose of an intermediate) is copied:
-        # the caller keeps it, the pool overwrites it on the next call
-        return [o.copy() if o.base is not None and any(np.may_share_memory(o, b) for b in pool) else o
-                for o in outs]
+                elif kind is False:
+                    _, fn, ins, attrs, symbolic, dt, k = step
+                    env[k] = run_op(fn, [env[j] for j in ins], attrs, symbolic, dims, dt)
+                elif kind == "gemm":
+                    _, a, b, k, dt = step
+                    x, y = env[a], env[b]
+                    env[k] = np.matmul(x, y, out=buffer(k, (x.shape[0], y.shape[1]), dt))
+                else:
+                    self._run_xent(step, env, buffer)
+                for k in self._release[i]:
+                    env[k] = None
+        results = []
+        for k, dt in self._outs:
+            v = env[k]
+            b = given.get(k)
+            if b is not None:
+                if v is not b:
+                    np.copyto(b, v)
+                v = b
+            elif type(v) is not np.ndarray or v.dtype != dt:
+                v = np.asarray(v, dtype=dt)
+            elif arena.size and v.base is not None and np.may_share_memory(v, arena):
+                v = v.copy()  # a view of a pooled buffer (a reshape of an intermediate): the caller keeps it
+            results.append(v)
+        return results
 
     def run(self, arrays, shape, out=None, **options):
         from ..errors import UnsupportedError
