@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import time
-import tracemalloc
 from datetime import date
 from pathlib import Path
 
@@ -82,6 +81,7 @@ def graphc_peer(target: str, dtype: str):
         v, g = fn(X=X, y=y, W1=W1, b1=b1, W2=W2, b2=b2, reg=REG)
         return v, g["W1"], g["b1"], g["W2"], g["b2"]
 
+    step.fn = fn
     return step
 
 
@@ -143,50 +143,94 @@ def peers(dtype: str) -> dict:
     return out
 
 
-def measure(size: str, dtype: str, rounds: int) -> dict:
+def _status(field: str) -> int:
+    """A /proc/self/status field in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_peer(name: str, size: str, dtype: str, rounds: int, memory: bool = False) -> dict:
+    """One peer, in this process (main() gives each its own): checked against the
+    NumPy step, then timed alternately with it; with `memory`, only the resident
+    memory one warm step adds (VmHWM after a reset; 0 where Linux's
+    /proc/self/clear_refs is missing)."""
     args = data(size, dtype)
     ref = numpy_step(**{k: v.copy() for k, v in args.items()})
     tol = 1e-9 if dtype == "float64" else 1e-3
-    rows = {}
-    for name, make in peers(dtype).items():
-        t0 = time.perf_counter()
-        step = make()
-        got = step(**args)
-        first = time.perf_counter() - t0
+    if name == "BLAS floor (the five GEMMs)":
+        def make():
+            return lambda **a: blas_floor(**a)
+    elif name == "hand-written NumPy":
+        def make():
+            return lambda **a: numpy_step(**a)
+    else:
+        make = peers(dtype)[name]
+        if name.startswith("PyTorch") or name.startswith("torch"):
+            import torch  # noqa: F401  (imported before the baseline below)
+        if name.startswith("JAX"):
+            import jax  # noqa: F401
+    t0 = time.perf_counter()
+    step = make()
+    got = step(**args)
+    first = time.perf_counter() - t0
+    if not name.startswith("BLAS"):
         for a, b in zip(got, ref):
             assert np.allclose(a, b, rtol=tol, atol=tol * 1e-2), (name, size, dtype)
-        tracemalloc.start()
-        step(**args)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        mine, base, ratio = [], [], []
-        for _ in range(rounds):
-            t = time.perf_counter()
+    step(**args)
+    if memory:
+        # resident memory one warm step adds to what the process holds before it (pools and caches kept
+        # between calls are not in it); main() runs this with glibc returning blocks of 64 KB and more to
+        # the system on free (MALLOC_MMAP_THRESHOLD_), so a freed temporary is not resident any more
+        del got
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            base = _status("VmRSS")
             step(**args)
-            a = time.perf_counter() - t
-            t = time.perf_counter()
-            numpy_step(**args)
-            b = time.perf_counter() - t
-            mine.append(a)
-            base.append(b)
-            ratio.append(a / b)
-        rows[name] = dict(time=statistics.median(mine), ratio=statistics.median(ratio), first=first, peak=peak)
-    floor, base = [], []
+            return dict(peak=_status("VmHWM") - base)
+        except OSError:
+            return dict(peak=0)
+    mine, ratio = [], []
     for _ in range(rounds):
         t = time.perf_counter()
-        blas_floor(**args)
-        floor.append(time.perf_counter() - t)
+        step(**args)
+        a = time.perf_counter() - t
         t = time.perf_counter()
         numpy_step(**args)
-        base.append(time.perf_counter() - t)
-    tracemalloc.start()
-    numpy_step(**args)
-    npeak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    rows["hand-written NumPy"] = dict(time=statistics.median(base), ratio=1.0, first=0.0, peak=npeak)
-    rows["BLAS floor (the five GEMMs)"] = dict(time=statistics.median(floor),
-                                               ratio=statistics.median(f / b for f, b in zip(floor, base)),
-                                               first=0.0, peak=0)
+        b = time.perf_counter() - t
+        mine.append(a)
+        ratio.append(a / b)
+    fn = getattr(step, "fn", None)
+    planned = fn.planned_memory(**args, reg=REG)["peak"] if fn is not None and fn.target != "numpy" else None
+    return dict(time=statistics.median(mine), ratio=statistics.median(ratio), first=first, planned=planned)
+
+
+NAMES = ["graphc cpu", "graphc parallel", "graphc numpy target", "PyTorch eager", "torch.compile",
+         "JAX jit(value_and_grad)", "hand-written NumPy", "BLAS floor (the five GEMMs)"]
+
+
+def measure(size: str, dtype: str, rounds: int) -> dict:
+    """Every available peer, each in a process of its own."""
+    import json
+    import subprocess
+    import sys
+
+    have = set(peers(dtype)) | {"hand-written NumPy", "BLAS floor (the five GEMMs)"}
+    rows = {}
+    for name in NAMES:
+        if name not in have:
+            continue
+        row = {}
+        for extra, env in (([], os.environ), (["--memory"], dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536"))):
+            r = subprocess.run([sys.executable, "-m", "benchmarks.mlp", "--peer", name, "--sizes", size, "--dtype",
+                                dtype, "--rounds", str(rounds), *extra], capture_output=True, text=True,
+                               cwd=Path(__file__).parent.parent, env=env)
+            if r.returncode:
+                raise RuntimeError(f"{name} {size} {dtype}: {r.stderr[-2000:]}")
+            row.update(json.loads(r.stdout.strip().splitlines()[-1]))
+        rows[name] = row
+        print(f"{size} {dtype} {name}: {rows[name]['time'] * 1e3:.3f} ms", flush=True)
     return rows
 
 
@@ -194,7 +238,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sizes", default="small,medium,large")
+    ap.add_argument("--peer", help="measure one peer in this process and print JSON (used by main)")
+    ap.add_argument("--dtype", default="float64")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--memory", action="store_true", help="with --peer: the step's peak memory only")
     args = ap.parse_args()
+    if args.peer:
+        import json
+
+        print(json.dumps(measure_peer(args.peer, args.sizes, args.dtype, args.rounds, args.memory)))
+        return
     rounds = {"small": 5, "medium": 5, "large": 3} if args.quick else {"small": 101, "medium": 21, "large": 7}
     results = {(s, dt): measure(s, dt, rounds[s]) for s in args.sizes.split(",") for dt in ("float32", "float64")}
     import numba
@@ -206,9 +259,12 @@ def main() -> None:
         f"Date: {date.today()}. Machine: {platform.machine()}, {os.cpu_count()} cores. python "
         f"{platform.python_version()}, numpy {np.__version__} ({blas}, default threads), numba {numba.__version__}, "
         f"graphc {graphc.__version__}. Command: `python -m benchmarks.mlp`. Every peer alternates with the "
-        "hand-written NumPy step in one process; cells are median times and the median ratio to NumPy; "
-        "'first' is the first call (compile) time; 'peak' the peak traced Python allocation of one step "
-        "(tracemalloc).",
+        "hand-written NumPy step in a process of its own (one per peer); cells are median times and the "
+        "median ratio to NumPy; 'first' is the first call (compile) time; 'step memory' the resident memory "
+        "(VmHWM) a warm step adds to what its process holds before it, measured in another process with "
+        "MALLOC_MMAP_THRESHOLD_=65536 (freed blocks leave the resident set): outputs and temporaries, not "
+        "buffers kept between calls (graphc's pool: 'planned' is graphc's own plan, pool + outputs + "
+        "temporaries).",
         "",
         f"`{NET}`, value and gradients of W1, b1, W2, b2.",
         "",
@@ -216,12 +272,15 @@ def main() -> None:
     for (size, dt), rows in results.items():
         n, d, h, c = SIZES[size]
         lines += [f"## {size} (N={n}, D={d}, H={h}, C={c}), {dt}", "",
-                  "| peer | step | vs NumPy | first call | peak memory |", "|---|---|---|---|---|"]
+                  "| peer | step | vs NumPy | first call | step memory | planned |", "|---|---|---|---|---|---|"]
         for name, r in rows.items():
+            planned = f"{r['planned'] / 1e6:.1f} MB" if r.get("planned") else ""
             lines.append(f"| {name} | {r['time'] * 1e3:.3f} ms | {r['ratio']:.2f}x | "
-                         f"{r['first']:.2f} s | {r['peak'] / 1e6:.1f} MB |")
-        floor = rows["BLAS floor (the five GEMMs)"]["time"]
-        lines += ["", f"graphc cpu / BLAS floor: {rows['graphc cpu']['time'] / floor:.2f}x", ""]
+                         f"{r['first']:.2f} s | {r['peak'] / 1e6:.1f} MB | {planned} |")
+        mine = rows["graphc cpu"]["time"]
+        vs = [f"graphc cpu / {k}: {mine / rows[k]['time']:.2f}x" for k in
+              ("BLAS floor (the five GEMMs)", "PyTorch eager", "torch.compile", "JAX jit(value_and_grad)") if k in rows]
+        lines += ["", "; ".join(vs), ""]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:

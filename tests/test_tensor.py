@@ -337,9 +337,13 @@ def test_undeclared_and_unused_shapes():
         graphc.compile("sum(x)", shapes={"x": (3,), "q": ()})
 
 
-def test_cuda_refuses_tensor_programs_naming_the_targets_that_run_them():
-    with pytest.raises(UnsupportedError, match="target='cpu', 'parallel', 'numpy'|target='numpy'"):
-        graphc.compile("sum(x)", shapes={"x": (3,)}, target="cuda")
+def test_cuda_takes_tensor_programs_and_says_when_it_has_no_gpu():
+    from graphc.codegen.numba_cuda import CudaUnavailableError, simulator
+
+    if not simulator():
+        with pytest.raises(CudaUnavailableError, match="NUMBA_ENABLE_CUDASIM"):  # not "unsupported": no GPU here
+            graphc.compile("sum(x)", shapes={"x": (3,)}, target="cuda")
+    assert "fused loop" in graphc.emit(graphc.Program("sum(exp(x) * x)", shapes={"x": (3,)}), target="cuda")
     assert graphc.compile("sum(x)", shapes={"x": (3,)}).target == "numpy"  # the default for tensors
 
 

@@ -247,13 +247,21 @@ class CudaKernel(Kernel):
         return [cuda.device_array(shape or (1,), dtype=self.np_dtype, stream=stream) for _ in host], host
 
 
-def build(graph: Graph, target: Target) -> CudaKernel:
+def build(graph: Graph, target: Target) -> Kernel:
+    from .numba_cpu import _is_tensor
+
+    if _is_tensor(graph):
+        from .tensor_cuda import TensorCudaKernel
+
+        return TensorCudaKernel(graph)
     return CudaKernel(graph)
 
 
 def emit(graph: Graph, kind: str, target: Target, cc: str | tuple[int, int] = (9, 0), **opts) -> str:
-    """"source": the kernel module; "ptx": PTX for compute capability `cc`
-    ("9.0" or (9, 0)). Neither needs a GPU."""
+    """"source": the kernel module (a tensor program: its schedule and kernels);
+    "ptx": PTX for compute capability `cc` ("9.0" or (9, 0)). Neither needs a GPU."""
+    from .numba_cpu import _is_tensor
+
     if kind == "ptx":
         if isinstance(cc, str):
             try:
@@ -261,5 +269,13 @@ def emit(graph: Graph, kind: str, target: Target, cc: str | tuple[int, int] = (9
             except ValueError:
                 raise GraphcError(f"compute capability must be MAJOR.MINOR such as 9.0, got {cc!r}") from None
             cc = (major, minor)
+        if _is_tensor(graph):
+            from . import tensor_cuda
+
+            return tensor_cuda.ptx(graph, cc)
         return ptx(graph, cc)
+    if _is_tensor(graph):
+        from .tensor_cuda import TensorCudaKernel
+
+        return TensorCudaKernel(graph, device=False).source
     return generate_source(graph, (True,) * len(graph.inputs))

@@ -106,6 +106,6 @@ for _t in (
     Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
            tensors=True),
     Target("cuda", "graphc.codegen.numba_cuda", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
-           emits=("source", "ptx"), call_options=("stream",)),
+           emits=("source", "ptx"), call_options=("stream",), tensors=True),
 ):
     register_target(_t)

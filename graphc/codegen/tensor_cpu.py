@@ -275,9 +275,20 @@ def _place(s, pos: dict) -> tuple:
     return (pos[id(s)], 0, 0)
 
 
-def region_source(r: Region, dtype: str) -> str:
-    """`region`: a Numba loop nest over the region's shape, inputs broadcast by
-    indexing, sums accumulated in the loop."""
+@dataclass
+class RegionCode:
+    """A region's per-element code, shared by the CPU loop nest and the CUDA kernel."""
+
+    consts: list[str]  # hoisted constants
+    scalar_loads: list[str]  # 0-d inputs, read once
+    loads: list[str]  # per element, indexed by i0, i1, ... (a broadcast axis reads 0)
+    lines: list[str]  # the element's ops
+    stores: list[tuple[str, str]]  # (output array, value) at the loop index
+    sums: list[tuple[str, str, str]]  # (accumulator, index, value): sums over the region's values
+    params: list[str]  # n0.., a0.., o0.., s0..
+
+
+def region_code(r: Region, backend: str) -> RegionCode:
     scalars = [input_node(f"r{k}", a.dtype) for k, a in enumerate(r.inputs)]
     mapped: dict[int, Node] = {id(a): s for a, s in zip(r.inputs, scalars)}
     inside = {id(n) for n in r.nodes}
@@ -286,12 +297,36 @@ def region_source(r: Region, dtype: str) -> str:
         mapped[id(n)] = make(n.op, *(mapped.get(id(a), a) for a in args))  # constants stay constants
     reduced = [n.args[0] for n in r.reductions]
     sub = Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs + reduced)])
-    body = Body(sub, backend="cpu")
+    body = Body(sub, backend=backend)
     nd = len(r.shape)
     idx = [f"i{k}" for k in range(nd)]
-    dims = [f"n{k}" for k in range(nd)]
-    params = [*dims, *(f"a{k}" for k in range(len(r.inputs))), *(f"o{k}" for k in range(len(r.outputs))),
-              *(f"s{k}" for k in range(len(r.reductions)))]
+    params = [*(f"n{k}" for k in range(nd)), *(f"a{k}" for k in range(len(r.inputs))),
+              *(f"o{k}" for k in range(len(r.outputs))), *(f"s{k}" for k in range(len(r.reductions)))]
+    outer: list[str] = []
+    inner: list[str] = []
+    for k, a in enumerate(r.inputs):
+        var = body.var[id(scalars[k])]
+        if not a.shape:  # a 0-d value arrives as a scalar of the dtype
+            outer.append(f"{var} = a{k}")
+            continue
+        off = nd - len(a.shape)
+        sub_idx = ["0" if (d == 1 and r.shape[off + j] != 1) else idx[off + j] for j, d in enumerate(a.shape)]
+        inner.append(f"{var} = a{k}[{', '.join(sub_idx)}]")
+    stores = [(f"o{k}", v) for k, v in enumerate(body.outputs[:len(r.outputs)])]
+    sums = []
+    for k, (n, v) in enumerate(zip(r.reductions, body.outputs[len(r.outputs):])):
+        ax, keep = n.attrs["axis"], n.attrs["keepdims"]
+        at = [("0" if keep else None) if j in ax else i for j, i in enumerate(idx)]
+        at = [i for i in at if i is not None] or ["0"]  # a full reduction accumulates into one cell
+        sums.append((f"s{k}", ", ".join(at), v))
+    return RegionCode(list(body.consts), outer, inner, list(body.lines), stores, sums, params)
+
+
+def region_source(r: Region, dtype: str) -> str:
+    """`region`: a Numba loop nest over the region's shape, inputs broadcast by
+    indexing, sums accumulated in the loop."""
+    c = region_code(r, "cpu")
+    nd = len(r.shape)
     lines = [
         "import math",
         "",
@@ -302,32 +337,16 @@ def region_source(r: Region, dtype: str) -> str:
         "",
         "",
         '@njit(error_model="numpy", cache=True, nogil=True)',
-        f"def region({', '.join(params)}):",
+        f"def region({', '.join(c.params)}):",
     ]
-    lines += indent(body.consts, 4)
-    loads_outer: list[str] = []
-    loads_inner: list[str] = []
-    for k, a in enumerate(r.inputs):
-        var = body.var[id(scalars[k])]
-        if not a.shape:  # a 0-d value arrives as a NumPy scalar of the dtype
-            loads_outer.append(f"{var} = a{k}")
-            continue
-        off = nd - len(a.shape)
-        sub_idx = ["0" if (d == 1 and r.shape[off + j] != 1) else idx[off + j] for j, d in enumerate(a.shape)]
-        loads_inner.append(f"{var} = a{k}[{', '.join(sub_idx)}]")
-    lines += indent(loads_outer, 4)
+    lines += indent(c.consts + c.scalar_loads, 4)
     pad = 4
     for k in range(nd):
-        lines.append(" " * pad + f"for {idx[k]} in range({dims[k]}):")
+        lines.append(" " * pad + f"for i{k} in range(n{k}):")
         pad += 4
-    stores = [f"o{k}[{', '.join(idx)}] = {v}" for k, v in enumerate(body.outputs[:len(r.outputs)])]
-    for k, (n, v) in enumerate(zip(r.reductions, body.outputs[len(r.outputs):])):
-        ax, keep = n.attrs["axis"], n.attrs["keepdims"]
-        at = [("0" if keep else None) if j in ax else i for j, i in enumerate(idx)]
-        at = [i for i in at if i is not None] or ["0"]  # a full reduction accumulates into one cell
-        stores.append(f"s{k}[{', '.join(at)}] += {v}")
-    inner = loads_inner + body.lines + stores
-    lines += indent(inner, pad)
+    here = ", ".join(f"i{k}" for k in range(nd))
+    stores = [f"{o}[{here}] = {v}" for o, v in c.stores] + [f"{a}[{at}] += {v}" for a, at, v in c.sums]
+    lines += indent(c.loads + c.lines + stores, pad)
     return "\n".join(lines) + "\n"
 
 
@@ -343,6 +362,45 @@ def _arg(v: object, node: Node) -> object:
     if node.shape:
         return v
     return np.dtype(DTYPE_NUMPY[node.dtype]).type(v)
+
+
+def describe_schedule(graph: Graph, steps: list, target: str, gemm: str = "gemm", other: str = "numpy") -> str:
+    """A schedule as text: each step with its shapes, then each fused kernel's source."""
+    names = {id(n): f"%{n.attr}" for n in graph.inputs}
+    j = 0
+    for n in graph.body:
+        if n.op != "const":
+            names[id(n)] = f"%{j}"
+            j += 1
+    out = [f"# graphc schedule: target {target}, {graph.dtype}", ""]
+    kernels = []
+    for s in steps:
+        if isinstance(s, Region):
+            k = len(kernels)
+            kernels.append(s)
+            ins = ", ".join(f"{names.get(id(a), '?')}{fmt_shape(a.shape)}" for a in s.inputs)
+            outs = ", ".join(f"{names[id(o)]}" for o in s.outputs)
+            red = "".join(f"; sum {names[id(n)]} over axes {n.attrs['axis']} in the same loop"
+                          for n in s.reductions)
+            out.append(f"kernel {k}: fused loop nest over {fmt_shape(s.shape)}, {len(s.nodes)} ops "
+                       f"({', '.join(n.op for n in s.nodes)}); reads {ins}; writes {outs or 'nothing'}{red}")
+        elif isinstance(s, Xent):
+            diff = f" and {names[id(s.diff)]} = softmax - one_hot" if s.diff is not None else ""
+            out.append(f"kernel {len(kernels)}: one pass per row of {names.get(id(s.ce.args[0]), '?')}"
+                       f"{fmt_shape(s.ce.args[0].shape)}: {names[id(s.ce)]} = cross_entropy, "
+                       f"{names[id(s.softmax)]} = softmax{diff}")
+            kernels.append(s)
+        elif s.op == "matmul":
+            a, b = s.args
+            fold = [names[id(x)].split("%")[-1] for x in (a, b) if x.op == "transpose"]
+            note = f" (transpose of %{', %'.join(fold)} folded: a view)" if fold else ""
+            out.append(f"{gemm}: {names[id(s)]} = {names.get(id(a), '?')}{fmt_shape(a.shape)} @ "
+                       f"{names.get(id(b), '?')}{fmt_shape(b.shape)}{note}")
+        else:
+            out.append(f"{other}: {names[id(s)]} = {s.op} {fmt_shape(s.shape)}")
+    for k, r in enumerate(kernels):
+        out += ["", f"# ---- kernel {k}", r.source]
+    return "\n".join(out)
 
 
 class TensorKernel(Kernel):
@@ -369,41 +427,7 @@ class TensorKernel(Kernel):
 
     def describe(self) -> str:
         """The schedule: each step with its shapes, then each fused kernel's source."""
-        names = {id(n): f"%{n.attr}" for n in self.graph.inputs}
-        j = 0
-        for n in self.graph.body:
-            if n.op != "const":
-                names[id(n)] = f"%{j}"
-                j += 1
-        out = [f"# graphc schedule: target {self.target}, {self.graph.dtype}", ""]
-        kernels = []
-        for s in self.steps:
-            if isinstance(s, Region):
-                k = len(kernels)
-                kernels.append(s)
-                ins = ", ".join(f"{names.get(id(a), '?')}{fmt_shape(a.shape)}" for a in s.inputs)
-                outs = ", ".join(f"{names[id(o)]}" for o in s.outputs)
-                red = "".join(f"; sum {names[id(n)]} over axes {n.attrs['axis']} in the same loop"
-                              for n in s.reductions)
-                out.append(f"kernel {k}: fused loop nest over {fmt_shape(s.shape)}, {len(s.nodes)} ops "
-                           f"({', '.join(n.op for n in s.nodes)}); reads {ins}; writes {outs or 'nothing'}{red}")
-            elif isinstance(s, Xent):
-                diff = f" and {names[id(s.diff)]} = softmax - one_hot" if s.diff is not None else ""
-                out.append(f"kernel {len(kernels)}: one pass per row of {names.get(id(s.ce.args[0]), '?')}"
-                           f"{fmt_shape(s.ce.args[0].shape)}: {names[id(s.ce)]} = cross_entropy, "
-                           f"{names[id(s.softmax)]} = softmax{diff}")
-                kernels.append(s)
-            elif s.op == "matmul":
-                a, b = s.args
-                fold = [names[id(x)].split("%")[-1] for x in (a, b) if x.op == "transpose"]
-                note = f" (transpose of %{', %'.join(fold)} folded: a view)" if fold else ""
-                out.append(f"gemm: {names[id(s)]} = {names.get(id(a), '?')}{fmt_shape(a.shape)} @ "
-                           f"{names.get(id(b), '?')}{fmt_shape(b.shape)}{note}")
-            else:
-                out.append(f"numpy: {names[id(s)]} = {s.op} {fmt_shape(s.shape)}")
-        for k, r in enumerate(kernels):
-            out += ["", f"# ---- kernel {k}", r.source]
-        return "\n".join(out)
+        return describe_schedule(self.graph, self.steps, self.target)
 
     def _run_xent(self, step: tuple, env: list, buffer) -> None:
         from ..tensor_ops import _check_labels

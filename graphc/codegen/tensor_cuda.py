@@ -1,0 +1,339 @@
+"""Tensor programs on the GPU (target "cuda"): the CPU schedule's steps as
+numba-cuda kernels.
+
+The schedule is `tensor_cpu`'s (same fused regions, same one-pass-per-row
+cross_entropy, same GEMM list); each step becomes:
+- a fused region: a grid-stride kernel over the region's elements (the flat
+  index unravelled into the loop indices, inputs broadcast by indexing), its
+  sums accumulated with `cuda.atomic.add` (so their order, and the last bits,
+  vary from run to run);
+- cross_entropy: one thread per row;
+- a GEMM: CuPy's matmul (cuBLAS) where CuPy is installed, else a tiled
+  shared-memory kernel; a transpose feeding a GEMM is a flag of the kernel (or
+  a CuPy view), never a copy;
+- any other op (softmax alone, pick, reshape, reductions that are not a
+  region's epilogue, ...): its NumPy form on the host, with the copies both
+  ways -- correct, slow, and named as such in `graphc emit`.
+Arguments are host arrays, results come back as host arrays; 0-d values
+(losses, scale factors) stay on the host between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..ir import DTYPE_NUMPY, Graph, Node, print_graph
+from ..shapes import bound
+from . import cache
+from .kernel import Kernel, fill_out
+from .numba_cuda import _namespace, require_gpu, simulator
+from .numpy_ref import op_step, run_op
+from .scalar import indent
+from .tensor_cpu import Region, Xent, _regions, describe_schedule, region_code
+
+TILE = 16  # the shared-memory GEMM's tile edge
+
+XENT_CUDA = """import math
+
+import numpy as np
+from numba import cuda
+
+F = np.{dtype}
+
+
+@cuda.jit
+def xent(s, y, p, d, losses, with_diff):
+    i = cuda.grid(1)
+    if i >= s.shape[0]:
+        return
+    c = s.shape[1]
+    m = s[i, 0]
+    for j in range(1, c):
+        v = s[i, j]
+        if v > m or v != v:
+            m = v
+    if not (m - m == F(0.0)):
+        m = F(0.0)
+    z = F(0.0)
+    for j in range(c):
+        e = math.exp(s[i, j] - m)
+        p[i, j] = e
+        z += e
+    for j in range(c):
+        p[i, j] = p[i, j] / z
+    losses[i] = -(s[i, y[i]] - (math.log(z) + m))
+    if with_diff:
+        for j in range(c):
+            d[i, j] = p[i, j] - (F(1.0) if j == y[i] else F(0.0))
+"""
+
+GEMM_CUDA = """import numpy as np
+from numba import cuda
+
+F = np.{dtype}
+T = {tile}
+
+
+@cuda.jit
+def gemm(a, b, c, ta, tb, m, n, k):
+    # c = op(a) @ op(b), op = transpose when the flag is set: tiles of T x T in shared memory
+    sa = cuda.shared.array(({tile}, {tile}), F)
+    sb = cuda.shared.array(({tile}, {tile}), F)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T + tx
+    acc = F(0.0)
+    for t in range((k + T - 1) // T):
+        kk = t * T + tx
+        if row < m and kk < k:
+            sa[ty, tx] = a[kk, row] if ta else a[row, kk]
+        else:
+            sa[ty, tx] = F(0.0)
+        kk = t * T + ty
+        if col < n and kk < k:
+            sb[ty, tx] = b[col, kk] if tb else b[kk, col]
+        else:
+            sb[ty, tx] = F(0.0)
+        cuda.syncthreads()
+        for j in range(T):
+            acc += sa[ty, j] * sb[j, tx]
+        cuda.syncthreads()
+    if row < m and col < n:
+        c[row, col] = acc
+"""
+
+
+def region_cuda_source(r: Region, dtype: str) -> str:
+    """`region`: a grid-stride kernel over the region's elements; the flat index
+    is unravelled (last axis fastest) and sums are atomic adds."""
+    c = region_code(r, "cuda")
+    nd = len(r.shape)
+    lines = [
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import cuda",
+        "",
+        f"F = np.{DTYPE_NUMPY[dtype]}",
+        "",
+        "",
+        "@cuda.jit",
+        f"def region({', '.join(['total', *c.params])}):",
+    ]
+    lines += indent(c.consts + c.scalar_loads + ["start = cuda.grid(1)", "stride = cuda.gridsize(1)",
+                                                  "for t in range(start, total, stride):"], 4)
+    unravel = []
+    rest = "t"
+    for k in reversed(range(nd)):
+        if k:
+            unravel += [f"i{k} = {rest} % n{k}", f"q{k} = {rest} // n{k}"]
+            rest = f"q{k}"
+        else:
+            unravel.append(f"i0 = {rest}")
+    here = ", ".join(f"i{k}" for k in range(nd)) or "0"
+    stores = [f"{o}[{here}] = {v}" for o, v in c.stores]
+    # a 1-d accumulator takes a bare index (real CUDA lowering refuses a 1-tuple there)
+    stores += [f"cuda.atomic.add({a}, {at if ',' not in at else f'({at})'}, {v})" for a, at, v in c.sums]
+    lines += indent(unravel + c.loads + c.lines + stores, 8)
+    return "\n".join(lines) + "\n"
+
+
+def _folded(steps: list) -> set[int]:
+    """Transposes whose every reader is a GEMM: the GEMM reads their argument with a flag."""
+    readers: dict[int, list] = {}
+    for s in steps:
+        ins = s.inputs if isinstance(s, Region) else s.ce.args if isinstance(s, Xent) else s.args
+        for a in ins:
+            readers.setdefault(id(a), []).append(s)
+    return {id(s) for s in steps if isinstance(s, Node) and s.op == "transpose" and s.type.ndim == 2
+            and all(isinstance(u, Node) and _is_gemm(u) for u in readers.get(id(s), []))}
+
+
+def _is_gemm(n: Node) -> bool:
+    return n.op == "matmul" and n.type.ndim == 2 and all(a.type.ndim == 2 for a in n.args)
+
+
+def _cupy():
+    if simulator():
+        return None
+    try:
+        import cupy
+    except Exception:  # not installed, or no usable CUDA for it
+        return None
+    return cupy
+
+
+class TensorCudaKernel(Kernel):
+    """Runs a tensor program's schedule as CUDA kernels (see the module docstring)."""
+
+    def __init__(self, graph: Graph, device: bool = True):
+        self.cuda = require_gpu() if device else None  # device=False: the schedule's text only (emit)
+        super().__init__(graph)
+        steps = _regions(graph)
+        folded = _folded(steps)
+        self.steps = [s for s in steps if id(s) not in folded]
+        self.folded = folded
+        dt = DTYPE_NUMPY[graph.dtype]
+        ir_text = print_graph(graph)
+        for s in self.steps:
+            if isinstance(s, Region):
+                s.source = region_cuda_source(s, graph.dtype)
+                s.key = cache.cache_key(ir_text, "cuda", "region", s.source)
+            elif isinstance(s, Xent):
+                s.source = XENT_CUDA.format(dtype=dt)
+                s.key = cache.cache_key("cuda", "xent", s.source)
+        self.cupy = _cupy() if device else None
+        self._gemm_source = GEMM_CUDA.format(dtype=dt, tile=TILE)
+        gemm = "gemm (CuPy, cuBLAS)" if self.cupy is not None else f"gemm (tiled {TILE}x{TILE} shared-memory kernel)"
+        self.source = describe_schedule(graph, self.steps, "cuda", gemm=gemm, other="host (NumPy, copied both ways)")
+        if self.cupy is None:
+            self.source += "\n\n# ---- gemm\n" + self._gemm_source
+        self._compiled: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _fn(self, key: str, source: str, name: str):
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = self._compiled[key] = _namespace(source, f"graphc_cuda_{name}")[name]
+        return fn
+
+    def _launch(self, n: int) -> tuple[int, int]:
+        if simulator():
+            return 1, max(1, min(32, n))  # the simulator runs each thread in Python
+        block = 256
+        sms = self.cuda.get_current_device().MULTIPROCESSOR_COUNT
+        return max(1, min(sms * 8, math.ceil(n / block))), block
+
+    def _host(self, v: Any) -> Any:
+        return v.copy_to_host() if hasattr(v, "copy_to_host") else v
+
+    def _device(self, v: Any) -> Any:
+        if hasattr(v, "copy_to_host") or np.ndim(v) == 0:
+            return v
+        return self.cuda.to_device(np.ascontiguousarray(v))
+
+    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None = None) -> list:
+        with self._lock:
+            return fill_out(self._run(arrays, dims), out)
+
+    def _run(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
+        cuda = self.cuda
+        env: dict[int, Any] = {}
+        for n, a in zip(self.graph.inputs, arrays):
+            env[id(n)] = self._device(a) if np.ndim(a) else np.dtype(DTYPE_NUMPY[n.dtype]).type(a)
+        for n in self.graph.body:
+            if n.op == "const":
+                env[id(n)] = np.dtype(DTYPE_NUMPY[n.dtype]).type(n.value)
+        fdt = np.dtype(DTYPE_NUMPY[self.graph.dtype])
+        for s in self.steps:
+            if isinstance(s, Region):
+                shape = bound(s.shape, dims)
+                total = int(np.prod(shape, dtype=np.int64))
+                args = [env[id(a)] if a.shape else np.dtype(DTYPE_NUMPY[a.dtype]).type(env[id(a)]) for a in s.inputs]
+                outs = [cuda.device_array(shape, dtype=DTYPE_NUMPY[o.dtype]) for o in s.outputs]
+                sums = [cuda.to_device(np.zeros(bound(n.shape, dims) or (1,), dtype=DTYPE_NUMPY[n.dtype]))
+                        for n in s.reductions]
+                if total:
+                    blocks, threads = self._launch(total)
+                    self._fn(s.key, s.source, "region")[blocks, threads](total, *shape, *args, *outs, *sums)
+                for o, v in zip(s.outputs, outs):
+                    env[id(o)] = v
+                for n, v in zip(s.reductions, sums):
+                    env[id(n)] = v if n.shape else fdt.type(v.copy_to_host()[0])
+            elif isinstance(s, Xent):
+                self._xent(s, env)
+            elif _is_gemm(s):
+                env[id(s)] = self._gemm(s, env)
+            else:
+                fn, attrs, symbolic, dt = op_step(s)
+                val = run_op(fn, [self._host(env[id(a)]) for a in s.args], attrs, symbolic, dims, dt)
+                env[id(s)] = self._device(val)
+        return [np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
+
+    def _operand(self, a: Node, env: dict) -> tuple[Any, bool]:
+        if id(a) in self.folded:
+            return env[id(a.args[0])], True
+        return env[id(a)], False
+
+    def _gemm(self, s: Node, env: dict) -> Any:
+        (a, ta), (b, tb) = (self._operand(x, env) for x in s.args)
+        m = a.shape[1] if ta else a.shape[0]
+        k = a.shape[0] if ta else a.shape[1]
+        n = b.shape[0] if tb else b.shape[1]
+        c = self.cuda.device_array((m, n), dtype=DTYPE_NUMPY[s.dtype])
+        if self.cupy is not None:
+            cp = self.cupy
+            x, y = cp.asarray(a), cp.asarray(b)
+            cp.matmul(x.T if ta else x, y.T if tb else y, out=cp.asarray(c))
+            return c
+        if m and n:
+            grid = (math.ceil(n / TILE), math.ceil(m / TILE))
+            if k:
+                self._fn("gemm", self._gemm_source, "gemm")[grid, (TILE, TILE)](a, b, c, ta, tb, m, n, k)
+            else:
+                c = self.cuda.to_device(np.zeros((m, n), dtype=DTYPE_NUMPY[s.dtype]))
+        return c
+
+    def _xent(self, x: Xent, env: dict) -> None:
+        from ..tensor_ops import _check_labels
+
+        scores, labels = env[id(x.ce.args[0])], env[id(x.ce.args[1])]
+        n, c = scores.shape
+        _check_labels(self._host(labels), c)
+        dt = np.dtype(DTYPE_NUMPY[x.ce.dtype])
+        p = self.cuda.device_array((n, c), dtype=dt)
+        d = self.cuda.device_array((n, c) if x.diff is not None else (1, 1), dtype=dt)
+        losses = self.cuda.device_array(max(n, 1), dtype=dt)
+        if n and c:
+            blocks, threads = self._launch(n)
+            self._fn(x.key, x.source, "xent")[blocks, threads](scores, labels, p, d, losses, x.diff is not None)
+        per_row = losses.copy_to_host()[:n]
+        red = x.ce.attrs["reduction"]
+        env[id(x.ce)] = self._device(per_row) if red == "none" else \
+            dt.type(np.sum(per_row) if red == "sum" else np.mean(per_row))
+        env[id(x.softmax)] = p
+        if x.diff is not None:
+            env[id(x.diff)] = d
+
+    def run(self, arrays, shape, out=None, **options):
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError("a tensor program is called through CompiledFunction (shapes are bound there)")
+
+
+def ptx(graph: Graph, cc: tuple[int, int] = (9, 0)) -> str:
+    """PTX of every kernel of a tensor program's schedule, compiled without a GPU."""
+    from numba import cuda, types
+
+    steps = _regions(graph)
+    dt = DTYPE_NUMPY[graph.dtype]
+    f = getattr(types, dt)
+    texts = []
+    for s in steps:
+        if isinstance(s, Region):
+            src, name = region_cuda_source(s, graph.dtype), "region"
+            arr = [types.Array(getattr(types, DTYPE_NUMPY[a.dtype]), len(a.shape), "A") if a.shape
+                   else getattr(types, DTYPE_NUMPY[a.dtype]) for a in s.inputs]
+            sig = (types.int64, *(types.int64 for _ in s.shape), *arr,
+                   *(types.Array(f, len(s.shape), "C") for _ in s.outputs),
+                   *(types.Array(f, max(len(n.shape), 1), "C") for n in s.reductions))
+        elif isinstance(s, Xent):
+            src, name = XENT_CUDA.format(dtype=dt), "xent"
+            a2 = types.Array(f, 2, "A")
+            sig = (a2, types.Array(types.int64, 1, "A"), a2, a2, types.Array(f, 1, "C"), types.boolean)
+        else:
+            continue
+        kern = _namespace(src.replace("@cuda.jit\n", ""), f"graphc_cuda_ptx_{name}")[name]
+        texts.append(cuda.compile_ptx(kern, sig, cc=cc)[0])
+    if any(isinstance(s, Node) and _is_gemm(s) for s in steps):
+        kern = _namespace(GEMM_CUDA.format(dtype=dt, tile=TILE).replace("@cuda.jit\n", ""), "graphc_cuda_ptx_gemm")
+        a2 = types.Array(f, 2, "A")
+        sig = (a2, a2, types.Array(f, 2, "C"), types.boolean, types.boolean, types.int64, types.int64, types.int64)
+        texts.append(cuda.compile_ptx(kern["gemm"], sig, cc=cc)[0])
+    return "\n".join(texts)

@@ -1,0 +1,66 @@
+"""Run under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set by the test
+before numba is imported): tensor programs on target="cuda" against the numpy
+target, float64 and float32. Prints one JSON line of counts and failures."""
+
+import json
+import os
+import sys
+
+assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+sys.path.insert(0, os.path.dirname(__file__))
+
+import numpy as np  # noqa: E402
+from test_tensor import MLP_L2, MLP_SHAPES, PROGRAMS, _mlp_args, _mlp_numpy, draw  # noqa: E402
+
+import graphc  # noqa: E402
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+failures: list[str] = []
+checked = 0
+
+
+def close(a, b, dtype):
+    return np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=TOL[dtype], atol=TOL[dtype] * 1e-3,
+                       equal_nan=True)
+
+
+domain_retries = 0
+for formula, shapes, dtypes in PROGRAMS:
+    for dtype in ("float64", "float32"):
+        try:
+            gpu = graphc.compile(formula, shapes=shapes, dtypes=dtypes, target="cuda", dtype=dtype)
+            ref = graphc.compile(formula, shapes=shapes, dtypes=dtypes, target="numpy", dtype=dtype)
+            pt = draw(ref, np.random.default_rng(3))
+            try:
+                v, g = gpu(**pt)
+            except ValueError as exc:
+                # the simulator runs Python's math, which raises outside a function's domain where
+                # the GPU gives NaN (e.g. both branches of a where): the same program, inside the domain
+                if "math domain error" not in str(exc):
+                    raise
+                domain_retries += 1
+                pt = {k: np.abs(a) + 0.1 if a.dtype.kind == "f" else a for k, a in pt.items()}
+                v, g = gpu(**pt)
+            rv, rg = ref(**pt)
+            checked += 1
+            bad = [k for k in rg if not close(g[k], rg[k], dtype)]
+            if not close(v, rv, dtype) or bad:
+                failures.append(f"{formula} {dtype}: value {v} vs {rv}; gradients {bad}")
+        except Exception as exc:  # a failure to report, not to stop on
+            failures.append(f"{formula} {dtype}: {type(exc).__name__}: {exc}")
+
+# the seed's two-layer net with L2: every kernel kind (regions with sums, xent, GEMMs with folded transposes)
+extra = {}
+fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"], target="cuda")
+args = _mlp_args(n=20, d=5, h=18, c=3)
+v, g = fn(**args)
+rv, rg = _mlp_numpy(**args)
+extra["mlp"] = bool(close(v, rv, "float64") and all(close(g[k], rg[k], "float64") for k in rg))
+text = fn.kernel.source
+extra["schedule"] = text.count("gemm (tiled") == 5 and "= transpose" not in text.split("# ----")[0]
+out = [np.empty(())] + [np.empty_like(args[k]) for k in ("W1", "b1", "W2", "b2")]
+v2, g2 = fn(**args, out=out)
+extra["out"] = g2["W1"] is out[1] and close(out[1], rg["W1"], "float64")
+checked += 1
+extra["domain_retries"] = domain_retries
+print(json.dumps({"checked": checked, "failures": failures, "extra": extra}))
