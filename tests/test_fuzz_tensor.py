@@ -143,6 +143,16 @@ def test_compiled_cpu_schedule_equals_the_numpy_target(program):
     assert _close(v, rv, 1e-12), (text, v, rv)
     for k in rg:
         assert _close(g[k], rg[k], 1e-10), (text, k)
+    if getattr(fn.kernel, "_whole", None) is not None:  # the one-function form: the step-wise schedule too
+        from graphc.codegen import tensor_cpu
+
+        tensor_cpu.WHOLE_STEP = False
+        try:
+            stepwise = graphc.compile(text, shapes=shapes, target="cpu")
+        finally:
+            tensor_cpu.WHOLE_STEP = True
+        sv, sg = stepwise(**pt)
+        assert _close(sv, rv, 1e-12) and all(_close(sg[k], rg[k], 1e-10) for k in rg), text
 
 
 def test_a_sum_epilogue_is_never_read_inside_its_own_loop():

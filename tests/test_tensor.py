@@ -672,3 +672,31 @@ def test_the_memory_plan_shares_buffers_by_lifetime():
     assert fn.kernel.pool_bytes() > plan["pool"]
     with pytest.raises(UnsupportedError, match="plans no memory"):
         graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, target="numpy").planned_memory(**args)
+
+
+def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise_schedule(monkeypatch):
+    from graphc.codegen import tensor_cpu
+
+    fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
+                        target="cpu")
+    assert "All steps run in one Numba function" in fn.kernel.source and "np.dot(" in fn.kernel.source
+    args = _mlp_args()
+    v, g = fn(**args)
+    rv, rg = _mlp_numpy(**args)
+    assert v == pytest.approx(rv, rel=1e-13)
+    for k in rg:
+        np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ArgumentError, match="label 5 is out of range for 5 classes"):
+        fn(**{**args, "y": np.where(np.arange(64) == 7, 5, args["y"])})
+    chosen = [p for p in PROGRAMS if "@" in p[0] or "where" in p[0] or "cross" in p[0]]
+    wholes = [graphc.compile(f, shapes=sh, dtypes=dt, target="cpu") for f, sh, dt in chosen]
+    assert sum(w.kernel._whole is not None for w in wholes) >= 5
+    monkeypatch.setattr(tensor_cpu, "WHOLE_STEP", False)
+    for (formula, shapes, dtypes), whole in zip(chosen, wholes):
+        stepwise = graphc.compile(formula, shapes=shapes, dtypes=dtypes, target="cpu")
+        assert stepwise.kernel._whole is None
+        pt = draw(whole, np.random.default_rng(2))
+        (a, ga), (b, gb) = whole(**pt), stepwise(**pt)
+        assert a == pytest.approx(b, rel=1e-13), formula
+        for k in ga:
+            np.testing.assert_allclose(ga[k], gb[k], rtol=1e-12, atol=1e-14, err_msg=formula)

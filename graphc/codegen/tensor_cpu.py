@@ -32,6 +32,7 @@ from .loader import _first_use, _load
 from .numpy_ref import op_step, run_op
 from .scalar import Body, indent
 
+WHOLE_STEP = True  # run the schedule as one Numba function where every step has a Numba form (tensor_step)
 MIN_FUSED = 2  # a region of one op runs as its NumPy form: a loop of its own would gain nothing
 
 
@@ -423,11 +424,17 @@ class TensorKernel(Kernel):
         self._plan = None
         self._arenas: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
+        self._prepare()
         self.source = self.describe()
 
     def describe(self) -> str:
         """The schedule: each step with its shapes, then each fused kernel's source."""
-        return describe_schedule(self.graph, self.steps, self.target)
+        text = describe_schedule(self.graph, self.steps, self.target)
+        if self._whole is None:
+            return text
+        head, sep, rest = text.partition("\n\n# ----")
+        return (head + "\n\nAll steps run in one Numba function (the GEMMs as np.dot into the planned buffers): "
+                "`step` below; the kernels are the functions it calls.\n\n# ---- step\n" + self._whole[1])
 
     def _run_xent(self, step: tuple, env: list, buffer) -> None:
         from ..tensor_ops import _check_labels
@@ -469,10 +476,13 @@ class TensorKernel(Kernel):
         out_ids = {id(v) for _, v in self.graph.outputs}
         plan, pooled, reads, made = [], {}, [], []  # pooled: slot -> (shape, dtype); reads/made: per step
 
+        self._made: dict[int, tuple] = {}  # slot -> (shape, dtype) of each value a step writes into a buffer
+
         def keep(n: Node, shape: tuple | None = None) -> int:
             k = slot[id(n)] = len(slot)
+            self._made[k] = (shape if shape is not None else n.shape, np.dtype(DTYPE_NUMPY[n.dtype]))
             if id(n) not in out_ids:
-                pooled[k] = (shape if shape is not None else n.shape, np.dtype(DTYPE_NUMPY[n.dtype]))
+                pooled[k] = self._made[k]
             return k
 
         for s in self.steps:
@@ -539,6 +549,28 @@ class TensorKernel(Kernel):
             for k in ks:
                 if k not in pooled and k not in self._out_slots:
                     self._release[last.get(k, i)].append(k)  # a NumPy result is dropped after its last reader
+        self._whole_step(plan)
+
+    def _whole_step(self, plan: list) -> None:
+        """The one-function form of the schedule (tensor_step), where every step has one."""
+        from .tensor_step import dims_of, scipy_blas, whole_step_source
+
+        self._whole = None
+        if not WHOLE_STEP or not scipy_blas():
+            return
+        bufs = []  # slots whose values the steps write into buffers, in plan order
+        for step in plan:
+            if step[0] is True:
+                bufs += [k for k, _ in step[4]] + [k for k, _, _ in step[5]]
+            elif step[0] == "xent":
+                bufs += step[4][1:]
+            elif step[0] == "gemm":
+                bufs.append(step[3])
+        n_in = len(self.graph.inputs)
+        src = whole_step_source(self.graph, self.steps, plan, bufs, [k for k, _ in self._outs], n_in, self._consts)
+        if src is None:
+            return
+        self._whole = (cache.cache_key(self.target, "step", src), src, bufs, dims_of(self.graph))
 
     def _layout(self, dims: dict[str, int]) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
         """The pool for these dimensions: one arena, each pooled value a view at an
@@ -617,6 +649,8 @@ class TensorKernel(Kernel):
                     b = np.empty(shape, dtype=dt)
             return b
 
+        if self._whole is not None:
+            return self._run_whole(arrays, dims, buffer, given)
         env: list = [None] * self._nslots
         for k, (n, a) in enumerate(zip(self.graph.inputs, arrays)):
             env[k] = a if type(a) is np.ndarray and a.dtype == DTYPE_NUMPY[n.dtype] else \
@@ -665,6 +699,49 @@ class TensorKernel(Kernel):
                 v = v.copy()  # a view of a pooled buffer (a reshape of an intermediate): the caller keeps it
             results.append(v)
         return results
+
+    def _run_whole(self, arrays, dims, buffer, given) -> list:
+        key, src, bufs, names = self._whole
+        fn = self._compiled.get(key)
+        if fn is None:
+            mod = _load(key, src)
+            fn = self._compiled[key] = _first_use(key, mod, lambda m: m.step)
+        args: list = [dims[d] for d in names]
+        for n, a in zip(self.graph.inputs, arrays):
+            dt = DTYPE_NUMPY[n.dtype]
+            args.append(np.dtype(dt).type(a) if not n.shape else np.ascontiguousarray(a, dtype=dt))
+        vals = {k: buffer(k, bound(self._made[k][0], dims), self._made[k][1]) for k in bufs}
+        args += [vals[k] for k in bufs]
+        ends = []
+        for (k, dt), (_, v) in zip(self._outs, self.graph.outputs):
+            if v.shape and k in vals:
+                ends.append(vals[k])  # written by its step; the end of `step` leaves it alone
+            else:
+                g = given.get(k)
+                ends.append(g if g is not None and v.shape else np.empty(bound(v.shape, dims) or (1,), dtype=dt))
+        with np.errstate(all="ignore"):
+            ok = fn(*args, *ends)
+        if not ok:
+            self._bad_labels(arrays, dims)
+        results = []
+        for (k, _), (_, v), b in zip(self._outs, self.graph.outputs, ends):
+            r = b if v.shape else b[0]
+            g = given.get(k)
+            if g is not None and r is not g:
+                np.copyto(g, r)
+                r = g
+            results.append(r)
+        return results
+
+    def _bad_labels(self, arrays, dims) -> None:
+        """The ArgumentError naming the label the whole-step function found out of range."""
+        from ..errors import ArgumentError
+        from ..tensor_ops import _check_labels
+
+        for step in self._plan:
+            if step[0] == "xent" and step[3] < len(arrays):
+                _check_labels(np.asarray(arrays[step[3]]), bound(step[1].ce.args[0].shape, dims)[-1])
+        raise ArgumentError("a label is out of range for its number of classes")
 
     def run(self, arrays, shape, out=None, **options):
         from ..errors import UnsupportedError
