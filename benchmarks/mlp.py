@@ -176,8 +176,9 @@ def measure_peer(name: str, size: str, dtype: str, rounds: int, memory: bool = F
     got = step(**args)
     first = time.perf_counter() - t0
     if not name.startswith("BLAS"):
-        for a, b in zip(got, ref):
-            assert np.allclose(a, b, rtol=tol, atol=tol * 1e-2), (name, size, dtype)
+        for a, b in zip(got, ref):  # relative to the whole gradient: float32 sums of 8192 terms differ by BLAS
+            err = np.linalg.norm(np.asarray(a, float) - b) / max(np.linalg.norm(np.asarray(b, float)), 1e-30)
+            assert err <= tol, (name, size, dtype, err)
     step(**args)
     if memory:
         # resident memory one warm step adds to what the process holds before it (pools and caches kept

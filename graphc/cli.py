@@ -177,9 +177,9 @@ def cmd_ir(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> int:
     import graphc
 
-    if args.llvm and args.ptx:
-        raise GraphcError("--llvm and --ptx: choose one")
-    kind = "llvm" if args.llvm else "ptx" if args.ptx else "source"
+    if args.llvm + args.ptx + args.asm > 1:
+        raise GraphcError("--llvm, --ptx and --asm: choose one")
+    kind = "llvm" if args.llvm else "ptx" if args.ptx else "asm" if args.asm else "source"
     prog = graphc.Program(args.formula, wrt=args.wrt, dtype=args.dtype, passes=args.passes, **_tensor_opts(args))
     print(graphc.emit(prog, target=args.target, kind=kind, cc=args.cc))
     return 0
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("formula")
     m.add_argument("--llvm", action="store_true", help="the LLVM IR of the kernel (" + _emitters("llvm") + ")")
     m.add_argument("--ptx", action="store_true", help="PTX, no GPU needed (" + _emitters("ptx") + ")")
+    m.add_argument("--asm", action="store_true", help="the host assembly of the kernel (" + _emitters("asm") + ")")
     m.add_argument("--cc", default="9.0", help="compute capability for --ptx (default 9.0)")
     _add_compile_opts(m, target_default="cpu", targets=_emitting())
     m.set_defaults(func=cmd_emit)

@@ -11,7 +11,7 @@ import pytest
 import graphc
 from graphc.errors import ArgumentError, GraphcError, IRError
 
-HOST = ["numpy", "cpu", "parallel"]
+HOST = ["numpy", "cpu", "parallel", "llvm"]
 
 
 @pytest.mark.parametrize("target", HOST)

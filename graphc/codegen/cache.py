@@ -21,8 +21,9 @@ from pathlib import Path
 from ..errors import GraphcError
 
 HEADER = "# graphc-kernel sha256="
+BLOB_HEADER = b"graphc-blob sha256="
 MARKER = ".graphc-cache"  # written into every folder graphc uses: `clear` touches no other folder
-_ENTRY = re.compile(r"^graphc_[0-9a-f]{24}\.py\Z")  # exactly the names `store` writes
+_ENTRY = re.compile(r"^graphc_[0-9a-f]{24}\.(py|ll|o)\Z")  # exactly the names `store` and `store_blob` write
 
 
 class CacheWarning(UserWarning):
@@ -110,6 +111,39 @@ def store(key: str, source: str) -> Path | None:
         return None
 
 
+def store_blob(key: str, suffix: str, data: bytes) -> Path | None:
+    """Write `graphc_<key><suffix>` (".o" object code, ".ll" LLVM IR): a sha256 line,
+    then the bytes; atomic, so concurrent writers of one key both succeed."""
+    d = usable_dir()
+    if d is None:
+        return None
+    path = d / f"graphc_{key}{suffix}"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.stem}-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(BLOB_HEADER + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+        os.replace(tmp, path)
+        return path
+    except OSError as exc:
+        warnings.warn(f"graphc: cannot write the kernel cache ({exc}); compiling in memory", CacheWarning,
+                      stacklevel=4)
+        return None
+
+
+def load_blob(key: str, suffix: str) -> bytes | None:
+    """The bytes of an intact `graphc_<key><suffix>` entry, else None (missing,
+    truncated or corrupted: the caller rebuilds it)."""
+    d = cache_dir()
+    try:
+        raw = (d / f"graphc_{key}{suffix}").read_bytes()
+    except OSError:
+        return None
+    head, _, data = raw.partition(b"\n")
+    if head != BLOB_HEADER + hashlib.sha256(data).hexdigest().encode():
+        return None
+    return data
+
+
 def purge_numba(path: Path) -> None:
     """Remove Numba's cached machine code for one generated module."""
     pyc = path.parent / "__pycache__"
@@ -122,7 +156,7 @@ def purge_numba(path: Path) -> None:
 
 
 def _entries(d: Path) -> list[Path]:
-    return sorted(f for f in d.glob("graphc_*.py") if _ENTRY.match(f.name)) if d.is_dir() else []
+    return sorted(f for f in d.glob("graphc_*") if _ENTRY.match(f.name)) if d.is_dir() else []
 
 
 def info() -> dict:
@@ -134,7 +168,8 @@ def info() -> dict:
 
 def clear() -> int:
     """Remove the kernels graphc wrote -- `graphc_<key>.py` entries, their compiled
-    code in __pycache__ and stray temporary files -- and nothing else. A folder
+    code in __pycache__, the llvm target's `.ll` and `.o` files and stray temporary
+    files -- and nothing else. A folder
     without graphc's marker file is refused."""
     d = cache_dir()
     if not d.is_dir():

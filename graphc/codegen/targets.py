@@ -25,7 +25,7 @@ class Target:
     name: str
     module: str  # import path of the backend module
     summary: str
-    emits: tuple[str, ...] = ()  # "source", "llvm", "ptx": what `graphc emit` can print
+    emits: tuple[str, ...] = ()  # "source", "llvm", "ptx", "asm": what `graphc emit` can print
     options: Mapping[str, Any] = field(default_factory=dict)  # passed to the backend via the Target
     call_options: tuple[str, ...] = ()  # keyword options of a call besides out= (cuda: stream=)
     tensors: bool = False  # runs tensor programs (shapes, reductions, matmul, masks)
@@ -79,7 +79,7 @@ def _supported(graph: Graph, t: Target) -> None:
         what = f"input {odd.attr} : {odd.type}" if odd.op == "input" else f"{odd.op} : {odd.type}"
         ok = ", ".join(repr(n) for n, r in _TARGETS.items() if r.tensors)
         raise UnsupportedError(f"target {t.name!r} compiles per-element float kernels; this graph is a tensor "
-                               f"program ({what}): use target={ok} (compiled tensor programs are planned)")
+                               f"program ({what}): use target={ok}")
 
 
 def emit(graph: Graph, target: str | Target | None, kind: str = "source", **opts: Any) -> str:
@@ -105,6 +105,8 @@ for _t in (
            emits=("source", "llvm"), options={"parallel": True}, tensors=True),
     Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
            tensors=True),
+    Target("llvm", "graphc.codegen.llvm_cpu", "llvmlite, no Numba: vector math (libmvec), compiles in "
+           "milliseconds, threads above 131,072 elements", emits=("source", "llvm", "asm")),
     Target("cuda", "graphc.codegen.numba_cuda", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
            emits=("source", "ptx"), call_options=("stream",), tensors=True),
 ):

@@ -35,6 +35,7 @@ from .scalar import Body, indent
 # A loop writing over its own input stops LLVM's vectoriser (its overlap check fails, the scalar loop
 # runs): on the medium step's ReLU loop 2.0 ms instead of 0.15 ms. Off: speed over 2 MB of memory.
 IN_PLACE = False
+WHOLE_MNK = 4 * 65536  # OpenBLAS runs a GEMM of at most this m*n*k on one thread
 WHOLE_STEP = True  # run the schedule as one Numba function where every step has a Numba form (tensor_step)
 MIN_FUSED = 2  # a region of one op runs as its NumPy form: a loop of its own would gain nothing
 
@@ -426,6 +427,7 @@ class TensorKernel(Kernel):
         self._compiled: dict[str, object] = {}
         self._plan = None
         self._arenas: dict[tuple, tuple] = {}
+        self._fits: dict[tuple, bool] = {}
         self._lock = threading.Lock()
         self._prepare()
         self.source = self.describe()
@@ -577,16 +579,18 @@ class TensorKernel(Kernel):
 
     def _layout(self, dims: dict[str, int]) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
         """The pool for these dimensions: one arena, each pooled value a view at an
-        offset no value alive at the same time uses (first fit by lifetime)."""
+        offset no value alive at the same time uses (the biggest placed first, each at
+        the lowest offset free over its lifetime)."""
         key = tuple(sorted(dims.items()))
         got = self._arenas.get(key)
         if got is not None:
             return got
         placed: list[tuple[int, int, int, int]] = []  # (offset, end, first step, last step)
         offsets: dict[int, int] = {}
-        for k in sorted(self._lives, key=lambda k: self._lives[k]):
-            shape, dt = self._pooled[k]
-            nbytes = -(-int(np.prod(bound(shape, dims), dtype=np.int64)) * dt.itemsize // 64) * 64
+        size_of = {k: -(-int(np.prod(bound(sh, dims), dtype=np.int64)) * dt.itemsize // 64) * 64
+                   for k, (sh, dt) in self._pooled.items()}
+        for k in sorted(self._lives, key=lambda k: (-size_of[k], self._lives[k])):  # the biggest first
+            nbytes = size_of[k]
             lo, hi = self._lives[k]
             busy = sorted((a, b) for a, b, f, t in placed if f <= hi and lo <= t)
             off = 0
@@ -652,7 +656,7 @@ class TensorKernel(Kernel):
                     b = np.empty(shape, dtype=dt)
             return b
 
-        if self._whole is not None:
+        if self._whole is not None and self._whole_fits(dims):
             return self._run_whole(arrays, dims, buffer, given)
         env: list = [None] * self._nslots
         for k, (n, a) in enumerate(zip(self.graph.inputs, arrays)):
@@ -702,6 +706,20 @@ class TensorKernel(Kernel):
                 v = v.copy()  # a view of a pooled buffer (a reshape of an intermediate): the caller keeps it
             results.append(v)
         return results
+
+    def _whole_fits(self, dims: dict[str, int]) -> bool:
+        """Whether this signature runs as one function: when every GEMM is small enough
+        that OpenBLAS runs it on one thread (m*n*k <= 4 * 65536). Numba's np.dot calls
+        SciPy's OpenBLAS, NumPy's matmul NumPy's own; above that size both libraries'
+        thread pools spin on the same cores (the medium step took twice as long
+        alternating with NumPy), so big steps call NumPy's matmul from Python."""
+        key = tuple(sorted(dims.items()))
+        fits = self._fits.get(key)
+        if fits is None:
+            fits = self._fits[key] = all(
+                int(np.prod(bound((s.shape[0], s.shape[1], s.args[0].shape[1]), dims), dtype=np.int64)) <= WHOLE_MNK
+                for s in self.steps if isinstance(s, Node) and s.op == "matmul")
+        return fits
 
     def _run_whole(self, arrays, dims, buffer, given) -> list:
         key, src, bufs, names = self._whole

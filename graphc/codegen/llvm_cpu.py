@@ -1,0 +1,512 @@
+"""The llvmlite backend (target "llvm"): graphc IR -> LLVM IR -> machine code,
+with no Numba on the path.
+
+The per-element code is the op registry's CPU templates (the same text the
+Numba backend compiles), read as Python expressions and lowered by `Lower`:
+arithmetic to IEEE instructions (no fast-math flags, no FMA contraction, so
+results match the Numba targets bit for bit outside the vector math), `a if c
+else b` to `select`, comparisons to ordered `fcmp` (`!=` unordered, as Python),
+`math.f` to libm, sqrt/fabs/floor/ceil to LLVM intrinsics.
+
+One kernel per formula serves every mix of scalar and array arguments:
+`kernel(n, ins, strides, outs)` loops over n elements, input k read at
+`ins[k][i * strides[k]]` (stride 1: an array, stride 0: a broadcast value, passed
+as a small buffer of copies so a vector load of it stays in bounds). The loop
+body is emitted twice: over vectors of the host's width (AVX-512: 8 doubles,
+AVX2/AVX: 4, SSE: 2; float32 twice as many), with the vector math of glibc's
+libmvec (`_ZGVdN4v_exp`, ...; up to 4 ULP) where it is present and the
+function has a vector form, else lane by lane through libm; then a scalar loop
+for the tail. `scalar(x0, ..., out)` serves one point.
+
+Machine code is cached as an object file beside the LLVM IR text (readable),
+both checksummed; a cached kernel loads without Numba.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import platform
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphcError
+from ..ir import Graph, print_graph
+from . import cache
+from .buffers import host_outputs
+from .kernel import Kernel
+from .scalar import Body
+from .targets import Target
+
+# math functions by their libm name; the float32 form adds "f"
+LIBM_1 = {"exp", "log", "log10", "log2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
+          "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "exp2", "cbrt"}
+LIBM_2 = {"atan2", "hypot", "pow"}
+INTRINSIC_1 = {"sqrt": "llvm.sqrt", "fabs": "llvm.fabs", "floor": "llvm.floor", "ceil": "llvm.ceil"}
+PARALLEL_MIN = 1 << 17  # elements per call below which the parallel target runs on one thread
+
+
+class LlvmUnavailableError(GraphcError):
+    """llvmlite cannot build kernels for this machine."""
+
+
+class Host:
+    """The machine the kernels are built for: LLVM's target machine, the vector
+    width, and which libmvec vector functions exist (detected, never assumed)."""
+
+    def __init__(self) -> None:
+        import llvmlite.binding as llvm
+
+        self.llvm = llvm
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self.cpu = llvm.get_host_cpu_name()
+        features = llvm.get_host_cpu_features()
+        self.features = features.flatten()
+        target = llvm.Target.from_default_triple()
+        self.triple = llvm.get_process_triple()
+        self.tm = target.create_target_machine(cpu=self.cpu, features=self.features, opt=3, reloc="default",
+                                               codemodel="jitdefault")
+        x86 = platform.machine().lower() in ("x86_64", "amd64")
+        has = {k for k, v in features.items() if v}
+        if x86 and "avx512f" in has:
+            self.bits, self.isa = 512, "e"
+        elif x86 and "avx2" in has:
+            self.bits, self.isa = 256, "d"
+        elif x86 and "avx" in has:
+            self.bits, self.isa = 256, "c"
+        else:
+            self.bits, self.isa = 128, "b"
+        self.mvec: ctypes.CDLL | None = None
+        if x86 and os.environ.get("GRAPHC_NO_LIBMVEC", "") in ("", "0"):
+            name = ctypes.util.find_library("mvec")
+            if name:
+                try:
+                    self.mvec = ctypes.CDLL(name)
+                    llvm.load_library_permanently(name)
+                except OSError:
+                    self.mvec = None
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
+        self.lock = threading.Lock()
+
+    def width(self, dtype: str) -> int:
+        return self.bits // (64 if dtype == "f64" else 32)
+
+    def vector_name(self, fn: str, dtype: str, nargs: int) -> str | None:
+        """libmvec's name for `fn` over the host's vectors, if the library has it."""
+        if self.mvec is None:
+            return None
+        name = f"_ZGV{self.isa}N{self.width(dtype)}{'v' * nargs}_{fn}{'f' if dtype == 'f32' else ''}"
+        return name if hasattr(self.mvec, name) else None
+
+    def describe(self) -> str:
+        lib = "libmvec" if self.mvec is not None else "no libmvec (scalar libm calls)"
+        return f"{self.triple} {self.cpu}, {self.bits}-bit vectors, {lib}"
+
+
+_HOST: Host | None = None
+_HOST_LOCK = threading.Lock()
+
+
+def host() -> Host:
+    global _HOST
+    if _HOST is None:
+        with _HOST_LOCK:
+            if _HOST is None:
+                try:
+                    _HOST = Host()
+                except Exception as exc:  # llvmlite missing or unable to target this machine
+                    raise LlvmUnavailableError(f"the llvm target is not usable here ({type(exc).__name__}: "
+                                               f"{exc}); use target='cpu'") from None
+    return _HOST
+
+
+# ------------------------------------------------------------------ lowering
+
+
+class Lower:
+    """Lowers the per-element lines (Python expressions over x*, c*, t*, p*) to
+    LLVM instructions over one lane type: a scalar, or a vector of `width`."""
+
+    def __init__(self, builder, module, dtype: str, width: int | None, host: Host):
+        import llvmlite.ir as ir
+
+        self.ir, self.b, self.module, self.dtype, self.width, self.host = ir, builder, module, dtype, width, host
+        self.f = ir.DoubleType() if dtype == "f64" else ir.FloatType()
+        self.t = ir.VectorType(self.f, width) if width else self.f
+        self.bool_t = ir.VectorType(ir.IntType(1), width) if width else ir.IntType(1)
+        self.env: dict[str, tuple[Any, str]] = {}  # name -> (value, "f" float lanes | "b" bool lanes)
+
+    # values
+    def const(self, x: float):
+        c = self.ir.Constant(self.f, float(x))
+        return self.ir.Constant(self.t, [c] * self.width) if self.width else c
+
+    def as_float(self, v: tuple) -> Any:
+        val, kind = v
+        return val if kind == "f" else self.b.uitofp(val, self.t)
+
+    def as_bool(self, v: tuple) -> Any:
+        val, kind = v
+        return val if kind == "b" else self.b.fcmp_unordered("!=", val, self.const(0.0))  # truthiness
+
+    # functions
+    def _declare(self, name: str, ret, args: list):
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = self.ir.Function(self.module, self.ir.FunctionType(ret, args), name=name)
+        return fn
+
+    def intrinsic(self, base: str, *args):
+        suffix = f"v{self.width}f{32 if self.dtype == 'f32' else 64}" if self.width else \
+            ("f32" if self.dtype == "f32" else "f64")
+        return self.b.call(self._declare(f"{base}.{suffix}", self.t, [self.t] * len(args)), list(args))
+
+    def libm(self, fn: str, *args):
+        """A math function: libmvec's vector form, else libm lane by lane."""
+        if self.width:
+            vname = self.host.vector_name(fn, self.dtype, len(args))
+            if vname is not None:
+                return self.b.call(self._declare(vname, self.t, [self.t] * len(args)), list(args))
+        sname = fn + ("f" if self.dtype == "f32" else "")
+        scalar = self._declare(sname, self.f, [self.f] * len(args))
+        if not self.width:
+            return self.b.call(scalar, list(args))
+        out = self.ir.Constant(self.t, self.ir.Undefined)
+        for lane in range(self.width):
+            idx = self.ir.Constant(self.ir.IntType(32), lane)
+            r = self.b.call(scalar, [self.b.extract_element(a, idx) for a in args])
+            out = self.b.insert_element(out, r, idx)
+        return out
+
+    # expressions
+    def line(self, name: str, expr: str) -> None:
+        self.env[name] = self.expr(ast.parse(expr, mode="eval").body)
+
+    def expr(self, e: ast.AST) -> tuple:
+        b = self.b
+        if isinstance(e, ast.Name):
+            return self.env[e.id]
+        if isinstance(e, ast.Constant) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool):
+            return self.const(e.value), "f"
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        if isinstance(e, ast.UnaryOp):
+            v = self.expr(e.operand)
+            if isinstance(e.op, ast.USub):
+                return b.fneg(self.as_float(v)), "f"
+            if isinstance(e.op, ast.Not):
+                return b.not_(self.as_bool(v)), "b"
+        if isinstance(e, ast.BinOp):
+            x, y = self.as_float(self.expr(e.left)), self.as_float(self.expr(e.right))
+            ops = {ast.Add: b.fadd, ast.Sub: b.fsub, ast.Mult: b.fmul, ast.Div: b.fdiv}
+            if type(e.op) in ops:
+                return ops[type(e.op)](x, y), "f"
+            if isinstance(e.op, ast.Pow):
+                return self.libm("pow", x, y), "f"
+        if isinstance(e, ast.Compare) and len(e.ops) == 1:
+            x, y = self.as_float(self.expr(e.left)), self.as_float(self.expr(e.comparators[0]))
+            op = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "=="}.get(type(e.ops[0]))
+            if op is not None:
+                return b.fcmp_ordered(op, x, y), "b"
+            if isinstance(e.ops[0], ast.NotEq):
+                return b.fcmp_unordered("!=", x, y), "b"
+        if isinstance(e, ast.BoolOp):
+            vals = [self.as_bool(self.expr(v)) for v in e.values]
+            acc = vals[0]
+            for v in vals[1:]:
+                acc = b.or_(acc, v) if isinstance(e.op, ast.Or) else b.and_(acc, v)
+            return acc, "b"
+        if isinstance(e, ast.IfExp):
+            cond = self.as_bool(self.expr(e.test))
+            yes, no = self.expr(e.body), self.expr(e.orelse)
+            if yes[1] == "b" and no[1] == "b":
+                return b.select(cond, yes[0], no[0]), "b"
+            return b.select(cond, self.as_float(yes), self.as_float(no)), "f"
+        raise GraphcError(f"the llvm target cannot lower {ast.unparse(e)!r}")  # a template outside the subset
+
+    def call(self, e: ast.Call) -> tuple:
+        f = ast.unparse(e.func)
+        if f == "F":  # a typed constant: F(1.5), F(math.nan), F(-math.inf)
+            return self.const(_number(e.args[0])), "f"
+        args = [self.as_float(self.expr(a)) for a in e.args]
+        name = f.split(".")[-1]
+        if f == "abs":
+            return self.intrinsic("llvm.fabs", *args), "f"
+        if f == "max" and len(args) == 2:  # Python's max(a, b): b only when b > a
+            return self.b.select(self.b.fcmp_ordered(">", args[1], args[0]), args[1], args[0]), "f"
+        if f in ("np.floor", "np.ceil", "math.sqrt") or (f.startswith("math.") and name in INTRINSIC_1):
+            return self.intrinsic(INTRINSIC_1[name], *args), "f"
+        if f.startswith("math.") and (name in LIBM_1 and len(args) == 1 or name in LIBM_2 and len(args) == 2):
+            return self.libm(name, *args), "f"
+        raise GraphcError(f"the llvm target cannot lower the call {ast.unparse(e)!r}")
+
+
+def _number(e: ast.AST) -> float:
+    if isinstance(e, ast.Constant):
+        return float(e.value)
+    if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub):
+        return -_number(e.operand)
+    text = ast.unparse(e)
+    if text in ("math.nan", "math.inf"):
+        return float(text.split(".")[1])
+    raise GraphcError(f"not a constant: {text!r}")
+
+
+def _split(line: str) -> tuple[str, str]:
+    name, _, rhs = line.partition(" = ")
+    return name.strip(), rhs.split("  #")[0].strip()
+
+
+def symbol(graph: Graph) -> str:
+    """The module's symbol prefix: one engine holds every kernel of the process."""
+    return "graphc_" + hashlib.sha256(f"{graph.dtype}\n{print_graph(graph)}".encode()).hexdigest()[:20]
+
+
+def build_module(graph: Graph, h: Host):
+    """The LLVM module of a graph: `<symbol>_kernel` (strided loop, vector body and
+    scalar tail) and `<symbol>_scalar` (one point)."""
+    import llvmlite.ir as ir
+
+    sym = symbol(graph)
+    body = Body(graph, backend="cpu")
+    dt = graph.dtype
+    consts = [_split(c) for c in body.consts]
+    lines = [_split(ln) for ln in body.lines]
+    names = body.input_vars()
+    n_in, n_out = len(names), len(body.outputs)
+    mod = ir.Module(name="graphc")
+    mod.triple = h.triple
+    i64 = ir.IntType(64)
+    ptr = ir.PointerType()
+    f = ir.DoubleType() if dt == "f64" else ir.FloatType()
+    width = h.width(dt)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr]), name=f"{sym}_kernel")
+    n, ins, strides, outs = fn.args
+    entry = fn.append_basic_block("entry")
+    vhead, vbody, thead, tbody, done = (fn.append_basic_block(x) for x in ("vhead", "vbody", "thead", "tbody", "done"))
+    b = ir.IRBuilder(entry)
+    size = 8 if dt == "f64" else 4
+    in_ptrs = [b.load(b.gep(ins, [ir.Constant(i64, k)], source_etype=ptr), typ=ptr) for k in range(n_in)]
+    in_strides = [b.load(b.gep(strides, [ir.Constant(i64, k)], source_etype=i64), typ=i64) for k in range(n_in)]
+    out_ptrs = [b.load(b.gep(outs, [ir.Constant(i64, j)], source_etype=ptr), typ=ptr) for j in range(n_out)]
+    b.branch(vhead)
+
+    def emit(builder, w: int | None, i) -> None:
+        low = Lower(builder, mod, dt, w, h)
+        for name, rhs in consts:
+            low.line(name, rhs)
+        lane_t = low.t
+        for v, p, s in zip(names, in_ptrs, in_strides):
+            addr = builder.gep(p, [builder.mul(i, s)], source_etype=f)
+            low.env[v] = (builder.load(addr, typ=lane_t, align=size), "f")
+        for name, rhs in lines:
+            low.line(name, rhs)
+        for o, r in zip(out_ptrs, body.outputs):
+            builder.store(low.as_float(low.env[r]), builder.gep(o, [i], source_etype=f), align=size)
+
+    b = ir.IRBuilder(vhead)
+    i = b.phi(i64, "i")
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    b.cbranch(b.icmp_signed("<=", b.add(i, ir.Constant(i64, width)), n), vbody, thead)
+    b = ir.IRBuilder(vbody)
+    emit(b, width, i)
+    nxt = b.add(i, ir.Constant(i64, width))
+    i.add_incoming(nxt, vbody)
+    b.branch(vhead)
+    b = ir.IRBuilder(thead)
+    j = b.phi(i64, "j")
+    j.add_incoming(i, vhead)
+    b.cbranch(b.icmp_signed("<", j, n), tbody, done)
+    b = ir.IRBuilder(tbody)
+    emit(b, None, j)
+    j.add_incoming(b.add(j, ir.Constant(i64, 1)), tbody)
+    b.branch(thead)
+    ir.IRBuilder(done).ret_void()
+
+    # <symbol>_scalar(x0, ..., out): one point, arguments by value
+    sfn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [f] * n_in + [ptr]), name=f"{sym}_scalar")
+    b = ir.IRBuilder(sfn.append_basic_block("entry"))
+    low = Lower(b, mod, dt, None, h)
+    for name, rhs in consts:
+        low.line(name, rhs)
+    for v, a in zip(names, sfn.args[:n_in]):
+        low.env[v] = (a, "f")
+    for name, rhs in lines:
+        low.line(name, rhs)
+    for k, r in enumerate(body.outputs):
+        b.store(low.as_float(low.env[r]), b.gep(sfn.args[n_in], [ir.Constant(i64, k)], source_etype=f))
+    b.ret_void()
+    return mod
+
+
+def optimise(ir_text: str, h: Host):
+    llvm = h.llvm
+    mod = llvm.parse_assembly(ir_text)
+    mod.triple = h.triple
+    mod.data_layout = str(h.tm.target_data)
+    mod.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pb = llvm.create_pass_builder(h.tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def cache_key(ir_text: str, h: Host) -> str:
+    import llvmlite
+
+    from ..version import __version__
+
+    parts = (ir_text, h.triple, h.cpu, h.features, str(h.mvec is not None), llvmlite.__version__, __version__)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+class Compiled:
+    """A module's machine code loaded into the process: ctypes entry points."""
+
+    def __init__(self, obj: bytes, h: Host, dtype: str, n_in: int, sym: str):
+        llvm = h.llvm
+        with h.lock:
+            kaddr = h.engine.get_function_address(f"{sym}_kernel")  # loaded already in this process?
+            if not kaddr:
+                h.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+                h.engine.finalize_object()
+                kaddr = h.engine.get_function_address(f"{sym}_kernel")
+            saddr = h.engine.get_function_address(f"{sym}_scalar")
+        c_t = ctypes.c_double if dtype == "f64" else ctypes.c_float
+        self.kernel = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_void_p)(kaddr)
+        self.scalar = ctypes.CFUNCTYPE(None, *([c_t] * n_in), ctypes.c_void_p)(saddr)
+
+
+def object_code(graph: Graph) -> tuple[str, bytes, str]:
+    """(key, object code, optimised LLVM IR text) for a graph, from the disk cache
+    when an intact entry exists."""
+    h = host()
+    ir_text = str(build_module(graph, h))
+    key = cache_key(ir_text, h)
+    hit = cache.load_blob(key, ".o")
+    if hit is not None:
+        return key, hit, ir_text
+    mod = optimise(ir_text, h)
+    obj = h.tm.emit_object(mod)
+    cache.store_blob(key, ".ll", str(mod).encode())
+    cache.store_blob(key, ".o", obj)
+    return key, obj, ir_text
+
+
+_RELEASE = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1)), thread_name_prefix="graphc-llvm")
+
+
+class LlvmKernel(Kernel):
+    """Runs a graph through the llvmlite kernel; `source` is its LLVM IR."""
+
+    def __init__(self, graph: Graph, target: str, parallel: bool):
+        super().__init__(graph)
+        self.target, self.parallel = target, parallel
+        self.n_in = len(graph.inputs)
+        h = host()
+        self.key, obj, self.ir = object_code(graph)
+        self.source = self.ir
+        self.compiled = Compiled(obj, h, graph.dtype, self.n_in, symbol(graph))
+        self.width = h.width(graph.dtype)
+        self._ctype = ctypes.c_double if graph.dtype == "f64" else ctypes.c_float
+        self._sout = (self._ctype * max(1, self.n_out))()
+        self._sout_addr = ctypes.addressof(self._sout)
+        self._strides_all = (ctypes.c_int64 * max(1, self.n_in))(*([1] * self.n_in))
+
+    def run_scalar(self, *args: float) -> tuple:
+        self.compiled.scalar(*args, self._sout_addr)
+        return tuple(self._sout[: self.n_out])
+
+    def _call(self, n: int, in_ptrs: list[int], strides, out_ptrs: list[int]) -> None:
+        ins = (ctypes.c_void_p * max(1, len(in_ptrs)))(*in_ptrs)
+        outs = (ctypes.c_void_p * max(1, len(out_ptrs)))(*out_ptrs)
+        self.compiled.kernel(n, ins, strides, outs)
+
+    def _launch(self, n: int, in_ptrs: list[int], steps: Sequence[int], out_ptrs: list[int]) -> None:
+        strides = (ctypes.c_int64 * max(1, len(steps)))(*steps)
+        workers = os.cpu_count() or 1
+        if not self.parallel or n < PARALLEL_MIN or workers < 2:
+            self._call(n, in_ptrs, strides, out_ptrs)
+            return
+        # ctypes releases the GIL: the range split over a thread pool, chunks of whole vectors
+        item = 8 if self.graph.dtype == "f64" else 4
+        chunk = -(-n // workers // self.width) * self.width
+        jobs = []
+        for lo in range(0, n, chunk):
+            m = min(chunk, n - lo)
+            ins = [p + lo * s * item for p, s in zip(in_ptrs, steps)]
+            outs = [p + lo * item for p in out_ptrs]
+            jobs.append(_RELEASE.submit(self._call, m, ins, strides, outs))
+        for j in jobs:
+            j.result()
+
+    def run_contiguous(self, arrays: Sequence[np.ndarray], out: Any = None) -> list | None:
+        """Same-length 1-D arrays of the kernel's dtype and no out=: straight to the kernel."""
+        if out is not None:
+            return None
+        a0 = arrays[0]
+        if a0.ndim != 1 or a0.shape[0] < 2:
+            return None
+        n = a0.shape[0]
+        dt = self.np_dtype
+        for a in arrays:
+            if type(a) is not np.ndarray or a.dtype != dt or a.shape != (n,) or not a.flags.c_contiguous:
+                return None
+        outs = np.empty((self.n_out, n), dtype=dt)
+        base = outs.ctypes.data
+        self._launch(n, [a.ctypes.data for a in arrays], [1] * self.n_in,
+                     [base + j * n * dt.itemsize for j in range(self.n_out)])
+        return list(outs)
+
+    def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None, **options) -> list[np.ndarray]:
+        n = int(np.prod(shape)) if shape else 1
+        dt = self.np_dtype
+        keep, ptrs, steps = [], [], []
+        for a in arrays:
+            if a.size == 1 and n != 1:  # a broadcast value: one vector of copies, stride 0
+                a = np.full(self.width, np.asarray(a, dtype=dt).reshape(()), dtype=dt)
+                steps.append(0)
+            else:
+                if a.shape != shape:
+                    a = np.broadcast_to(a, shape)
+                a = np.ascontiguousarray(a, dtype=dt)
+                steps.append(1)
+            keep.append(a)
+            ptrs.append(a.ctypes.data)
+        outs = host_outputs(out, self.output_names, shape, dt, arrays, self.graph.input_names)
+        if n:
+            self._launch(n, ptrs, steps, [o.ctypes.data for o in outs])
+        return outs
+
+    def assembly(self) -> str:
+        h = host()
+        return h.tm.emit_assembly(optimise(self.ir, h))
+
+    def optimised_ir(self) -> str:
+        return str(optimise(self.ir, host()))
+
+
+def build(graph: Graph, target: Target) -> Kernel:
+    return LlvmKernel(graph, target.name, True)
+
+
+def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
+    """"source": the LLVM IR as generated (graphc's own output); "llvm": after
+    LLVM's O3 pipeline (what is compiled); "asm": the host assembly."""
+    kernel = LlvmKernel(graph, target.name, True)
+    if kind == "asm":
+        return kernel.assembly()
+    if kind == "llvm":
+        return kernel.optimised_ir()
+    return kernel.ir
+
+
