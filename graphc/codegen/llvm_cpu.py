@@ -11,12 +11,13 @@ else b` to `select`, comparisons to ordered `fcmp` (`!=` unordered, as Python),
 One kernel per formula serves every mix of scalar and array arguments:
 `kernel(n, ins, strides, outs)` loops over n elements, input k read at
 `ins[k][i * strides[k]]` (stride 1: an array, stride 0: a broadcast value, passed
-as a small buffer of copies so a vector load of it stays in bounds). The loop
-body is emitted twice: over vectors of the host's width (AVX-512: 8 doubles,
+as a small buffer of copies so a vector load of it stays in bounds). The body
+is emitted once, over vectors of the host's width (AVX-512: 8 doubles,
 AVX2/AVX: 4, SSE: 2; float32 twice as many), with the vector math of glibc's
 libmvec (`_ZGVdN4v_exp`, ...; up to 4 ULP) where it is present and the
-function has a vector form, else lane by lane through libm; then a scalar loop
-for the tail. `scalar(x0, ..., out)` serves one point.
+function has a vector form, else lane by lane through libm; loads and stores
+are masked to the lanes below n, so the last partial vector and a single point
+(n = 1) run the same code.
 
 Machine code is cached as an object file beside the LLVM IR text (readable),
 both checksummed; a cached kernel loads without Numba.
@@ -271,8 +272,10 @@ def symbol(graph: Graph) -> str:
 
 
 def build_module(graph: Graph, h: Host):
-    """The LLVM module of a graph: `<symbol>_kernel` (strided loop, vector body and
-    scalar tail) and `<symbol>_scalar` (one point)."""
+    """The LLVM module of a graph: `<symbol>_kernel(n, ins, strides, outs)`, one
+    loop over vectors of the host's width whose loads and stores are masked to
+    the lanes below n (all of them but in the last iteration), so the body is
+    emitted once: no scalar copy for the tail, none for single points."""
     import llvmlite.ir as ir
 
     sym = symbol(graph)
@@ -284,66 +287,49 @@ def build_module(graph: Graph, h: Host):
     n_in, n_out = len(names), len(body.outputs)
     mod = ir.Module(name="graphc")
     mod.triple = h.triple
-    i64 = ir.IntType(64)
+    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
     ptr = ir.PointerType()
     f = ir.DoubleType() if dt == "f64" else ir.FloatType()
     width = h.width(dt)
+    vec, mask_t = ir.VectorType(f, width), ir.VectorType(i1, width)
+    size = 8 if dt == "f64" else 4
+    suffix = f"v{width}f{size * 8}.p0"
+    mload = ir.Function(mod, ir.FunctionType(vec, [ptr, i32, mask_t, vec]), name=f"llvm.masked.load.{suffix}")
+    mstore = ir.Function(mod, ir.FunctionType(ir.VoidType(), [vec, ptr, i32, mask_t]),
+                         name=f"llvm.masked.store.{suffix}")
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr]), name=f"{sym}_kernel")
     n, ins, strides, outs = fn.args
-    entry = fn.append_basic_block("entry")
-    vhead, vbody, thead, tbody, done = (fn.append_basic_block(x) for x in ("vhead", "vbody", "thead", "tbody", "done"))
+    entry, head, loop, done = (fn.append_basic_block(x) for x in ("entry", "head", "loop", "done"))
     b = ir.IRBuilder(entry)
-    size = 8 if dt == "f64" else 4
     in_ptrs = [b.load(b.gep(ins, [ir.Constant(i64, k)], source_etype=ptr), typ=ptr) for k in range(n_in)]
     in_strides = [b.load(b.gep(strides, [ir.Constant(i64, k)], source_etype=i64), typ=i64) for k in range(n_in)]
     out_ptrs = [b.load(b.gep(outs, [ir.Constant(i64, j)], source_etype=ptr), typ=ptr) for j in range(n_out)]
-    b.branch(vhead)
-
-    def emit(builder, w: int | None, i) -> None:
-        low = Lower(builder, mod, dt, w, h)
-        for name, rhs in consts:
-            low.line(name, rhs)
-        lane_t = low.t
-        for v, p, s in zip(names, in_ptrs, in_strides):
-            addr = builder.gep(p, [builder.mul(i, s)], source_etype=f)
-            low.env[v] = (builder.load(addr, typ=lane_t, align=size), "f")
-        for name, rhs in lines:
-            low.line(name, rhs)
-        for o, r in zip(out_ptrs, body.outputs):
-            builder.store(low.as_float(low.env[r]), builder.gep(o, [i], source_etype=f), align=size)
-
-    b = ir.IRBuilder(vhead)
+    lanes = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, k) for k in range(width)])
+    b.branch(head)
+    b = ir.IRBuilder(head)
     i = b.phi(i64, "i")
     i.add_incoming(ir.Constant(i64, 0), entry)
-    b.cbranch(b.icmp_signed("<=", b.add(i, ir.Constant(i64, width)), n), vbody, thead)
-    b = ir.IRBuilder(vbody)
-    emit(b, width, i)
-    nxt = b.add(i, ir.Constant(i64, width))
-    i.add_incoming(nxt, vbody)
-    b.branch(vhead)
-    b = ir.IRBuilder(thead)
-    j = b.phi(i64, "j")
-    j.add_incoming(i, vhead)
-    b.cbranch(b.icmp_signed("<", j, n), tbody, done)
-    b = ir.IRBuilder(tbody)
-    emit(b, None, j)
-    j.add_incoming(b.add(j, ir.Constant(i64, 1)), tbody)
-    b.branch(thead)
-    ir.IRBuilder(done).ret_void()
-
-    # <symbol>_scalar(x0, ..., out): one point, arguments by value
-    sfn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [f] * n_in + [ptr]), name=f"{sym}_scalar")
-    b = ir.IRBuilder(sfn.append_basic_block("entry"))
-    low = Lower(b, mod, dt, None, h)
+    b.cbranch(b.icmp_signed("<", i, n), loop, done)
+    b = ir.IRBuilder(loop)
+    left = b.sub(n, i)
+    splat = b.insert_element(ir.Constant(ir.VectorType(i64, width), ir.Undefined), left, ir.Constant(i32, 0))
+    splat = b.shuffle_vector(splat, ir.Constant(ir.VectorType(i64, width), ir.Undefined),
+                             ir.Constant(ir.VectorType(i32, width), [ir.Constant(i32, 0)] * width))
+    mask = b.icmp_signed("<", lanes, splat)
+    align = ir.Constant(i32, size)
+    low = Lower(b, mod, dt, width, h)
     for name, rhs in consts:
         low.line(name, rhs)
-    for v, a in zip(names, sfn.args[:n_in]):
-        low.env[v] = (a, "f")
+    one = low.const(1.0)  # the masked-off lanes compute on 1.0: any value would do, none traps
+    for v, p, st in zip(names, in_ptrs, in_strides):
+        low.env[v] = (b.call(mload, [b.gep(p, [b.mul(i, st)], source_etype=f), align, mask, one]), "f")
     for name, rhs in lines:
         low.line(name, rhs)
-    for k, r in enumerate(body.outputs):
-        b.store(low.as_float(low.env[r]), b.gep(sfn.args[n_in], [ir.Constant(i64, k)], source_etype=f))
-    b.ret_void()
+    for o, r in zip(out_ptrs, body.outputs):
+        b.call(mstore, [low.as_float(low.env[r]), b.gep(o, [i], source_etype=f), align, mask])
+    i.add_incoming(b.add(i, ir.Constant(i64, width)), loop)
+    b.branch(head)
+    ir.IRBuilder(done).ret_void()
     return mod
 
 
@@ -379,11 +365,8 @@ class Compiled:
                 h.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
                 h.engine.finalize_object()
                 kaddr = h.engine.get_function_address(f"{sym}_kernel")
-            saddr = h.engine.get_function_address(f"{sym}_scalar")
-        c_t = ctypes.c_double if dtype == "f64" else ctypes.c_float
         self.kernel = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_void_p)(kaddr)
-        self.scalar = ctypes.CFUNCTYPE(None, *([c_t] * n_in), ctypes.c_void_p)(saddr)
 
 
 def object_code(graph: Graph) -> tuple[str, bytes, str]:
@@ -416,15 +399,24 @@ class LlvmKernel(Kernel):
         self.key, obj, self.ir = object_code(graph)
         self.source = self.ir
         self.compiled = Compiled(obj, h, graph.dtype, self.n_in, symbol(graph))
+        self._scalar_lock = threading.Lock()
         self.width = h.width(graph.dtype)
-        self._ctype = ctypes.c_double if graph.dtype == "f64" else ctypes.c_float
-        self._sout = (self._ctype * max(1, self.n_out))()
-        self._sout_addr = ctypes.addressof(self._sout)
-        self._strides_all = (ctypes.c_int64 * max(1, self.n_in))(*([1] * self.n_in))
+        # one point: the kernel with n = 1 over fixed buffers (lane 0 of the masked loop)
+        c_t = ctypes.c_double if graph.dtype == "f64" else ctypes.c_float
+        self._sin = (c_t * max(1, self.n_in))()
+        self._sout = (c_t * max(1, self.n_out))()
+        item = ctypes.sizeof(c_t)
+        self._sins = (ctypes.c_void_p * max(1, self.n_in))(
+            *(ctypes.addressof(self._sin) + k * item for k in range(self.n_in)))
+        self._souts = (ctypes.c_void_p * max(1, self.n_out))(
+            *(ctypes.addressof(self._sout) + j * item for j in range(self.n_out)))
+        self._zero = (ctypes.c_int64 * max(1, self.n_in))()
 
     def run_scalar(self, *args: float) -> tuple:
-        self.compiled.scalar(*args, self._sout_addr)
-        return tuple(self._sout[: self.n_out])
+        with self._scalar_lock:
+            self._sin[: self.n_in] = args
+            self.compiled.kernel(1, self._sins, self._zero, self._souts)
+            return tuple(self._sout[: self.n_out])
 
     def _call(self, n: int, in_ptrs: list[int], strides, out_ptrs: list[int]) -> None:
         ins = (ctypes.c_void_p * max(1, len(in_ptrs)))(*in_ptrs)
