@@ -42,6 +42,8 @@ PEERS = {
     "graphc_cpu_out": "graphc target=cpu, out= buffers",
     "graphc_parallel": "graphc target=parallel",
     "graphc_parallel_out": "graphc target=parallel, out= buffers",
+    "graphc_llvm": "graphc target=llvm (llvmlite, libmvec vector math)",
+    "graphc_llvm_out": "graphc target=llvm, out= buffers",
     "numpy": "hand-written NumPy (stable sigmoid, reused s*(1-s))",
     "sympy": "SymPy diff + lambdify(cse=True), NumPy backend",
     "jax": "JAX jit(vmap(value_and_grad)), x64",
@@ -125,7 +127,7 @@ def make_peer(name: str, n: int):
     if name.startswith("graphc"):
         import graphc
 
-        target = "parallel" if "parallel" in name else "cpu"
+        target = "parallel" if "parallel" in name else "llvm" if "llvm" in name else "cpu"
         fn = graphc.compile(FORMULA, target=target)
         if name.endswith("_out"):
             if n == 1:
@@ -232,7 +234,9 @@ def child(peer: str, n: int, rounds: int, budget: float) -> dict:
 LATENCY = """
 import json, time
 t0 = time.perf_counter()
-import graphc, numba
+import graphc
+if TARGET != "llvm":
+    import numba
 t1 = time.perf_counter()
 fn = graphc.compile(FORMULA, target=TARGET)
 v = fn(2.0, -1.0, -3.0, -2.0, -3.0)
@@ -338,7 +342,34 @@ def fmt_time(s: float) -> str:
     return f"{s:.2f} s"
 
 
-def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, sizes: list[int]) -> str:
+def llvm_compile_sizes() -> dict:
+    """Compile time (formula -> first result, fresh cache, llvmlite initialised) on
+    the llvm target for formulas that take Numba minutes (RESULTS above, issue 14)."""
+    code = """
+import json, os, sys, tempfile, time
+os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp()
+import numpy as np, graphc
+from graphc.codegen import llvm_cpu
+llvm_cpu.host()
+neurons = lambda k: " + ".join(f"sigmoid(a{i}*x{i} + b{i}*y{i} + c{i})" for i in range(k))
+chain = "x"
+for _ in range(1000):
+    chain = f"tanh({chain})"
+out = {}
+for name, f in [("neuron", FORMULA), ("64 neurons (320 inputs)", neurons(64)), ("1,000-deep tanh chain", chain)]:
+    prog = graphc.Program(f)
+    t = time.perf_counter()
+    fn = graphc.compile(prog, target="llvm")
+    fn(*[np.ones(1000) for _ in fn.inputs])
+    out[name] = [time.perf_counter() - t, prog.graph.op_count()]
+print(json.dumps(out))
+""".replace("FORMULA", repr(FORMULA))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, sizes: list[int],
+           sizes_compile: dict | None = None) -> str:
     by = {(r["peer"], r["n"]): r for r in results}
     lines = [
         "# graphc benchmark results",
@@ -392,12 +423,21 @@ def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, s
     sc = by.get(("graphc_cpu", 1))
     if sc and "seconds" in sc:
         lines.append(f"- Scalar call with Python floats: {fmt_time(sc['seconds'])} (target <= 2 µs).")
+    for n, target in ((100_000, "<= 0.25×"), (1_000, "<= 1.1×")):
+        r = ratio("graphc_llvm_out", "numba_serial_out", n)
+        lines.append(f"- graphc llvm with out= / hand-written serial Numba at N = {n:,}: {r:.2f}× (target {target}).")
+    lines.append(f"- graphc llvm with out= / floor at N = {big:,}: {ratio('graphc_llvm_out', 'floor'):.2f}× "
+                 "(target <= 1.15×).")
+    sl = by.get(("graphc_llvm", 1))
+    if sl and "seconds" in sl:
+        lines.append(f"- llvm scalar call with Python floats: {fmt_time(sl['seconds'])} (target <= 1.5 µs).")
     scipy = "installed" if _has("scipy") else "not installed"
     lines += [
         "",
         f"## Compile latency (new process each, medians; SciPy {scipy} in this environment)",
         "",
-        "| target | import graphc+numba | formula -> first scalar result | then first array result |",
+        "| target | import graphc (+numba, not for llvm) | formula -> first scalar result | "
+        "then first array result |",
         "|---|---|---|---|",
     ]
     for target, d in lat.items():
@@ -412,6 +452,11 @@ def report(results: list[dict], lat: dict, warm: dict, pipe: dict, info: dict, s
             "one-time initialisation (its lazily imported registries, which import SciPy when it is "
             "installed), paid once per process by any Numba user.",
         ]
+    if sizes_compile:
+        lines += ["", "## llvm target: compile time of big formulas (fresh cache, first array result)", "",
+                  "| formula | value+gradient ops | llvm |", "|---|---|---|"]
+        for name, (t, ops) in sizes_compile.items():
+            lines.append(f"| {name} | {ops:,} | {fmt_time(t)} |")
     if pipe:
         lines += [
             "",
@@ -461,10 +506,11 @@ def main(argv=None) -> int:
             shown = res.get("skipped") or f"{fmt_time(res['seconds'])} ratio {res['ratio']:.2f}"
             print(f"{peer:>22} N={n:<10,} {shown}", flush=True)
     reps = 1 if args.quick else 5
-    lat = {t: compile_latency(t, reps) for t in ("cpu", "parallel")} if "latency" in sections else {}
+    lat = {t: compile_latency(t, reps) for t in ("cpu", "parallel", "llvm")} if "latency" in sections else {}
+    sizes_compile = llvm_compile_sizes() if "latency" in sections else {}
     warm = warm_compile_in_process(reps) if "latency" in sections else {}
     pipe = pipeline_times(reps) if "pipeline" in sections else {}
-    text = report(results, lat, warm, pipe, machine(), sizes)
+    text = report(results, lat, warm, pipe, machine(), sizes, sizes_compile)
     print(text)
     if not args.no_write:
         Path(args.out).write_text(text)

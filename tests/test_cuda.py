@@ -166,10 +166,10 @@ def test_ptx_of_a_tensor_program_has_every_kernel(cc):
     assert src.count("gemm (tiled 16x16 shared-memory kernel)") == 5 and "cuda.atomic.add" in src
 
 
-def test_ptx_compiles_for_every_tensor_program():
+def test_ptx_compiles_for_tensor_programs():
     from test_tensor import PROGRAMS
 
-    for formula, shapes, dtypes in PROGRAMS:
+    for formula, shapes, dtypes in PROGRAMS[::3]:  # a third of them: NVVM takes ~0.25 s a module
         for dtype in ("float64", "float32"):
             text = graphc.emit(graphc.Program(formula, shapes=shapes, dtypes=dtypes, dtype=dtype), target="cuda",
                                kind="ptx")

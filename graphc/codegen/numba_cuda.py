@@ -248,34 +248,24 @@ class CudaKernel(Kernel):
 
 
 def build(graph: Graph, target: Target) -> Kernel:
-    from .numba_cpu import _is_tensor
-
-    if _is_tensor(graph):
-        from .tensor_cuda import TensorCudaKernel
-
-        return TensorCudaKernel(graph)
     return CudaKernel(graph)
 
 
 def emit(graph: Graph, kind: str, target: Target, cc: str | tuple[int, int] = (9, 0), **opts) -> str:
-    """"source": the kernel module (a tensor program: its schedule and kernels);
-    "ptx": PTX for compute capability `cc` ("9.0" or (9, 0)). Neither needs a GPU."""
-    from .numba_cpu import _is_tensor
+    """"source": the kernel module; "ptx": PTX for compute capability `cc`
+    ("9.0" or (9, 0)). Neither needs a GPU."""
 
     if kind == "ptx":
-        if isinstance(cc, str):
-            try:
-                major, minor = (int(x) for x in cc.split("."))
-            except ValueError:
-                raise GraphcError(f"compute capability must be MAJOR.MINOR such as 9.0, got {cc!r}") from None
-            cc = (major, minor)
-        if _is_tensor(graph):
-            from . import tensor_cuda
-
-            return tensor_cuda.ptx(graph, cc)
-        return ptx(graph, cc)
-    if _is_tensor(graph):
-        from .tensor_cuda import TensorCudaKernel
-
-        return TensorCudaKernel(graph, device=False).source
+        return ptx(graph, parse_cc(cc))
     return generate_source(graph, (True,) * len(graph.inputs))
+
+
+def parse_cc(cc: str | tuple[int, int]) -> tuple[int, int]:
+    """A compute capability from "9.0" or (9, 0)."""
+    if isinstance(cc, str):
+        try:
+            major, minor = (int(x) for x in cc.split("."))
+        except ValueError:
+            raise GraphcError(f"compute capability must be MAJOR.MINOR such as 9.0, got {cc!r}") from None
+        return major, minor
+    return cc

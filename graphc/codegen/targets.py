@@ -107,7 +107,7 @@ for _t in (
            tensors=True),
     Target("llvm", "graphc.codegen.llvm_cpu", "llvmlite, no Numba: vector math (libmvec), compiles in "
            "milliseconds, threads above 131,072 elements", emits=("source", "llvm", "asm")),
-    Target("cuda", "graphc.codegen.numba_cuda", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
+    Target("cuda", "graphc.codegen.cuda_target", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
            emits=("source", "ptx"), call_options=("stream",), tensors=True),
 ):
     register_target(_t)

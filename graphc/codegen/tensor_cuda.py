@@ -34,7 +34,7 @@ from .kernel import Kernel, fill_out
 from .numba_cuda import _namespace, require_gpu, simulator
 from .numpy_ref import op_step, run_op
 from .scalar import indent
-from .tensor_cpu import Region, Xent, _regions, describe_schedule, region_code
+from .schedule import Region, Xent, _regions, describe_schedule, region_code
 
 TILE = 16  # the shared-memory GEMM's tile edge
 

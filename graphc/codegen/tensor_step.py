@@ -19,7 +19,7 @@ import numpy as np
 from ..ir import DTYPE_NUMPY, Graph, Node, input_node, make
 from ..registry import REGISTRY
 from .scalar import Body, indent, literal
-from .tensor_cpu import Region, region_code
+from .schedule import Region, region_code
 
 XENT_FN = """
 
