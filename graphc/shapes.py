@@ -14,6 +14,8 @@ from .ir import DTYPE_NUMPY, Node, fmt_shape
 
 def as_argument(node: Node, value: Any, float_dtype: np.dtype) -> np.ndarray:
     """One argument as an array: floats in the function's dtype, labels as int64."""
+    if type(value) is np.ndarray and value.dtype == (float_dtype if node.type.is_float else DTYPE_NUMPY[node.dtype]):
+        return value  # the common call: nothing to convert
     name = node.attr
     try:
         a = np.asarray(value)

@@ -133,6 +133,7 @@ class TensorKernel(Kernel):
         self._plan = None
         self._arenas: dict[tuple, tuple] = {}
         self._fits: dict[tuple, bool] = {}
+        self._whole_plans: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
         self._prepare()
         self.source = self.describe()
@@ -315,6 +316,7 @@ class TensorKernel(Kernel):
             views[k] = arena[off:off + int(np.prod(shape, dtype=np.int64)) * dt.itemsize].view(dt).reshape(shape)
         if len(self._arenas) >= 4:  # a pool per signature, the last few kept
             self._arenas.pop(next(iter(self._arenas)))
+            self._whole_plans.clear()  # they hold views of the pools
         got = self._arenas[key] = (arena, views, size)
         return got
 
@@ -432,19 +434,33 @@ class TensorKernel(Kernel):
         if fn is None:
             mod = _load(key, src)
             fn = self._compiled[key] = _first_use(key, mod, lambda m: m.step)
-        args: list = [dims[d] for d in names]
-        for n, a in zip(self.graph.inputs, arrays):
-            dt = DTYPE_NUMPY[n.dtype]
-            args.append(np.dtype(dt).type(a) if not n.shape else np.ascontiguousarray(a, dtype=dt))
-        vals = {k: buffer(k, bound(self._made[k][0], dims), self._made[k][1]) for k in bufs}
-        args += [vals[k] for k in bufs]
+        plan = self._whole_plans.get(tuple(dims.values()))
+        if plan is None:  # per signature: the pooled buffers, and the shapes of the fresh ones
+            _, pool, _ = self._layout(dims)
+            kinds = [(np.dtype(DTYPE_NUMPY[n.dtype]).type if not n.shape else None, np.dtype(DTYPE_NUMPY[n.dtype]))
+                     for n in self.graph.inputs]
+            made = [(k, pool.get(k), bound(self._made[k][0], dims), self._made[k][1]) for k in bufs]
+            ends = [(k, bool(v.shape), k in self._made and bool(v.shape), bound(v.shape, dims) or (1,), dt)
+                    for (k, dt), (_, v) in zip(self._outs, self.graph.outputs)]
+            plan = self._whole_plans[tuple(dims.values())] = ([dims[d] for d in names], kinds, made, ends)
+        head, kinds, made, ends_plan = plan
+        args: list = list(head)
+        for (scalar, dt), a in zip(kinds, arrays):
+            args.append(scalar(a) if scalar is not None else
+                        a if type(a) is np.ndarray and a.dtype == dt and a.flags.c_contiguous else
+                        np.ascontiguousarray(a, dtype=dt))
+        vals = {}
+        for k, view, shape, dt in made:
+            vals[k] = view if view is not None else given.get(k) if given.get(k) is not None and \
+                given[k].shape == shape else np.empty(shape, dtype=dt)
+            args.append(vals[k])
         ends = []
-        for (k, dt), (_, v) in zip(self._outs, self.graph.outputs):
-            if v.shape and k in vals:
+        for k, shaped, written, shape, dt in ends_plan:
+            if written:
                 ends.append(vals[k])  # written by its step; the end of `step` leaves it alone
             else:
-                g = given.get(k)
-                ends.append(g if g is not None and v.shape else np.empty(bound(v.shape, dims) or (1,), dtype=dt))
+                g = given.get(k) if shaped else None
+                ends.append(g if g is not None else np.empty(shape, dtype=dt))
         with np.errstate(all="ignore"):
             ok = fn(*args, *ends)
         if not ok:
