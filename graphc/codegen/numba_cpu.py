@@ -10,14 +10,13 @@ on disk, with Numba's machine code beside it.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
-from .buffers import host_outputs, refuse_overlap
+from .buffers import OverlapMemo, host_outputs
 from .kernel import Kernel
 from .loader import _exec_in_memory, _first_use, _load
 from .scalar import Body, indent
@@ -111,7 +110,7 @@ class NumbaKernel(Kernel):
         self._dispatchers: dict[tuple, object] = {}
         self._fast_serial = None  # compiled all-array kernels, once they have run
         self._fast_parallel = None
-        self._no_overlap: tuple | None = None  # weak references to the last arrays found not to overlap
+        self._overlap = OverlapMemo(self.output_names, graph.input_names)
         self.source = generate_source(graph, target, self._full, parallel)
 
     def module(self, mask: tuple[bool, ...]):
@@ -160,7 +159,7 @@ class NumbaKernel(Kernel):
             outs = list(np.empty((self.n_out, n), dtype=self.np_dtype))
         elif type(out) in (list, tuple) and len(out) == self.n_out:
             outs = out
-            self._check_overlap(outs, arrays)
+            self._overlap.check(outs, arrays)
         else:
             return None
         try:
@@ -168,20 +167,6 @@ class NumbaKernel(Kernel):
         except (TypeError, ValueError):
             return None  # wrong types or sizes: the general path converts or explains
         return list(outs)
-
-    def _check_overlap(self, outs: Sequence[np.ndarray], arrays: Sequence[np.ndarray]) -> None:
-        """refuse_overlap, skipped when the very same arrays passed last time
-        (buffers reused call after call; 45 may_share_memory calls cost ~35 us at
-        N = 1,000). Weak references: a new array is never mistaken for a freed one."""
-        seen = self._no_overlap
-        if seen is not None and len(seen) == len(outs) + len(arrays) and \
-                all(r() is a for r, a in zip(seen, (*outs, *arrays))):
-            return
-        refuse_overlap(outs, self.output_names, arrays, self.graph.input_names)
-        try:
-            self._no_overlap = tuple(weakref.ref(a) for a in (*outs, *arrays))
-        except TypeError:  # not weak-referenceable: check every time
-            self._no_overlap = None
 
     def run(self, arrays: Sequence[np.ndarray], shape: tuple, out=None, **options) -> list[np.ndarray]:
         n = int(np.prod(shape)) if shape else 1
