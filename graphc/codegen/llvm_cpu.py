@@ -376,19 +376,25 @@ def optimise(ir_text: str, h: Host):
     return mod
 
 
-def cache_key(ir_text: str, h: Host) -> str:
+CODEGEN_VERSION = "1"  # bump when build_module's output changes for the same graph
+
+
+def cache_key(graph: Graph, h: Host) -> str:
+    """The entry of a graph's machine code: its IR text and dtype, the host (triple,
+    CPU, features, libmvec) and the versions; a hit skips building the LLVM IR."""
     import llvmlite
 
     from ..version import __version__
 
-    parts = (ir_text, h.triple, h.cpu, h.features, str(h.mvec is not None), llvmlite.__version__, __version__)
+    parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None),
+             llvmlite.__version__, __version__, CODEGEN_VERSION)
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
 class Compiled:
-    """A module's machine code loaded into the process: ctypes entry points."""
+    """A module's machine code loaded into the process: its ctypes entry point."""
 
-    def __init__(self, obj: bytes, h: Host, dtype: str, n_in: int, sym: str):
+    def __init__(self, obj: bytes, h: Host, sym: str):
         llvm = h.llvm
         with h.lock:
             kaddr = h.engine.get_function_address(f"{sym}_kernel")  # loaded already in this process?
@@ -400,20 +406,19 @@ class Compiled:
                                        ctypes.c_void_p)(kaddr)
 
 
-def object_code(graph: Graph) -> tuple[str, bytes, str]:
-    """(key, object code, optimised LLVM IR text) for a graph, from the disk cache
-    when an intact entry exists."""
+def object_code(graph: Graph) -> tuple[str, bytes]:
+    """(key, object code) for a graph, from the disk cache when an intact entry
+    exists (the LLVM IR is built only on a miss)."""
     h = host()
-    ir_text = str(build_module(graph, h))
-    key = cache_key(ir_text, h)
+    key = cache_key(graph, h)
     hit = cache.load_blob(key, ".o")
     if hit is not None:
-        return key, hit, ir_text
-    mod = optimise(ir_text, h)
+        return key, hit
+    mod = optimise(str(build_module(graph, h)), h)
     obj = h.tm.emit_object(mod)
     cache.store_blob(key, ".ll", str(mod).encode())
     cache.store_blob(key, ".o", obj)
-    return key, obj, ir_text
+    return key, obj
 
 
 def _address(a: np.ndarray) -> int:
@@ -436,9 +441,8 @@ class LlvmKernel(Kernel):
         self.target, self.parallel = target, parallel
         self.n_in = len(graph.inputs)
         h = host()
-        self.key, obj, self.ir = object_code(graph)
-        self.source = self.ir
-        self.compiled = Compiled(obj, h, graph.dtype, self.n_in, symbol(graph))
+        self.key, obj = object_code(graph)
+        self.compiled = Compiled(obj, h, symbol(graph))
         self._scalar_lock = threading.Lock()
         self.width = h.width(graph.dtype)
         # one point: the kernel with n = 1 over fixed buffers (lane 0 of the masked loop)
@@ -543,6 +547,20 @@ class LlvmKernel(Kernel):
         if n:
             self._launch(n, ptrs, steps, [_address(o) for o in outs])
         return outs
+
+    @property
+    def ir(self) -> str:
+        """graphc's LLVM IR for this kernel (built on demand: a cached kernel loads without it)."""
+        return str(build_module(self.graph, host()))
+
+    @property
+    def source(self) -> str:
+        """`fn.source`: the readable form of the kernel, its LLVM IR."""
+        return self.ir
+
+    @source.setter
+    def source(self, value) -> None:  # the base class's placeholder; the IR is derived
+        pass
 
     def assembly(self) -> str:
         h = host()
