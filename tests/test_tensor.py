@@ -701,3 +701,25 @@ def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise
         assert a == pytest.approx(b, rel=1e-13), formula
         for k in ga:
             np.testing.assert_allclose(ga[k], gb[k], rtol=1e-12, atol=1e-14, err_msg=formula)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_in_place_loop_outputs_are_correct_and_smaller_when_switched_on(monkeypatch, whole):
+    # off by default (it stops LLVM's vectoriser); the option must still compute the same numbers
+    from graphc.codegen import tensor_cpu
+
+    monkeypatch.setattr(tensor_cpu, "WHOLE_STEP", whole)
+    args = _mlp_args(256, 12, 32, 5)
+    plain = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
+                           target="cpu")
+    monkeypatch.setattr(tensor_cpu, "IN_PLACE", True)
+    inplace = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
+                             target="cpu")
+    assert inplace.kernel._alias and not plain.kernel._alias
+    assert inplace.planned_memory(**args)["pool"] < plain.planned_memory(**args)["pool"]
+    rv, rg = _mlp_numpy(**args)
+    for _ in range(2):
+        v, g = inplace(**args)
+        assert v == pytest.approx(rv, rel=1e-13)
+        for k in rg:
+            np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)

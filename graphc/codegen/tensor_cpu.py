@@ -106,13 +106,6 @@ def _nbytes(n: Node, dims: dict[str, int]) -> int:
     return int(np.prod(bound(n.shape, dims), dtype=np.int64)) * np.dtype(DTYPE_NUMPY[n.dtype]).itemsize
 
 
-def _arg(v: object, node: Node) -> object:
-    """An input of a fused kernel: arrays as they are (views included), 0-d as a typed scalar."""
-    if node.shape:
-        return v
-    return np.dtype(DTYPE_NUMPY[node.dtype]).type(v)
-
-
 class TensorKernel(Kernel):
     """Runs a tensor program's schedule: NumPy steps and compiled fused regions."""
 
