@@ -1,7 +1,7 @@
 """Property tests over random formulas (see strategies.py): gradients equal
 SymPy's, the optimised pipeline equals passes=(), every backend equals the
 NumPy reference, print/parse round-trips. The test command runs
-GRAPHC_FUZZ_EXAMPLES formulas (default 200; half as many through Numba and llvm), which
+GRAPHC_FUZZ_EXAMPLES formulas (default 150; half as many through Numba and llvm), which
 keeps the whole suite under ten minutes on two cores; CI runs a second, longer
 pass with 600 (.ci/run)."""
 
@@ -20,7 +20,7 @@ from graphc import ir, oracle
 from graphc.checker import output_passes
 from graphc.registry import REGISTRY, register_op
 
-EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
                 phases=[Phase.explicit, Phase.generate, Phase.shrink])
