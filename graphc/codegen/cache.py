@@ -100,15 +100,9 @@ def store(key: str, source: str) -> Path | None:
         if path.exists() and _intact(path.read_bytes().decode("utf-8", errors="replace")):
             return path  # (bytes that are not UTF-8 fail the checksum: the entry is rebuilt)
         purge_numba(path)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.stem}-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(_seal(source))
-        os.replace(tmp, path)
-        return path
     except OSError as exc:
-        warnings.warn(f"graphc: cannot write the kernel cache ({exc}); compiling in memory", CacheWarning,
-                      stacklevel=4)
-        return None
+        return _unwritable(exc)
+    return _write_atomic(path, _seal(source).encode())
 
 
 def store_blob(key: str, suffix: str, data: bytes) -> Path | None:
@@ -117,17 +111,27 @@ def store_blob(key: str, suffix: str, data: bytes) -> Path | None:
     d = usable_dir()
     if d is None:
         return None
-    path = d / f"graphc_{key}{suffix}"
+    return _write_atomic(d / f"graphc_{key}{suffix}",
+                         BLOB_HEADER + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+
+
+def _write_atomic(path: Path, data: bytes) -> Path | None:
+    """`data` into `path` through a temporary file and os.replace: concurrent
+    writers of one entry all succeed, a reader never sees half a file."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{path.stem}-", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(BLOB_HEADER + hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+            f.write(data)
         os.replace(tmp, path)
         return path
     except OSError as exc:
-        warnings.warn(f"graphc: cannot write the kernel cache ({exc}); compiling in memory", CacheWarning,
-                      stacklevel=4)
-        return None
+        return _unwritable(exc)
+
+
+def _unwritable(exc: OSError) -> None:
+    warnings.warn(f"graphc: cannot write the kernel cache ({exc}); compiling in memory", CacheWarning,
+                  stacklevel=5)
+    return None
 
 
 def load_blob(key: str, suffix: str) -> bytes | None:

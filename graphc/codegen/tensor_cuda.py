@@ -34,7 +34,7 @@ from .kernel import Kernel, fill_out
 from .numba_cuda import _namespace, require_gpu, simulator
 from .numpy_ref import op_step, run_op
 from .scalar import indent
-from .schedule import Region, Xent, _regions, describe_schedule, region_code
+from .schedule import Region, Xent, _regions, describe_schedule, region_code, xent_function
 
 TILE = 16  # the shared-memory GEMM's tile edge
 
@@ -46,31 +46,7 @@ from numba import cuda
 F = np.{dtype}
 
 
-@cuda.jit
-def xent(s, y, p, d, losses, with_diff):
-    i = cuda.grid(1)
-    if i >= s.shape[0]:
-        return
-    c = s.shape[1]
-    m = s[i, 0]
-    for j in range(1, c):
-        v = s[i, j]
-        if v > m or v != v:
-            m = v
-    if not (m - m == F(0.0)):
-        m = F(0.0)
-    z = F(0.0)
-    for j in range(c):
-        e = math.exp(s[i, j] - m)
-        p[i, j] = e
-        z += e
-    for j in range(c):
-        p[i, j] = p[i, j] / z
-    losses[i] = -(s[i, y[i]] - (math.log(z) + m))
-    if with_diff:
-        for j in range(c):
-            d[i, j] = p[i, j] - (F(1.0) if j == y[i] else F(0.0))
-"""
+""" + xent_function("@cuda.jit", gpu=True).replace("{", "{{").replace("}", "}}")
 
 GEMM_CUDA = """import numpy as np
 from numba import cuda

@@ -19,37 +19,9 @@ import numpy as np
 from ..ir import DTYPE_NUMPY, Graph, Node, input_node, make
 from ..registry import REGISTRY
 from .scalar import Body, indent, literal
-from .schedule import Region, region_code
+from .schedule import Region, region_code, xent_function
 
-XENT_FN = """
-
-@njit(error_model="numpy", cache=True, nogil=True)
-def xent(s, y, p, d, losses, with_diff):
-    # False when a label is outside 0..c-1 (the caller then names it)
-    n, c = s.shape
-    for i in range(n):
-        if y[i] < 0 or y[i] >= c:
-            return False
-        m = s[i, 0]
-        for j in range(1, c):
-            v = s[i, j]
-            if v > m or v != v:
-                m = v
-        if not (m - m == F(0.0)):
-            m = F(0.0)
-        z = F(0.0)
-        for j in range(c):
-            e = math.exp(s[i, j] - m)
-            p[i, j] = e
-            z += e
-        for j in range(c):
-            p[i, j] = p[i, j] / z
-        losses[i] = -(s[i, y[i]] - (math.log(z) + m))
-        if with_diff:
-            for j in range(c):
-                d[i, j] = p[i, j] - (F(1.0) if j == y[i] else F(0.0))
-    return True
-"""
+XENT_FN = "\n\n" + xent_function('@njit(error_model="numpy", cache=True, nogil=True)')
 
 
 def scipy_blas() -> bool:
