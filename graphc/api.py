@@ -196,7 +196,8 @@ class CompiledFunction:
     def _run_tensor(self, kernel: Kernel, args: tuple, kwargs: Mapping[str, Any], out: Any) -> Any:
         """A tensor program: arguments checked against their declared shapes,
         symbolic dimensions bound; 0-d results come back as Python floats."""
-        arrays, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype)
+        arrays, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype,
+                                   device=self.target == "cuda")
         if out is not None:
             out = check_out(out, kernel.output_names, [shapes.bound(v.shape, dims) for _, v in kernel.graph.outputs],
                             self._np_dtype, inputs=arrays, input_names=self.inputs)

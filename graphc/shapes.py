@@ -12,11 +12,26 @@ from .errors import ArgumentError
 from .ir import DTYPE_NUMPY, Node, fmt_shape
 
 
-def as_argument(node: Node, value: Any, float_dtype: np.dtype) -> np.ndarray:
-    """One argument as an array: floats in the function's dtype, labels as int64."""
-    if type(value) is np.ndarray and value.dtype == (float_dtype if node.type.is_float else DTYPE_NUMPY[node.dtype]):
+def is_gpu_array(value: Any) -> bool:
+    """A Numba device array (real or simulated), or any `__cuda_array_interface__` array."""
+    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+
+
+def as_argument(node: Node, value: Any, float_dtype: np.dtype, device: bool = False) -> np.ndarray:
+    """One argument as an array: floats in the function's dtype, labels as int64.
+    With `device`, a GPU array (`__cuda_array_interface__`) stays where it is:
+    it must already have the right dtype, since converting it would mean a copy."""
+    want = float_dtype if node.type.is_float else np.dtype(DTYPE_NUMPY[node.dtype])
+    if type(value) is np.ndarray and value.dtype == want:
         return value  # the common call: nothing to convert
     name = node.attr
+    if device and is_gpu_array(value):
+        got = np.dtype(value.__cuda_array_interface__["typestr"] if hasattr(value, "__cuda_array_interface__")
+                       else value.dtype)
+        if got != want:
+            raise ArgumentError(f"argument {name!r} is a GPU array of dtype {got}; this function "
+                                f"takes {want} there (graphc does not convert arrays on the GPU)")
+        return value
     try:
         a = np.asarray(value)
     except Exception as exc:  # ragged nested lists
@@ -35,14 +50,15 @@ def as_argument(node: Node, value: Any, float_dtype: np.dtype) -> np.ndarray:
     return a.astype(DTYPE_NUMPY[node.dtype], copy=False)
 
 
-def bind(inputs: Sequence[Node], values: Mapping[str, Any], float_dtype: np.dtype) -> tuple[list[np.ndarray], dict[str, int]]:
+def bind(inputs: Sequence[Node], values: Mapping[str, Any], float_dtype: np.dtype,
+         device: bool = False) -> tuple[list[np.ndarray], dict[str, int]]:
     """Arrays in input order and the sizes of the symbolic dimensions; an
     ArgumentError names the argument, its shape and the declared one."""
     arrays: list[np.ndarray] = []
     dims: dict[str, int] = {}
     where: dict[str, str] = {}
     for node in inputs:
-        a = as_argument(node, values[node.attr], float_dtype)
+        a = as_argument(node, values[node.attr], float_dtype, device)
         declared = node.shape
         if a.ndim != len(declared):
             raise ArgumentError(f"argument {node.attr!r} has shape {fmt_shape(a.shape)} but is declared "

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("GRAPHC_CUDA_REAL") == "1"
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
@@ -54,7 +54,7 @@ for formula, shapes, dtypes in programs:
 # the seed's two-layer net with L2: every kernel kind (regions with sums, xent, GEMMs with folded transposes)
 extra = {}
 fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"], target="cuda")
-args = _mlp_args(n=20, d=5, h=18, c=3)
+args = _mlp_args(n=40, d=5, h=18, c=3)  # 40 rows: more than the 32 threads the simulator launches
 v, g = fn(**args)
 rv, rg = _mlp_numpy(**args)
 extra["mlp"] = bool(close(v, rv, "float64") and all(close(g[k], rg[k], "float64") for k in rg))
@@ -64,6 +64,13 @@ out = [np.empty(())] + [np.empty_like(args[k]) for k in ("W1", "b1", "W2", "b2")
 v2, g2 = fn(**args, out=out)
 extra["out"] = g2["W1"] is out[1] and close(out[1], rg["W1"], "float64")
 checked += 1
+# GPU arrays in: nothing copied to the host and back, gradients left on the GPU
+from numba import cuda  # noqa: E402
+
+dev = {k: cuda.to_device(a) if np.ndim(a) else a for k, a in args.items()}
+v3, g3 = fn(**dev)
+extra["device"] = all(hasattr(g3[k], "copy_to_host") for k in rg) and close(v3, rv, "float64") and \
+    all(close(g3[k].copy_to_host(), rg[k], "float64") for k in rg)
 extra["domain_retries"] = domain_retries
 extra["programs"] = len(programs)
 print(json.dumps({"checked": checked, "failures": failures, "extra": extra}))

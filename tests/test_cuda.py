@@ -151,8 +151,20 @@ def test_simulator_runs_tensor_programs_like_the_numpy_target():
     assert res["extra"]["programs"] == n and res["checked"] == 2 * n + 1
     assert res["failures"] == []
     extra = res["extra"]
-    assert extra["mlp"] and extra["schedule"] and extra["out"], extra
+    assert extra["mlp"] and extra["schedule"] and extra["out"] and extra["device"], extra
     assert extra["domain_retries"] <= 2, extra  # only where(x <= 0, 0, log1p(x)): see the script
+
+
+@gpu
+def test_real_gpu_runs_tensor_programs_like_the_numpy_target():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env.update(GRAPHC_CUDA_REAL="1")  # half the programs, as the quick simulator pass (time on a lent GPU is short)
+    script = Path(__file__).with_name("cuda_tensor_sim_run.py")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["failures"] == [] and res["extra"]["domain_retries"] == 0, res
+    assert all(res["extra"][k] for k in ("mlp", "out", "device")), res
 
 
 @pytest.mark.parametrize("cc", [(8, 0), (9, 0)])

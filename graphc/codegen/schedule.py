@@ -41,11 +41,12 @@ if with_diff:
 def xent_function(decorator: str, gpu: bool = False) -> str:
     """`xent(s, y, p, d, losses, with_diff)`: one row of the Xent step per loop turn
     (CPU: False when a label is outside 0..c-1, the caller then names it) or per
-    GPU thread; the row's code is XENT_ROW for every backend."""
+    GPU thread, grid-stride (the launch caps its blocks, so one thread may take
+    several rows); the row's code is XENT_ROW for every backend."""
     row = XENT_ROW.splitlines()
     if gpu:
-        head = ["i = cuda.grid(1)", "if i >= s.shape[0]:", "    return", "c = s.shape[1]"]
-        body = head + row
+        body = ["c = s.shape[1]", "for i in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):"]
+        body += ["    " + ln for ln in row]
     else:
         body = ["n, c = s.shape", "for i in range(n):", "    if y[i] < 0 or y[i] >= c:", "        return False"]
         body += ["    " + ln for ln in row] + ["return True"]

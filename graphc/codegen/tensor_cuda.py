@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, Node, print_graph
-from ..shapes import bound
+from ..shapes import bound, is_gpu_array
 from . import cache
 from .kernel import Kernel, fill_out
 from .numba_cuda import _namespace, require_gpu, simulator
@@ -192,6 +192,8 @@ class TensorCudaKernel(Kernel):
     def _device(self, v: Any) -> Any:
         if hasattr(v, "copy_to_host") or np.ndim(v) == 0:
             return v
+        if hasattr(v, "__cuda_array_interface__"):  # CuPy, PyTorch: a view, no copy
+            return self.cuda.as_cuda_array(v)
         return self.cuda.to_device(np.ascontiguousarray(v))
 
     def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None = None) -> list:
@@ -230,6 +232,9 @@ class TensorCudaKernel(Kernel):
                 fn, attrs, symbolic, dt = op_step(s)
                 val = run_op(fn, [self._host(env[id(a)]) for a in s.args], attrs, symbolic, dims, dt)
                 env[id(s)] = self._device(val)
+        if any(is_gpu_array(a) for a in arrays):  # GPU data in: results stay there
+            return [env[id(v)] if v.shape else np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype])
+                    for _, v in self.graph.outputs]
         return [np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
 
     def _operand(self, a: Node, env: dict) -> tuple[Any, bool]:
