@@ -103,6 +103,42 @@ def test_large_calls_split_over_threads_and_agree():
     np.testing.assert_allclose(g["w1"], rg["w1"], rtol=1e-13, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernels_cut_into_parts_agree_with_the_numpy_target(dtype, monkeypatch):
+    # every formula as a big kernel would be built: parts of 3 lines, values between them in
+    # scratch slots (reused), the last partial vector staged, outputs that are inputs or constants
+    monkeypatch.setattr(llvm_cpu, "INLINE_MAX", 0)
+    monkeypatch.setattr(llvm_cpu, "WIDE", 0)
+    monkeypatch.setattr(llvm_cpu, "CHUNK", 3)
+    rng = np.random.default_rng(5)
+    bad = []
+    for formula, ranges in (CORE + FUNCTIONS)[::3] + [("x0 + x1 + x2 + x3 + x4", {}), ("x * 2 + y", {})]:
+        fn = graphc.compile(formula, target="llvm", dtype=dtype)
+        ref = graphc.compile(formula, target="numpy", dtype=dtype)
+        pts = sample(fn.inputs, ranges, rng, n=37)
+        cases = [list(pts.values()), [float(a[0]) for a in pts.values()]]  # a tail of 1 or 5 lanes, one point
+        if len(pts) > 1:
+            cases.append([float(a[0]) if k == 0 else a for k, a in enumerate(pts.values())])  # a broadcast
+        for args in cases:
+            v, g = fn(*args)
+            rv, rg = ref(*args)
+            if not _close(v, rv, dtype) or any(not _close(g[k], rg[k], dtype) for k in rg):
+                bad.append(formula)
+    assert "_part1" in fn.kernel.ir and "noinline" in fn.kernel.ir and '@"malloc"' in fn.kernel.ir
+    assert bad == []
+
+
+def test_a_sum_of_1500_inputs_compiles_in_parts():
+    # Numba's limit was ~1,490 inputs (RecursionError); one LLVM block of it took 15 s to compile
+    n = 1500
+    fn = graphc.compile(" + ".join(f"x{i}" for i in range(n)), target="llvm")
+    assert fn.kernel.ir.count("_part") > n // llvm_cpu.CHUNK
+    xs = np.random.default_rng(0).normal(size=(n, 11))
+    v, g = fn(*xs)
+    np.testing.assert_allclose(v, xs.sum(axis=0), rtol=1e-12)
+    assert all(np.array_equal(g[f"x{i}"], np.ones(11)) for i in (0, 777, n - 1))
+
+
 def test_tensor_programs_are_refused_with_the_targets_that_run_them():
     with pytest.raises(UnsupportedError, match="target 'llvm' compiles per-element float kernels"):
         graphc.compile("sum(x)", shapes={"x": (3,)}, target="llvm")

@@ -31,6 +31,7 @@ import ctypes.util
 import hashlib
 import os
 import platform
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -271,11 +272,194 @@ def symbol(graph: Graph) -> str:
     return "graphc_" + hashlib.sha256(f"{graph.dtype}\n{print_graph(graph)}".encode()).hexdigest()[:20]
 
 
+# A kernel is cut into parts of CHUNK lines when its body has more than INLINE_MAX lines and
+# either many arguments (inputs + outputs > WIDE) or more than HUGE lines: LLVM's codegen of
+# one huge block is superlinear (a 1,500-input sum: 15.6 s in one block, 2.6 s in parts),
+# while a long chain of few arguments compiles faster in one (1,000 tanh: 1.8 s vs 2.5 s)
+INLINE_MAX, WIDE, HUGE, CHUNK = 400, 64, 4000, 64
+_NAME = re.compile(r"\b[xctp]\d+\b")
+
+
+class _Types:
+    """The LLVM types and masked-memory intrinsics one module's segments share."""
+
+    def __init__(self, mod, dt: str, width: int):
+        import llvmlite.ir as ir
+
+        self.ir, self.width = ir, width
+        self.i64, self.i32, self.i1, self.ptr = ir.IntType(64), ir.IntType(32), ir.IntType(1), ir.PointerType()
+        self.f = ir.DoubleType() if dt == "f64" else ir.FloatType()
+        self.vec, self.mask_t = ir.VectorType(self.f, width), ir.VectorType(self.i1, width)
+        self.size = 8 if dt == "f64" else 4
+        suffix = f"v{width}f{self.size * 8}.p0"
+        self.mload = ir.Function(mod, ir.FunctionType(self.vec, [self.ptr, self.i32, self.mask_t, self.vec]),
+                                 name=f"llvm.masked.load.{suffix}")
+        self.mstore = ir.Function(mod, ir.FunctionType(ir.VoidType(), [self.vec, self.ptr, self.i32, self.mask_t]),
+                                  name=f"llvm.masked.store.{suffix}")
+        self.lanes = ir.Constant(ir.VectorType(self.i64, width), [ir.Constant(self.i64, k) for k in range(width)])
+        self.align = ir.Constant(self.i32, self.size)
+
+    def mask(self, b, left):
+        """Lanes below `left`: the last, partial vector's."""
+        ir, w = self.ir, self.width
+        vi = ir.VectorType(self.i64, w)
+        splat = b.insert_element(ir.Constant(vi, ir.Undefined), left, ir.Constant(self.i32, 0))
+        splat = b.shuffle_vector(splat, ir.Constant(vi, ir.Undefined),
+                                 ir.Constant(ir.VectorType(self.i32, w), [ir.Constant(self.i32, 0)] * w))
+        return b.icmp_signed("<", self.lanes, splat)
+
+
+class _Segment:
+    """Some of the body's lines with what they read and write: inputs (by index),
+    outputs (by index), and values kept in the scratch area between segments."""
+
+    def __init__(self, lines, consts, inputs, outputs, loads, stores):
+        self.lines, self.consts, self.inputs, self.outputs = lines, consts, inputs, outputs
+        self.loads, self.stores = loads, stores  # [(name, slot)]
+
+
+def _emit_segment(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
+                  i, left, in_ptr, in_stride, out_ptr, scratch, after):
+    """One iteration's work for a segment, from builder `b` to block `after`:
+    full vectors load and store plainly; only the last, partial one is masked
+    (masked stores are microcoded on AMD Zen: ~8x slower per element); the lines
+    between are emitted once. With `left` None, every vector is full (a part of
+    a big kernel, whose caller stages the tail)."""
+    import llvmlite.ir as ir
+
+    addrs = [b.gep(in_ptr(k), [b.mul(i, in_stride(k))], source_etype=t.f) for k in seg.inputs]
+    oaddrs = [b.gep(out_ptr(j), [i], source_etype=t.f) for j in seg.outputs]
+    if left is None:
+        low = Lower(b, fn.module, dt, t.width, h)
+        for name, rhs in seg.consts:
+            low.line(name, rhs)
+        for k, a in zip(seg.inputs, addrs):
+            low.env[names[k]] = (b.load(a, typ=t.vec, align=t.size), "f")
+        for name, slot in seg.loads:
+            low.env[name] = (b.load(b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec), typ=t.vec), "f")
+        for name, rhs in seg.lines:
+            low.line(name, rhs)
+        for name, slot in seg.stores:
+            b.store(low.as_float(low.env[name]), b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec))
+        for j, a in zip(seg.outputs, oaddrs):
+            b.store(low.as_float(low.env[out_names[j]]), a, align=t.size)
+        b.branch(after)
+        return
+    full = b.icmp_signed(">=", left, ir.Constant(t.i64, t.width))
+    lfull, lmask, body, sfull, smask = (fn.append_basic_block(x) for x in
+                                        ("load_full", "load_masked", "body", "store_full", "store_masked"))
+    b.cbranch(full, lfull, lmask)
+    b = ir.IRBuilder(lfull)
+    plain = [b.load(a, typ=t.vec, align=t.size) for a in addrs]
+    b.branch(body)
+    b = ir.IRBuilder(lmask)
+    mask = t.mask(b, left)
+    one = ir.Constant(t.vec, [ir.Constant(t.f, 1.0)] * t.width)  # masked-off lanes compute on 1.0; none traps
+    masked = [b.call(t.mload, [a, t.align, mask, one]) for a in addrs]
+    b.branch(body)
+    b = ir.IRBuilder(body)
+    low = Lower(b, fn.module, dt, t.width, h)
+    for name, rhs in seg.consts:
+        low.line(name, rhs)
+    for k, x, y in zip(seg.inputs, plain, masked):
+        phi = b.phi(t.vec)
+        phi.add_incoming(x, lfull)
+        phi.add_incoming(y, lmask)
+        low.env[names[k]] = (phi, "f")
+    for name, slot in seg.loads:
+        low.env[name] = (b.load(b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec), typ=t.vec), "f")
+    for name, rhs in seg.lines:
+        low.line(name, rhs)
+    for name, slot in seg.stores:
+        b.store(low.as_float(low.env[name]), b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec))
+    results = [low.as_float(low.env[out_names[j]]) for j in seg.outputs]
+    b.cbranch(full, sfull, smask)
+    b = ir.IRBuilder(sfull)
+    for r, a in zip(results, oaddrs):
+        b.store(r, a, align=t.size)
+    b.branch(after)
+    b = ir.IRBuilder(smask)
+    mask2 = t.mask(b, left)
+    for r, a in zip(results, oaddrs):
+        b.call(t.mstore, [r, a, t.align, mask2])
+    b.branch(after)
+
+
+def _segments(consts: list, lines: list, names: list[str], outputs: list[str]) -> tuple[list[_Segment], int]:
+    """The body cut into segments of CHUNK lines; values read by a later segment
+    pass through scratch slots, reused once their last reader has loaded them.
+    Returns the segments and the number of slots."""
+    index = {v: k for k, v in enumerate(names)}
+    const_rhs = dict(consts)
+    chunks = [lines[a:a + CHUNK] for a in range(0, len(lines), CHUNK)] or [[]]
+    defined = {name: c for c, chunk in enumerate(chunks) for name, _ in chunk}
+    # an output is stored by the segment computing it, up to CHUNK stores a segment; the
+    # rest (and outputs that are inputs or constants) by store-only segments at the end
+    out_chunk, stored = [], [0] * len(chunks)
+    overflow = []
+    for j, r in enumerate(outputs):
+        c = defined.get(r)
+        if c is not None and stored[c] < CHUNK:
+            stored[c] += 1
+            out_chunk.append(c)
+        else:
+            out_chunk.append(-1)
+            overflow.append(j)
+    for a in range(0, len(overflow), CHUNK):
+        for j in overflow[a:a + CHUNK]:
+            out_chunk[j] = len(chunks)
+        chunks.append([])
+    reads = [set() for _ in chunks]
+    for c, chunk in enumerate(chunks):
+        for _, rhs in chunk:
+            reads[c].update(_NAME.findall(rhs))
+    for j, c in enumerate(out_chunk):
+        reads[c].add(outputs[j])
+    last_use: dict[str, int] = {}
+    for c, rs in enumerate(reads):
+        for r in rs:
+            if r in defined and defined[r] != c:
+                last_use[r] = max(last_use.get(r, c), c)
+    free: list[int] = []
+    slots: dict[str, int] = {}
+    n_slots = 0
+    segs = []
+    for c, chunk in enumerate(chunks):
+        loads = sorted((r, slots[r]) for r in reads[c] if r in defined and defined[r] != c)
+        for r, slot in loads:
+            if last_use[r] == c:
+                free.append(slot)
+        stores = []
+        for name, _ in chunk:
+            if name in last_use:
+                if free:
+                    slot = free.pop()
+                else:
+                    slot, n_slots = n_slots, n_slots + 1
+                slots[name] = slot
+                stores.append((name, slot))
+        used = set(reads[c])
+        need = [r for r in used if r in const_rhs]
+        seen = set(need)
+        while need:  # constants may name constants
+            for r in _NAME.findall(const_rhs[need.pop()]):
+                if r in const_rhs and r not in seen:
+                    seen.add(r)
+                    need.append(r)
+        segs.append(_Segment(chunk, [(n, r) for n, r in consts if n in seen],
+                             sorted(index[r] for r in used if r in index),
+                             [j for j, oc in enumerate(out_chunk) if oc == c], loads, stores))
+    return segs, n_slots
+
+
 def build_module(graph: Graph, h: Host):
     """The LLVM module of a graph: `<symbol>_kernel(n, ins, strides, outs)`, one
     loop over vectors of the host's width whose loads and stores are masked to
     the lanes below n (all of them but in the last iteration), so the body is
-    emitted once: no scalar copy for the tail, none for single points."""
+    emitted once: no scalar copy for the tail, none for single points. A body of
+    more than CHUNK lines is cut into `noinline` functions called in turn each
+    iteration (values between them in a stack scratch area), so compile time
+    stays linear in the formula's size."""
     import llvmlite.ir as ir
 
     sym = symbol(graph)
@@ -283,85 +467,156 @@ def build_module(graph: Graph, h: Host):
     dt = graph.dtype
     consts = [_split(c) for c in body.consts]
     lines = [_split(ln) for ln in body.lines]
-    names = body.input_vars()
-    n_in, n_out = len(names), len(body.outputs)
+    names, out_names = body.input_vars(), list(body.outputs)
     mod = ir.Module(name="graphc")
     mod.triple = h.triple
-    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
-    ptr = ir.PointerType()
-    f = ir.DoubleType() if dt == "f64" else ir.FloatType()
-    width = h.width(dt)
-    vec, mask_t = ir.VectorType(f, width), ir.VectorType(i1, width)
-    size = 8 if dt == "f64" else 4
-    suffix = f"v{width}f{size * 8}.p0"
-    mload = ir.Function(mod, ir.FunctionType(vec, [ptr, i32, mask_t, vec]), name=f"llvm.masked.load.{suffix}")
-    mstore = ir.Function(mod, ir.FunctionType(ir.VoidType(), [vec, ptr, i32, mask_t]),
-                         name=f"llvm.masked.store.{suffix}")
+    t = _Types(mod, dt, h.width(dt))
+    i64, ptr = t.i64, t.ptr
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr]), name=f"{sym}_kernel")
     n, ins, strides, outs = fn.args
-    blocks = ("entry", "head", "loop", "load_full", "load_masked", "body", "store_full", "store_masked", "latch",
-              "done")
-    entry, head, loop, lfull, lmask, bodyb, sfull, smask, latch, done = (fn.append_basic_block(x) for x in blocks)
+    entry, head, loop, latch, done = (fn.append_basic_block(x) for x in ("entry", "head", "loop", "latch", "done"))
     b = ir.IRBuilder(entry)
-    in_ptrs = [b.load(b.gep(ins, [ir.Constant(i64, k)], source_etype=ptr), typ=ptr) for k in range(n_in)]
-    in_strides = [b.load(b.gep(strides, [ir.Constant(i64, k)], source_etype=i64), typ=i64) for k in range(n_in)]
-    out_ptrs = [b.load(b.gep(outs, [ir.Constant(i64, j)], source_etype=ptr), typ=ptr) for j in range(n_out)]
-    lanes = ir.Constant(ir.VectorType(i64, width), [ir.Constant(i64, k) for k in range(width)])
-    align = ir.Constant(i32, size)
+    if len(lines) <= INLINE_MAX or (len(names) + len(out_names) <= WIDE and len(lines) <= HUGE):
+        segs, n_slots = [_Segment(lines, consts, list(range(len(names))), list(range(len(out_names))), [], [])], 0
+    else:
+        segs, n_slots = _segments(consts, lines, names, out_names)
+    scratch = b.alloca(ir.ArrayType(t.vec, max(1, n_slots)), name="scratch") if n_slots else None
+
+    def loader(base, typ, block_builder):
+        cache_: dict[int, Any] = {}
+
+        def get(k: int):
+            if k not in cache_:
+                cache_[k] = block_builder.load(block_builder.gep(base, [ir.Constant(i64, k)], source_etype=typ), typ=typ)
+            return cache_[k]
+        return get
+
+    if len(segs) == 1:  # inline: the pointers and strides are read once, before the loop
+        b.branch(head)
+        hb = ir.IRBuilder(head)
+        i = hb.phi(i64, "i")
+        i.add_incoming(ir.Constant(i64, 0), entry)
+        hb.cbranch(hb.icmp_signed("<", i, n), loop, done)
+        b = ir.IRBuilder(loop)
+        left = b.sub(n, i)
+        eb = ir.IRBuilder(entry)
+        eb.position_before(entry.instructions[-1])
+        _emit_segment(t, fn, b, h, dt, segs[0], names, out_names, i, left, loader(ins, ptr, eb),
+                      loader(strides, i64, eb), loader(outs, ptr, eb), scratch, latch)
+        lb = ir.IRBuilder(latch)
+        i.add_incoming(lb.add(i, ir.Constant(i64, t.width)), latch)
+        lb.branch(head)
+        ir.IRBuilder(done).ret_void()
+        return mod
+    # a big kernel: `noinline` parts over full vectors; the last, partial vector is staged
+    # through heap buffers (padded with 1.0) so the parts need no masked code at all
+    sig = ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr, ptr])
+    parts = []
+    for c, seg in enumerate(segs):
+        part = ir.Function(mod, sig, name=f"{sym}_part{c}")
+        part.attributes.add("noinline")
+        pi, pins, pstrides, pouts, pscratch = part.args
+        pentry, pdone = part.append_basic_block("entry"), part.append_basic_block("done")
+        pb = ir.IRBuilder(pentry)
+        _emit_segment(t, part, pb, h, dt, seg, names, out_names, pi, None, loader(pins, ptr, pb),
+                      loader(pstrides, i64, pb), loader(pouts, ptr, pb), pscratch, pdone)
+        ir.IRBuilder(pdone).ret_void()
+        parts.append(part)
+    scratch_arg = scratch if scratch is not None else ir.Constant(ptr, None)
+    w = ir.Constant(i64, t.width)
     b.branch(head)
-    b = ir.IRBuilder(head)
-    i = b.phi(i64, "i")
+    hb = ir.IRBuilder(head)
+    i = hb.phi(i64, "i")
     i.add_incoming(ir.Constant(i64, 0), entry)
-    b.cbranch(b.icmp_signed("<", i, n), loop, done)
-    # full vectors load and store plainly; only the last, partial one is masked (masked stores
-    # are microcoded on AMD Zen: ~8x slower per element); the body between is emitted once
+    tail = fn.append_basic_block("tail")
+    hb.cbranch(hb.icmp_signed("<=", hb.add(i, w), n), loop, tail)
     b = ir.IRBuilder(loop)
-    left = b.sub(n, i)
-    full = b.icmp_signed(">=", left, ir.Constant(i64, width))
-    addrs = [b.gep(p, [b.mul(i, st)], source_etype=f) for p, st in zip(in_ptrs, in_strides)]
-    oaddrs = [b.gep(o, [i], source_etype=f) for o in out_ptrs]
-    b.cbranch(full, lfull, lmask)
-    b = ir.IRBuilder(lfull)
-    plain = [b.load(a, typ=vec, align=size) for a in addrs]
-    b.branch(bodyb)
-    b = ir.IRBuilder(lmask)
-    splat = b.insert_element(ir.Constant(ir.VectorType(i64, width), ir.Undefined), left, ir.Constant(i32, 0))
-    splat = b.shuffle_vector(splat, ir.Constant(ir.VectorType(i64, width), ir.Undefined),
-                             ir.Constant(ir.VectorType(i32, width), [ir.Constant(i32, 0)] * width))
-    mask = b.icmp_signed("<", lanes, splat)
-    one = ir.Constant(vec, [ir.Constant(f, 1.0)] * width)  # masked-off lanes compute on 1.0; none traps
-    masked = [b.call(mload, [a, align, mask, one]) for a in addrs]
-    b.branch(bodyb)
-    b = ir.IRBuilder(bodyb)
-    low = Lower(b, mod, dt, width, h)
-    for name, rhs in consts:
-        low.line(name, rhs)
-    for v, x, y in zip(names, plain, masked):
-        phi = b.phi(vec)
-        phi.add_incoming(x, lfull)
-        phi.add_incoming(y, lmask)
-        low.env[v] = (phi, "f")
-    for name, rhs in lines:
-        low.line(name, rhs)
-    results = [low.as_float(low.env[r]) for r in body.outputs]
-    b.cbranch(full, sfull, smask)
-    b = ir.IRBuilder(sfull)
-    for r, a in zip(results, oaddrs):
-        b.store(r, a, align=size)
+    for part in parts:
+        b.call(part, [i, ins, strides, outs, scratch_arg])
     b.branch(latch)
-    b = ir.IRBuilder(smask)
-    mask2 = b.icmp_signed("<", lanes, b.shuffle_vector(
-        b.insert_element(ir.Constant(ir.VectorType(i64, width), ir.Undefined), left, ir.Constant(i32, 0)),
-        ir.Constant(ir.VectorType(i64, width), ir.Undefined),
-        ir.Constant(ir.VectorType(i32, width), [ir.Constant(i32, 0)] * width)))
-    for r, a in zip(results, oaddrs):
-        b.call(mstore, [r, a, align, mask2])
-    b.branch(latch)
-    b = ir.IRBuilder(latch)
-    i.add_incoming(b.add(i, ir.Constant(i64, width)), latch)
-    b.branch(head)
+    lb = ir.IRBuilder(latch)
+    i.add_incoming(lb.add(i, w), latch)
+    lb.branch(head)
+    _staged_tail(t, fn, ir.IRBuilder(tail), parts, i, n, ins, strides, outs, scratch_arg, len(names),
+                 len(out_names), done)
     ir.IRBuilder(done).ret_void()
     return mod
+
+
+def _count_loop(fn, b, count: int, name: str, body) -> Any:
+    """`for k in range(count): body(builder, k)` in IR; returns the builder after it."""
+    import llvmlite.ir as ir
+
+    i64 = ir.IntType(64)
+    pre = b.block
+    head, step, after = (fn.append_basic_block(f"{name}_{x}") for x in ("head", "body", "after"))
+    b.branch(head)
+    hb = ir.IRBuilder(head)
+    k = hb.phi(i64, f"{name}_k")
+    k.add_incoming(ir.Constant(i64, 0), pre)
+    hb.cbranch(hb.icmp_signed("<", k, ir.Constant(i64, count)), step, after)
+    sb = ir.IRBuilder(step)
+    body(sb, k)
+    k.add_incoming(sb.add(k, ir.Constant(i64, 1)), sb.block)
+    sb.branch(head)
+    return ir.IRBuilder(after)
+
+
+def _staged_tail(t: _Types, fn, b, parts, i, n, ins, strides, outs, scratch, n_in: int, n_out: int, done) -> None:
+    """The last n - i < width elements of a big kernel: inputs copied lane by lane
+    into a buffer (lanes past n read 1.0), the parts run on it at index 0, and
+    the valid lanes of each output copied back."""
+    import llvmlite.ir as ir
+
+    i64, ptr = t.i64, t.ptr
+    run = fn.append_basic_block("tail_run")
+    b.cbranch(b.icmp_signed("<", i, n), run, done)
+    b = ir.IRBuilder(run)
+    left = b.sub(n, i)
+    malloc = fn.module.globals.get("malloc") or ir.Function(fn.module, ir.FunctionType(ptr, [i64]), name="malloc")
+    free = fn.module.globals.get("free") or ir.Function(fn.module, ir.FunctionType(ir.VoidType(), [ptr]), name="free")
+    vbytes = t.width * t.size
+    stage_in = b.call(malloc, [ir.Constant(i64, max(1, n_in) * vbytes)])
+    stage_out = b.call(malloc, [ir.Constant(i64, max(1, n_out) * vbytes)])
+    sins = b.call(malloc, [ir.Constant(i64, max(1, n_in) * 8)])
+    souts = b.call(malloc, [ir.Constant(i64, max(1, n_out) * 8)])
+    sstrides = b.call(malloc, [ir.Constant(i64, max(1, n_in) * 8)])
+    one = ir.Constant(t.f, 1.0)
+
+    def copy_in(sb, k):
+        src = sb.load(sb.gep(ins, [k], source_etype=ptr), typ=ptr)
+        step = sb.load(sb.gep(strides, [k], source_etype=i64), typ=i64)
+        dst = sb.gep(stage_in, [sb.mul(k, ir.Constant(i64, t.width))], source_etype=t.f)
+        for lane in range(t.width):  # a lane past n reads element i (always there) and keeps 1.0
+            inside = sb.icmp_signed("<", ir.Constant(i64, lane), left)
+            idx = sb.select(inside, sb.add(i, ir.Constant(i64, lane)), i)
+            v = sb.load(sb.gep(src, [sb.mul(idx, step)], source_etype=t.f), typ=t.f)
+            sb.store(sb.select(inside, v, one), sb.gep(dst, [ir.Constant(i64, lane)], source_etype=t.f))
+        sb.store(dst, sb.gep(sins, [k], source_etype=ptr))
+        sb.store(ir.Constant(i64, 1), sb.gep(sstrides, [k], source_etype=i64))
+
+    def point_out(sb, j):
+        sb.store(sb.gep(stage_out, [sb.mul(j, ir.Constant(i64, t.width))], source_etype=t.f),
+                 sb.gep(souts, [j], source_etype=ptr))
+
+    b = _count_loop(fn, b, n_in, "stage_in", copy_in)
+    b = _count_loop(fn, b, n_out, "stage_out", point_out)
+    for part in parts:
+        b.call(part, [ir.Constant(i64, 0), sins, sstrides, souts, scratch])
+    spare = b.alloca(t.f)  # where the lanes past n are "stored"
+
+    def copy_out(sb, j):
+        dst = sb.load(sb.gep(outs, [j], source_etype=ptr), typ=ptr)
+        src = sb.gep(stage_out, [sb.mul(j, ir.Constant(i64, t.width))], source_etype=t.f)
+        for lane in range(t.width):
+            inside = sb.icmp_signed("<", ir.Constant(i64, lane), left)
+            v = sb.load(sb.gep(src, [ir.Constant(i64, lane)], source_etype=t.f), typ=t.f)
+            sb.store(v, sb.select(inside, sb.gep(dst, [sb.add(i, ir.Constant(i64, lane))], source_etype=t.f), spare))
+
+    b = _count_loop(fn, b, n_out, "copy_out", copy_out)
+    for p in (stage_in, stage_out, sins, souts, sstrides):
+        b.call(free, [p])
+    b.branch(done)
 
 
 def optimise(ir_text: str, h: Host):
@@ -376,7 +631,7 @@ def optimise(ir_text: str, h: Host):
     return mod
 
 
-CODEGEN_VERSION = "1"  # bump when build_module's output changes for the same graph
+CODEGEN_VERSION = "2"  # bump when build_module's output changes for the same graph
 
 
 def cache_key(graph: Graph, h: Host) -> str:
@@ -387,7 +642,7 @@ def cache_key(graph: Graph, h: Host) -> str:
     from ..version import __version__
 
     parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None),
-             llvmlite.__version__, __version__, CODEGEN_VERSION)
+             llvmlite.__version__, __version__, CODEGEN_VERSION, f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
