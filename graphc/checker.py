@@ -27,6 +27,7 @@ from . import oracle
 from .errors import GraphcError
 from .ir import Graph
 from .passes.autodiff import grad_name
+from .progress import Progress
 from .registry import REAL, REGISTRY, Domain
 
 ADVERSARIAL = [0.0, 1e-8, -1e-8, 1.0, -1.0, 40.0, -40.0, 700.0, -700.0]
@@ -242,33 +243,6 @@ class _Conditioning:
                 f"{exact!r}); graphc's kernel gives {got!r} (relative error {_reported_error(got, exact, 1.0):.2g}, "
                 f"naive {_reported_error(nv, exact, 1.0):.2g}) and its derivative graph is exact at 60 digits: "
                 "the formula's conditioning, not a graphc error")
-
-
-class Progress:
-    """`graphc check: reference values 1,234/20,000` on stderr, redrawn at most 4
-    times a second, from 2 s on, and only when stderr is a terminal."""
-
-    def __init__(self, what: str, total: int, stream: Any = None, after: float = 2.0):
-        import sys
-
-        self.what, self.total, self.after = what, total, after
-        self.stream = stream if stream is not None else sys.stderr
-        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.shown = False
-
-    def __call__(self, done: int) -> None:
-        if not self.on:
-            return
-        now = time.perf_counter()
-        if now - self.t0 < self.after or (now - self.last < 0.25 and done < self.total):
-            return
-        self.last, self.shown = now, True
-        self.stream.write(f"\rgraphc check: {self.what} {done:,}/{self.total:,}")
-        if done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def kink_points(graph: Graph, columns: list[np.ndarray]) -> dict[str, list[int]]:

@@ -197,6 +197,25 @@ def test_long_checks_show_progress_on_a_terminal():
     assert late.stream.getvalue() == ""  # short runs stay quiet
 
 
+def test_a_long_compile_shows_its_progress(monkeypatch, tmp_path):
+    import io
+    import sys
+
+    from graphc import progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(progress, "AFTER", 0.0)  # as if every stage took longer than 2 s
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    graphc.compile("sin(x) * y + exp(y)", target="llvm")
+    text = err.getvalue()
+    assert "graphc compile: passes 1/" in text and "graphc compile: LLVM stages (IR, optimise, machine code) 3/3\n" in text
+
+
 @pytest.mark.parametrize("formula", ["sin(x)/x", "(exp(x)-1)/x"])
 def test_ill_conditioned_formulas_are_not_reported_as_graphc_errors(formula):
     """Regression: these FAILED at x = 1e-8, where the formula itself cancels in

@@ -196,10 +196,21 @@ class NumbaKernel(Kernel):
         return "\n".join(mod.compiled("kernel").inspect_llvm().values())
 
 
+# Above these sizes a pointwise kernel is compiled by the llvm backend instead: Numba's
+# compile time grows faster than linear in ops (64 sigmoid neurons, 320 inputs: 268 s) and its
+# type inference recurses past Python's limit near 1,490 inputs (benchmarks/RESULTS.md)
+NUMBA_MAX_OPS, NUMBA_MAX_INPUTS = 600, 200
+
+
 def build(graph: Graph, target: Target) -> Kernel:
     parallel = bool(target.options.get("parallel"))
     if _is_tensor(graph):
         return TensorKernel(graph, target.name, parallel)
+    ops = sum(1 for n in graph.body if n.op != "const")
+    if ops > NUMBA_MAX_OPS or len(graph.inputs) > NUMBA_MAX_INPUTS:
+        from .llvm_cpu import LlvmKernel
+
+        return LlvmKernel(graph, target.name, parallel)
     return NumbaKernel(graph, target.name, parallel)
 
 
@@ -212,8 +223,11 @@ def _is_tensor(graph: Graph) -> bool:
 
 def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
     """"source": the generated module (for a tensor program: its schedule and
-    kernels); "llvm": the LLVM IR Numba made from it."""
+    kernels; for a formula past Numba's sizes, the llvm backend's IR); "llvm":
+    the LLVM IR that is compiled."""
     kernel = build(graph, target)
+    if not isinstance(kernel, (NumbaKernel, TensorKernel)):  # a big formula: the llvm backend's kernel
+        return kernel.optimised_ir() if kind == "llvm" else kernel.ir
     if kind == "llvm" and not isinstance(kernel, NumbaKernel):
         from ..errors import GraphcError
 

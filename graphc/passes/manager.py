@@ -97,6 +97,9 @@ def run_pipeline(
     registry = _registry()
     verify(graph)
     records = []
+    from ..progress import Progress
+
+    step = Progress("passes", len(passes), prefix="graphc compile")
     for i, name in enumerate(passes):
         fn = registry[name]
         ctx.autodiff_follows = "autodiff" in passes[i + 1:]
@@ -112,6 +115,7 @@ def run_pipeline(
         records.append(
             PassRecord(name, dt, before, graph.op_count(), dict(ctx.fired), graph if keep_ir else None)
         )
+        step(i + 1)
     return graph, records
 
 
