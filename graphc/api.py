@@ -101,6 +101,15 @@ class CompiledFunction:
         return (f"<graphc.CompiledFunction inputs={self.inputs} wrt={self.wrt} target={self.target!r} "
                 f"dtype={self.dtype} ops={self.graph.op_count()}>")
 
+    # ------------------------------------------------------------- pickling
+    def __reduce__(self):
+        """Pickled as its Program (IR text and options) and target: rebuilt on
+        loading, kernels from the disk cache; no code object travels."""
+        return (_load_function, (self.program, self.target))
+
+    def __dask_tokenize__(self) -> str:
+        return self.program.__dask_tokenize__() + ":" + self.target
+
     # ---------------------------------------------------------------- calls
     def _values(self, args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         names = self.inputs
@@ -173,6 +182,8 @@ class CompiledFunction:
             if owners:
                 raise ArgumentError(f"{k}= is for target {' or '.join(map(repr, owners))} only")
         if self.tensor:
+            if _any_dask(args, kwargs):
+                return _over_dask(self, args, kwargs, out, options)
             return self._run_tensor(self.kernel, args, kwargs, out)
         if not kwargs and not options and len(args) == self._n_in:
             # fast paths: Python floats, or same-shape contiguous arrays of our dtype
@@ -186,6 +197,8 @@ class CompiledFunction:
                 outs = self._fast_arrays(args, out)  # 1-D arrays of one length; None if not
                 if outs is not None:
                     return self._pack(outs)
+        if _any_dask(args, kwargs):
+            return _over_dask(self, args, kwargs, out, options)
         arrays, scalar, shape = self._bind(self.kernel, args, kwargs)
         if scalar and out is None and not options:
             outs = list(self.kernel.run_scalar(*(float(a) for a in arrays)))
@@ -270,6 +283,27 @@ def compile(
     program = Program(formula, wrt=wrt, dtype=dtype, passes=passes, order=order, inputs=inputs, unsafe=unsafe,
                       shapes=dict(shapes) if shapes is not None else None, dtypes=dict(dtypes) if dtypes else None)
     return CompiledFunction(program, target)
+
+
+def _any_dask(args: tuple, kwargs: Mapping[str, Any]) -> bool:
+    return any(type(a).__module__.startswith("dask.") for a in (*args, *kwargs.values()))
+
+
+def _over_dask(fn: CompiledFunction, args: tuple, kwargs: Mapping[str, Any], out: Any, options: Mapping[str, Any]):
+    from . import dask as over_dask  # lazy results: chunk by chunk, or row chunks of a separable loss
+
+    return over_dask.call(fn, fn._values(args, kwargs), out, options)
+
+
+_FUNCTIONS: dict[str, CompiledFunction] = {}
+
+
+def _load_function(program: Program, target: str) -> CompiledFunction:
+    key = program.__dask_tokenize__() + ":" + target
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = _FUNCTIONS[key] = CompiledFunction(program, target)
+    return fn
 
 
 def hessian(formula: Any, wrt: Sequence[str] | str | None = None, **kw: Any) -> CompiledFunction:

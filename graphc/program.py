@@ -114,9 +114,49 @@ class Program:
 
         return svg_or_none(self.dot())
 
+    # ------------------------------------------------------------- pickling
+    def _options(self) -> dict[str, Any]:
+        return dict(wrt=list(self.wrt), dtype=self.dtype, passes=list(self.passes), order=max(self.order, 1),
+                    unsafe=self.unsafe, grad=bool(self.order), shapes={} if self.tensor else None)
+
+    def __reduce__(self):
+        """Pickled as data: the forward graph's IR text and the options. Loading
+        parses and verifies the text and reruns the passes (a tampered payload is
+        an IR error, never code); kernels then come from the disk cache."""
+        return (_load_program, (print_graph(self.forward), self._options()))
+
+    def __dask_tokenize__(self) -> str:
+        return token(print_graph(self.forward), self._options())
+
     def __repr__(self) -> str:
         return (f"<graphc.Program inputs={self.inputs} wrt={self.wrt} dtype={self.dtype} "
                 f"passes={','.join(self.passes)} ops={self.graph.op_count()}>")
 
 
 __all__ = ["Program", "PassRecord"]
+
+
+def token(text: str, options: dict[str, Any], *extra: str) -> str:
+    """A content hash of IR text and options (Dask's task keys, load memos)."""
+    import hashlib
+    import json
+
+    blob = json.dumps([text, options, *extra], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+_LOADED: dict[str, Program] = {}  # a worker loading one function for many tasks parses it once
+
+
+def _load_program(text: str, options: dict[str, Any]) -> Program:
+    from .ir import parse_graph, verify
+
+    key = token(text, options)
+    prog = _LOADED.get(key)
+    if prog is None:
+        if not isinstance(text, str) or not isinstance(options, dict):
+            raise GraphcError("a pickled graphc Program holds IR text and an options dict")
+        graph = parse_graph(text)
+        verify(graph)
+        prog = _LOADED[key] = Program(graph, **options)
+    return prog

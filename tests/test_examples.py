@@ -30,3 +30,10 @@ def test_spiral_trains_to_97_percent_and_its_gradient_checks(capsys):
 @pytest.mark.parametrize("name", ["logistic_regression", "svm"])
 def test_small_examples_train(name):
     assert _load(name).main(["--fast"]) == 0
+
+
+def test_dask_logistic_regression_learns_the_true_model(capsys):
+    pytest.importorskip("dask.array")
+    assert _load("dask_logistic").main(["--fast"]) == 0  # 10^6 rows generated lazily in chunks
+    out = capsys.readouterr().out
+    assert "1,000,000 rows" in out and "largest weight error" in out

@@ -17,14 +17,14 @@ def parse(source: object, dtype: str = "f64", inputs: tuple[str, ...] | None = N
     """Text, a SymPy expression or an existing Graph -> forward Graph. `shapes`
     (and `dtypes`) make formula text a tensor program."""
     if isinstance(source, Graph):
-        if shapes is not None or dtypes:
+        if shapes or dtypes:  # shapes={} only marks the Graph a tensor program
             raise GraphcError("shapes=/dtypes= are for formula text: a Graph's inputs carry their own types")
         return source
     if isinstance(source, str):
         return parse_formula(source, dtype=dtype, inputs=inputs, shapes=shapes, dtypes=dtypes)
     sympy = sys.modules.get("sympy")
     if sympy is not None and isinstance(source, sympy.Basic):
-        if shapes is not None or dtypes:
+        if shapes or dtypes:  # shapes={} only marks the Graph a tensor program
             raise GraphcError("shapes=/dtypes= are for formula text; a SymPy expression is pointwise "
                               "(MatrixSymbol input is not supported yet)")
         return from_sympy(source, dtype=dtype, inputs=inputs)
