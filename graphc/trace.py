@@ -372,6 +372,11 @@ class Traced:
         self.__wrapped__ = f
         self.__name__ = getattr(f, "__name__", "traced")
 
+    def __reduce__(self):
+        """Pickled as the function (by reference, as pickle does; cloudpickle by value)
+        and the options: traces are redone per signature where it is loaded."""
+        return (Traced, (self.f, self.mode, self.argnums, self.has_aux, self.static, self.target))
+
     def _split(self, args: tuple, kwargs: dict) -> tuple[list, dict, dict]:
         if self._plain and not kwargs and self._required <= len(args) <= len(self.params):
             return list(zip(self.params, (*args, *self._defaults[len(args):]))), {}, {}

@@ -71,6 +71,11 @@ dev = {k: cuda.to_device(a) if np.ndim(a) else a for k, a in args.items()}
 v3, g3 = fn(**dev)
 extra["device"] = all(hasattr(g3[k], "copy_to_host") for k in rg) and close(v3, rv, "float64") and \
     all(close(g3[k].copy_to_host(), rg[k], "float64") for k in rg)
+import pickle  # noqa: E402
+
+back = pickle.loads(pickle.dumps(fn))  # the cuda target's function rebuilt from IR text and options
+v4, g4 = back(**args)
+extra["pickle"] = back.target == "cuda" and close(v4, rv, "float64") and all(close(g4[k], rg[k], "float64") for k in rg)
 extra["domain_retries"] = domain_retries
 extra["programs"] = len(programs)
 print(json.dumps({"checked": checked, "failures": failures, "extra": extra}))

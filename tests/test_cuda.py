@@ -151,7 +151,7 @@ def test_simulator_runs_tensor_programs_like_the_numpy_target():
     assert res["extra"]["programs"] == n and res["checked"] == 2 * n + 1
     assert res["failures"] == []
     extra = res["extra"]
-    assert extra["mlp"] and extra["schedule"] and extra["out"] and extra["device"], extra
+    assert extra["mlp"] and extra["schedule"] and extra["out"] and extra["device"] and extra["pickle"], extra
     assert extra["domain_retries"] <= 2, extra  # only where(x <= 0, 0, log1p(x)): see the script
 
 

@@ -53,6 +53,22 @@ def test_a_tensor_program_and_a_hessian_pickle():
     assert prog.wrt == ("x",) and "exp" in prog.ir
 
 
+def _traced_loss(w, X):
+    import graphc.numpy as gnp
+
+    return gnp.sum(gnp.tanh(X @ w))
+
+
+def test_a_traced_function_pickles_by_reference_and_retraces():
+    f = graphc.value_and_grad(_traced_loss)
+    X, w = np.arange(12.0).reshape(4, 3) / 10, np.array([0.3, -0.2, 0.1])
+    v, g = f(w, X)
+    back = pickle.loads(pickle.dumps(f))
+    v2, g2 = back(w, X)
+    assert v2 == v and np.array_equal(g2, g)
+    np.testing.assert_allclose(g, X.T @ (1 - np.tanh(X @ w) ** 2), rtol=1e-14)
+
+
 def test_a_pickle_loads_in_a_fresh_process(tmp_path):
     path = tmp_path / "fn.pkl"
     fn = graphc.compile(NEURON, target="cpu")
