@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers:
         from distributed import Client, LocalCluster
 
-        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None))
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
     w, b = np.zeros(args.features), 0.0
     print(f"{rows:,} rows x {args.features} features in chunks of {chunk:,}; "
           f"{f'{args.workers} worker processes' if client else 'threads'}")
@@ -69,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(steps):
         value, grads = loss(X=X, y=y, w=w, b=b, lam=1e-4)  # lazy: nothing computed yet
         if client is not None:
-            value, grads = client.compute((value, grads), sync=True)
+            from distributed import progress
+
+            futures = client.compute([value, grads])
+            if not args.fast:
+                progress(futures)  # the cluster's progress bar
+            value, grads = client.gather(futures)
         elif args.fast:
             value, grads = dask.compute(value, grads)
         else:
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
           f"largest weight error against the true model {err:.3f}; bias {b:.3f} (true 0.5)")
     if client is not None:
         client.close()
+        cluster.close()
     return 0 if err < 0.2 and abs(b - 0.5) < 0.2 else 1
 
 

@@ -3,6 +3,7 @@ separability proof, and compiled functions over Dask arrays (threads, then a
 LocalCluster of two worker processes). References: the same function called
 once on the whole data in this process, and hand-written NumPy."""
 
+import functools
 import pickle
 import subprocess
 import sys
@@ -21,6 +22,7 @@ NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
 WRT = ["W1", "b1", "W2", "b2"]
 
 
+@functools.lru_cache(maxsize=None)  # one compile per target for the module: the tests only call it
 def _net(target="numpy"):
     return graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=WRT, target=target)
 
