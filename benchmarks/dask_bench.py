@@ -111,7 +111,6 @@ def logistic(rows: int, chunk: int, client, steps: int) -> dict:
             ref = got
         else:
             out["agree"] = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)))
-    del X, y  # released with the last reference
     return out
 
 

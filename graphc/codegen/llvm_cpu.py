@@ -402,6 +402,7 @@ def _segments(consts: list, lines: list, names: list[str], outputs: list[str]) -
     Returns the segments and the number of slots."""
     index = {v: k for k, v in enumerate(names)}
     const_rhs = dict(consts)
+    const_at = {n: k for k, (n, _) in enumerate(consts)}  # constants in their order (a constant may name one)
     chunks = [lines[a:a + CHUNK] for a in range(0, len(lines), CHUNK)] or [[]]
     defined = {name: c for c, chunk in enumerate(chunks) for name, _ in chunk}
     # an output is stored by the segment computing it, up to CHUNK stores a segment; the
@@ -424,8 +425,10 @@ def _segments(consts: list, lines: list, names: list[str], outputs: list[str]) -
     for c, chunk in enumerate(chunks):
         for _, rhs in chunk:
             reads[c].update(_NAME.findall(rhs))
+    outs_of: dict[int, list[int]] = {}
     for j, c in enumerate(out_chunk):
         reads[c].add(outputs[j])
+        outs_of.setdefault(c, []).append(j)
     last_use: dict[str, int] = {}
     for c, rs in enumerate(reads):
         for r in rs:
@@ -457,9 +460,8 @@ def _segments(consts: list, lines: list, names: list[str], outputs: list[str]) -
                 if r in const_rhs and r not in seen:
                     seen.add(r)
                     need.append(r)
-        segs.append(_Segment(chunk, [(n, r) for n, r in consts if n in seen],
-                             sorted(index[r] for r in used if r in index),
-                             [j for j, oc in enumerate(out_chunk) if oc == c], loads, stores))
+        segs.append(_Segment(chunk, [(n, const_rhs[n]) for n in sorted(seen, key=const_at.__getitem__)],
+                             sorted(index[r] for r in used if r in index), outs_of.get(c, []), loads, stores))
     return segs, n_slots
 
 
