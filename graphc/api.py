@@ -265,9 +265,10 @@ def compile(
     """Compile formula text, a SymPy expression, a Graph or a Program into a CompiledFunction.
 
     wrt: names to differentiate by (default: every input, in input order).
-    target: a name from the target table (`graphc.targets()`): "cpu" (Numba,
-    serial; the default), "parallel" (Numba, all cores), "numpy" (the
-    reference evaluator), "cuda" (numba-cuda). dtype: float64 or float32.
+    target: a name from the target table (`graphc.targets()`): "llvm"
+    (llvmlite, vector math, threads; the default for formulas), "cpu" (Numba,
+    serial), "parallel" (Numba, all cores), "numpy" (the reference evaluator;
+    the default for tensor programs), "cuda" (numba-cuda). dtype: float64 or float32.
     passes: pipeline (default simplify, fuse, autodiff, simplify, cse, dce);
     `()` runs autodiff alone. order: 1 (gradient) or 2 (adds the Hessian).
     inputs: explicit input order (default: order of first appearance).

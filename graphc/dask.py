@@ -94,7 +94,6 @@ class BatchSplit:
     chunked inputs, so a training loop compiles once)."""
 
     def __init__(self, fn: Any, batch: tuple[str, ...]):
-        from .api import CompiledFunction
         from .program import Program
         from .separable import split
 
@@ -105,8 +104,9 @@ class BatchSplit:
                                 "Dask: differentiate by the parameters (wrt=...)")
         parts = split(prog.forward, batch)
         opts = dict(wrt=list(prog.wrt), dtype=prog.dtype, passes=prog.passes, unsafe=prog.unsafe, shapes={})
-        self.separable = CompiledFunction(Program(parts.separable, **opts), fn.target)
-        self.free = CompiledFunction(Program(parts.free, **opts), fn.target) if parts.free is not None else None
+        compiled = type(fn)  # CompiledFunction, without importing the API (which imports this module)
+        self.separable = compiled(Program(parts.separable, **opts), fn.target)
+        self.free = compiled(Program(parts.free, **opts), fn.target) if parts.free is not None else None
         self.inv_n = parts.inv_n
         self.batch = batch
 
