@@ -22,7 +22,7 @@ NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
 WRT = ["W1", "b1", "W2", "b2"]
 
 
-@functools.lru_cache(maxsize=None)  # one compile per target for the module: the tests only call it
+@functools.cache  # one compile per target for the module: the tests only call it
 def _net(target="numpy"):
     return graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=WRT, target=target)
 
