@@ -700,7 +700,9 @@ def object_code(graph: Graph) -> tuple[str, bytes]:
     step(2)
     obj = h.machine(is_huge(text)).emit_object(mod)
     step(3)
-    cache.store_blob(key, ".ll", str(mod).encode())
+    # the optimised IR beside the object code (readable); a huge module keeps graphc's own IR
+    # instead: printing 360,000 optimised lines costs seconds for a file nobody reads whole
+    cache.store_blob(key, ".ll", (text if is_huge(text) else str(mod)).encode())
     cache.store_blob(key, ".o", obj)
     return key, obj
 
