@@ -400,7 +400,7 @@ def _check_numbers(points: Any, seed: Any, time_limit: Any) -> None:
 def check(
     formula: Any,
     *example_args: Any,
-    target: str = "cpu",
+    target: str | None = None,
     dtype: Any = "float64",
     points: int = 64,
     seed: int = 0,
@@ -440,7 +440,7 @@ def check(
 
     # points outside the domain (exact value undefined) are skipped
     usable = [i for i, row in enumerate(ref) if not any(math.isnan(v) for v in row)]
-    report = CheckReport(str(formula), target, dt, reference, len(pts), len(pts) - len(usable), notes=notes)
+    report = CheckReport(str(formula), fn.target, dt, reference, len(pts), len(pts) - len(usable), notes=notes)
     kinks = kink_points(forward, [np.array([p[k] for p in pts]) for k in fn.inputs])
     on_kink = sorted({i for ids in kinks.values() for i in ids} & set(usable))
     if on_kink:

@@ -181,7 +181,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
         raise GraphcError("--llvm, --ptx and --asm: choose one")
     kind = "llvm" if args.llvm else "ptx" if args.ptx else "asm" if args.asm else "source"
     prog = graphc.Program(args.formula, wrt=args.wrt, dtype=args.dtype, passes=args.passes, **_tensor_opts(args))
-    print(graphc.emit(prog, target=args.target, kind=kind, cc=args.cc))
+    target = args.target or ("cpu" if prog.tensor else None)  # a tensor program: the compiled CPU schedule
+    print(graphc.emit(prog, target=target, kind=kind, cc=args.cc))
     return 0
 
 
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ptx", action="store_true", help="PTX, no GPU needed (" + _emitters("ptx") + ")")
     m.add_argument("--asm", action="store_true", help="the host assembly of the kernel (" + _emitters("asm") + ")")
     m.add_argument("--cc", default="9.0", help="compute capability for --ptx (default 9.0)")
-    _add_compile_opts(m, target_default="cpu", targets=_emitting())
+    _add_compile_opts(m, targets=_emitting())  # default: the library's (llvm; cpu's schedule for tensors)
     m.set_defaults(func=cmd_emit)
 
     k = sub.add_parser("check", help="check every output against SymPy's exact derivatives (exit 1 on disagreement)")
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--swell", action="store_true", help="expression-swell report: graphc vs SymPy op counts")
     k.add_argument("--time-limit", type=float, default=20.0, help="seconds SymPy may take per task")
     k.add_argument("--no-symbolic", action="store_true", help="numeric verdict only")
-    k.add_argument("--target", default="cpu", help=_target_help())
+    k.add_argument("--target", default=None, help=_target_help() + " (default: the library's, llvm)")
     k.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     k.add_argument("--wrt", default=None)
     _add_tensor_opts(k)
