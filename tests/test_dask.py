@@ -212,3 +212,17 @@ def test_on_a_local_cluster_of_two_worker_processes(tmp_path):
     assert abs(lv - mv) <= 1e-12 * abs(mv)
     for k in WRT:
         np.testing.assert_allclose(lg[k], mg[k], rtol=1e-12, atol=1e-15)
+
+
+def test_readme_dask_example_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("## Larger than memory: Dask"):text.index("## The formula language")]
+    start = section.index("```python") + len("```python")
+    code = section[start:section.index("```", start)]
+    code = code.replace("10**8", "10**6").replace("10**7", "10**5")  # the same code, 100x fewer points
+    env: dict = {}
+    exec(compile(code, "README-dask", "exec"), env)  # our own README, not user input
+    assert abs(env["value"] - np.log(2)) < 1e-12  # w = 0, b = 0: every row's loss is log 2
+    assert abs(env["grads"]["w"][0] + 0.3989) < 0.01  # mean((1/2 - [x0 > 0]) x0) = -E[x0; x0 > 0]
