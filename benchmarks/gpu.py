@@ -44,6 +44,18 @@ def timeit(fn, sync, budget=0.3, rounds=5) -> float:
     return statistics.median(res)
 
 
+def gpu_name() -> str | None:
+    """The GPU's name (Numba's simulator names itself), or None (and a line on
+    stderr) when there is none to measure."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        print("no GPU: nothing to measure", file=sys.stderr)
+        return None
+    name = getattr(cuda.get_current_device(), "name", "Numba's CUDA simulator")
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -53,11 +65,9 @@ def main(argv=None) -> int:
 
     import graphc
 
-    if not cuda.is_available():
-        print("no GPU: nothing to measure", file=sys.stderr)
+    name = gpu_name()
+    if name is None:
         return 2
-    dev = cuda.get_current_device()
-    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     rows = []
     sync = cuda.synchronize

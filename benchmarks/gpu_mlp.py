@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mlp import NET, REG, SHAPES, data, numpy_step
+from .mlp import NET, REG, SHAPES, data, jax_loss, numpy_step, torch_loss
 
 SIZES = {"tiny": (64, 8, 16, 3), "medium": (1024, 784, 256, 10), "large": (8192, 784, 1024, 10)}
 KEYS = ("X", "y", "W1", "b1", "W2", "b2")
@@ -45,11 +45,7 @@ def graphc_peer(dtype: str, dev: dict):
 def torch_peer(dtype: str, dev: dict, compiled: bool):
     import torch
 
-    def loss_fn(X, y, W1, b1, W2, b2):
-        s = torch.relu(X @ W1 + b1) @ W2 + b2
-        return torch.nn.functional.cross_entropy(s, y) + 0.5 * REG * ((W1 * W1).sum() + (W2 * W2).sum())
-
-    fn = torch.compile(loss_fn) if compiled else loss_fn
+    fn = torch.compile(torch_loss) if compiled else torch_loss
     t = dev["torch"]
 
     def step():
@@ -63,15 +59,8 @@ def torch_peer(dtype: str, dev: dict, compiled: bool):
 
 def jax_peer(dtype: str, dev: dict):
     import jax
-    import jax.numpy as jnp
 
-    def loss_fn(params, X, y):
-        W1, b1, W2, b2 = params
-        s = jax.nn.relu(X @ W1 + b1) @ W2 + b2
-        lp = jax.nn.log_softmax(s)
-        return -jnp.mean(lp[jnp.arange(X.shape[0]), y]) + 0.5 * REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
-
-    vg = jax.jit(jax.value_and_grad(loss_fn))
+    vg = jax.jit(jax.value_and_grad(jax_loss))
     j = dev["jax"]
 
     def step():
@@ -177,16 +166,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS-gpu-mlp.md")))
     args = ap.parse_args(argv)
-    from numba import cuda
-
     import graphc
 
-    if not cuda.is_available():
-        print("no GPU: nothing to measure", file=sys.stderr)
+    from .gpu import gpu_name
+
+    name = gpu_name()
+    if name is None:
         return 2
-    dev = cuda.get_current_device()
-    name = getattr(dev, "name", "Numba's CUDA simulator")
-    name = name.decode() if isinstance(name, bytes) else str(name)
     have = available()
     try:
         import cupy  # noqa: F401

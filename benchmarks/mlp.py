@@ -85,14 +85,29 @@ def graphc_peer(target: str, dtype: str):
     return step
 
 
+def torch_loss(X, y, W1, b1, W2, b2):
+    """The net's loss in PyTorch (CPU here, CUDA in gpu_mlp)."""
+    import torch
+
+    s = torch.relu(X @ W1 + b1) @ W2 + b2
+    return torch.nn.functional.cross_entropy(s, y) + 0.5 * REG * ((W1 * W1).sum() + (W2 * W2).sum())
+
+
+def jax_loss(params, X, y):
+    """The net's loss in JAX (CPU here, GPU in gpu_mlp)."""
+    import jax
+    import jax.numpy as jnp
+
+    W1, b1, W2, b2 = params
+    s = jax.nn.relu(X @ W1 + b1) @ W2 + b2
+    lp = jax.nn.log_softmax(s)
+    return -jnp.mean(lp[jnp.arange(X.shape[0]), y]) + 0.5 * REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
+
+
 def torch_peer(compiled: bool):
     import torch
 
-    def loss_fn(X, y, W1, b1, W2, b2):
-        s = torch.relu(X @ W1 + b1) @ W2 + b2
-        return torch.nn.functional.cross_entropy(s, y) + 0.5 * REG * ((W1 * W1).sum() + (W2 * W2).sum())
-
-    fn = torch.compile(loss_fn) if compiled else loss_fn
+    fn = torch.compile(torch_loss) if compiled else torch_loss
 
     def step(X, y, W1, b1, W2, b2):
         ts = [torch.from_numpy(a).requires_grad_(True) for a in (W1, b1, W2, b2)]
@@ -105,17 +120,9 @@ def torch_peer(compiled: bool):
 
 def jax_peer():
     import jax
-    import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
-
-    def loss_fn(params, X, y):
-        W1, b1, W2, b2 = params
-        s = jax.nn.relu(X @ W1 + b1) @ W2 + b2
-        lp = jax.nn.log_softmax(s)
-        return -jnp.mean(lp[jnp.arange(X.shape[0]), y]) + 0.5 * REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
-
-    vg = jax.jit(jax.value_and_grad(loss_fn))
+    vg = jax.jit(jax.value_and_grad(jax_loss))
 
     def step(X, y, W1, b1, W2, b2):
         v, g = vg((W1, b1, W2, b2), X, y)

@@ -329,6 +329,26 @@ class _Segment:
         self.loads, self.stores = loads, stores  # [(name, slot)]
 
 
+def _lines(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
+           values: list, scratch) -> list:
+    """A segment's lines over its input vectors `values`: constants, values from
+    scratch slots, the lines, values to scratch slots; returns its outputs."""
+    import llvmlite.ir as ir
+
+    low = Lower(b, fn.module, dt, t.width, h)
+    for name, rhs in seg.consts:
+        low.line(name, rhs)
+    for k, v in zip(seg.inputs, values):
+        low.env[names[k]] = (v, "f")
+    for name, slot in seg.loads:
+        low.env[name] = (b.load(b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec), typ=t.vec), "f")
+    for name, rhs in seg.lines:
+        low.line(name, rhs)
+    for name, slot in seg.stores:
+        b.store(low.as_float(low.env[name]), b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec))
+    return [low.as_float(low.env[out_names[j]]) for j in seg.outputs]
+
+
 def _emit_segment(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
                   i, left, in_ptr, in_stride, out_ptr, scratch, after):
     """One iteration's work for a segment, from builder `b` to block `after`:
@@ -341,19 +361,9 @@ def _emit_segment(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list
     addrs = [b.gep(in_ptr(k), [b.mul(i, in_stride(k))], source_etype=t.f) for k in seg.inputs]
     oaddrs = [b.gep(out_ptr(j), [i], source_etype=t.f) for j in seg.outputs]
     if left is None:
-        low = Lower(b, fn.module, dt, t.width, h)
-        for name, rhs in seg.consts:
-            low.line(name, rhs)
-        for k, a in zip(seg.inputs, addrs):
-            low.env[names[k]] = (b.load(a, typ=t.vec, align=t.size), "f")
-        for name, slot in seg.loads:
-            low.env[name] = (b.load(b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec), typ=t.vec), "f")
-        for name, rhs in seg.lines:
-            low.line(name, rhs)
-        for name, slot in seg.stores:
-            b.store(low.as_float(low.env[name]), b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec))
-        for j, a in zip(seg.outputs, oaddrs):
-            b.store(low.as_float(low.env[out_names[j]]), a, align=t.size)
+        values = [b.load(a, typ=t.vec, align=t.size) for a in addrs]
+        for r, a in zip(_lines(t, fn, b, h, dt, seg, names, out_names, values, scratch), oaddrs):
+            b.store(r, a, align=t.size)
         b.branch(after)
         return
     full = b.icmp_signed(">=", left, ir.Constant(t.i64, t.width))
@@ -369,21 +379,13 @@ def _emit_segment(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list
     masked = [b.call(t.mload, [a, t.align, mask, one]) for a in addrs]
     b.branch(body)
     b = ir.IRBuilder(body)
-    low = Lower(b, fn.module, dt, t.width, h)
-    for name, rhs in seg.consts:
-        low.line(name, rhs)
-    for k, x, y in zip(seg.inputs, plain, masked):
+    phis = []
+    for x, y in zip(plain, masked):
         phi = b.phi(t.vec)
         phi.add_incoming(x, lfull)
         phi.add_incoming(y, lmask)
-        low.env[names[k]] = (phi, "f")
-    for name, slot in seg.loads:
-        low.env[name] = (b.load(b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec), typ=t.vec), "f")
-    for name, rhs in seg.lines:
-        low.line(name, rhs)
-    for name, slot in seg.stores:
-        b.store(low.as_float(low.env[name]), b.gep(scratch, [ir.Constant(t.i64, slot)], source_etype=t.vec))
-    results = [low.as_float(low.env[out_names[j]]) for j in seg.outputs]
+        phis.append(phi)
+    results = _lines(t, fn, b, h, dt, seg, names, out_names, phis, scratch)
     b.cbranch(full, sfull, smask)
     b = ir.IRBuilder(sfull)
     for r, a in zip(results, oaddrs):
