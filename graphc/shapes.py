@@ -8,13 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .codegen.buffers import is_device
 from .errors import ArgumentError
 from .ir import DTYPE_NUMPY, Node, fmt_shape
-
-
-def is_gpu_array(value: Any) -> bool:
-    """A Numba device array (real or simulated), or any `__cuda_array_interface__` array."""
-    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
 
 
 def as_argument(node: Node, value: Any, float_dtype: np.dtype, device: bool = False) -> np.ndarray:
@@ -25,7 +21,7 @@ def as_argument(node: Node, value: Any, float_dtype: np.dtype, device: bool = Fa
     if type(value) is np.ndarray and value.dtype == want:
         return value  # the common call: nothing to convert
     name = node.attr
-    if device and is_gpu_array(value):
+    if device and is_device(value):
         got = np.dtype(value.__cuda_array_interface__["typestr"] if hasattr(value, "__cuda_array_interface__")
                        else value.dtype)
         if got != want:

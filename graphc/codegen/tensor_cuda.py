@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, Node, print_graph
-from ..shapes import bound, is_gpu_array
+from ..shapes import bound
 from . import cache
+from .buffers import is_device
 from .kernel import Kernel, fill_out
 from .numba_cuda import _namespace, require_gpu, simulator
 from .numpy_ref import op_step, run_op
@@ -232,7 +233,7 @@ class TensorCudaKernel(Kernel):
                 fn, attrs, symbolic, dt = op_step(s)
                 val = run_op(fn, [self._host(env[id(a)]) for a in s.args], attrs, symbolic, dims, dt)
                 env[id(s)] = self._device(val)
-        if any(is_gpu_array(a) for a in arrays):  # GPU data in: results stay there
+        if any(is_device(a) for a in arrays):  # GPU data in: results stay there
             return [env[id(v)] if v.shape else np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype])
                     for _, v in self.graph.outputs]
         return [np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
