@@ -128,6 +128,23 @@ def test_broken_matmul_and_broadcast_rules_are_caught_and_shrunk():
     assert len(shrunk[0]) <= 30, shrunk
 
 
+@settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "150")), deadline=None,
+          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(tensor_programs())
+def test_llvm_schedule_equals_the_numpy_target(program):
+    """The llvm target's loops (the cpu schedule, llvmlite kernels) against the
+    numpy target; they compile in milliseconds, so many more examples."""
+    text, shapes = program
+    fn = graphc.compile(text, shapes=shapes, target="llvm")
+    ref = graphc.compile(text, shapes=shapes, target="numpy")
+    pt = _point(fn, len(text))
+    v, g = fn(**pt)
+    rv, rg = ref(**pt)
+    assert _close(v, rv, 1e-12), (text, v, rv)
+    for k in rg:
+        assert _close(g[k], rg[k], 1e-10), (text, k)
+
+
 @settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES", "12")), deadline=None,
           derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(tensor_programs())

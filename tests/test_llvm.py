@@ -14,7 +14,7 @@ from formulas import CORE, FUNCTIONS, sample
 
 import graphc
 from graphc.codegen import cache, llvm_cpu
-from graphc.errors import ArgumentError, UnsupportedError
+from graphc.errors import ArgumentError
 
 NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
 TOL = {"float64": 1e-12, "float32": 2e-5}
@@ -138,11 +138,6 @@ def test_a_sum_of_1500_inputs_compiles_in_parts_on_the_cpu_target():
     v, g = fn(*xs)
     np.testing.assert_allclose(v, xs.sum(axis=0), rtol=1e-12)
     assert all(np.array_equal(g[f"x{i}"], np.ones(11)) for i in (0, 777, n - 1))
-
-
-def test_tensor_programs_are_refused_with_the_targets_that_run_them():
-    with pytest.raises(UnsupportedError, match="target 'llvm' compiles per-element float kernels"):
-        graphc.compile("sum(x)", shapes={"x": (3,)}, target="llvm")
 
 
 def test_the_neuron_calls_vector_exp_and_the_scalar_fallback_agrees(tmp_path):

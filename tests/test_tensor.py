@@ -629,7 +629,7 @@ def test_a_loop_never_waits_for_a_value_that_waits_for_it():
         np.testing.assert_allclose(g["x"], rg["x"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("target", ["cpu", "numpy"])
+@pytest.mark.parametrize("target", ["cpu", "numpy", "llvm"])
 def test_out_buffers_for_tensor_outputs(target):
     fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
                         target=target)

@@ -5,18 +5,12 @@ as GPU kernels). Kept apart so neither backend module imports the other's."""
 from __future__ import annotations
 
 from ..ir import Graph
-from .kernel import Kernel
+from .kernel import Kernel, is_tensor_graph
 from .targets import Target
 
 
-def _tensor(graph: Graph) -> bool:
-    from .numba_cpu import _is_tensor
-
-    return _is_tensor(graph)
-
-
 def build(graph: Graph, target: Target) -> Kernel:
-    if _tensor(graph):
+    if is_tensor_graph(graph):
         from .tensor_cuda import TensorCudaKernel
 
         return TensorCudaKernel(graph)
@@ -30,7 +24,7 @@ def emit(graph: Graph, kind: str, target: Target, cc: str | tuple[int, int] = (9
     "ptx": PTX for compute capability `cc` ("9.0" or (9, 0)). Neither needs a GPU."""
     from . import numba_cuda
 
-    if not _tensor(graph):
+    if not is_tensor_graph(graph):
         return numba_cuda.emit(graph, kind, target, cc=cc, **opts)
     from . import tensor_cuda
 

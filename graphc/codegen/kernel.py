@@ -73,6 +73,15 @@ class Kernel:
         return None
 
 
+def is_tensor_graph(graph: Graph) -> bool:
+    """Whether a graph is a tensor program (shapes, non-elementwise ops or
+    non-float inputs) rather than a per-element formula."""
+    from ..registry import REGISTRY
+
+    return graph.is_tensor or any(n.op != "const" and not REGISTRY[n.op].per_element for n in graph.body) or \
+        any(not n.type.is_float for n in graph.inputs)
+
+
 def fill_out(results: list, out: list | None) -> list:
     """Results copied into the caller's buffers, when there are any (those returned instead)."""
     if out is None:

@@ -558,8 +558,9 @@ def build_module(graph: Graph, h: Host):
     return mod
 
 
-def _count_loop(fn, b, count: int, name: str, body) -> Any:
-    """`for k in range(count): body(builder, k)` in IR; returns the builder after it."""
+def _count_loop(fn, b, count, name: str, body, start=0) -> Any:
+    """`for k in range(start, count): body(builder, k)` in IR (bounds: ints or i64
+    values); returns the builder after it."""
     import llvmlite.ir as ir
 
     i64 = ir.IntType(64)
@@ -568,8 +569,8 @@ def _count_loop(fn, b, count: int, name: str, body) -> Any:
     b.branch(head)
     hb = ir.IRBuilder(head)
     k = hb.phi(i64, f"{name}_k")
-    k.add_incoming(ir.Constant(i64, 0), pre)
-    hb.cbranch(hb.icmp_signed("<", k, ir.Constant(i64, count)), step, after)
+    k.add_incoming(ir.Constant(i64, start) if isinstance(start, int) else start, pre)
+    hb.cbranch(hb.icmp_signed("<", k, ir.Constant(i64, count) if isinstance(count, int) else count), step, after)
     sb = ir.IRBuilder(step)
     body(sb, k)
     k.add_incoming(sb.add(k, ir.Constant(i64, 1)), sb.block)
@@ -671,18 +672,19 @@ def cache_key(graph: Graph, h: Host) -> str:
 
 
 class Compiled:
-    """A module's machine code loaded into the process: its ctypes entry point."""
+    """A module's machine code loaded into the process: a ctypes entry point for
+    its function `name` (the kernel's, by default)."""
 
-    def __init__(self, obj: bytes, h: Host, sym: str):
+    def __init__(self, obj: bytes, h: Host, sym: str, name: str = "kernel", proto=None):
         llvm = h.llvm
         with h.lock:
-            kaddr = h.engine.get_function_address(f"{sym}_kernel")  # loaded already in this process?
+            kaddr = h.engine.get_function_address(f"{sym}_{name}")  # loaded already in this process?
             if not kaddr:
                 h.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
                 h.engine.finalize_object()
-                kaddr = h.engine.get_function_address(f"{sym}_kernel")
-        self.kernel = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                                       ctypes.c_void_p)(kaddr)
+                kaddr = h.engine.get_function_address(f"{sym}_{name}")
+        proto = proto or ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+        self.kernel = proto(kaddr)
 
 
 def object_code(graph: Graph) -> tuple[str, bytes]:
@@ -690,13 +692,19 @@ def object_code(graph: Graph) -> tuple[str, bytes]:
     exists (the LLVM IR is built only on a miss)."""
     h = host()
     key = cache_key(graph, h)
+    return key, machine_code(key, lambda: str(build_module(graph, h)), h)
+
+
+def machine_code(key: str, make_ir, h: Host) -> bytes:
+    """The object code of cache entry `key`: from the disk cache when intact, else
+    `make_ir()` (LLVM IR text) optimised and compiled, and stored."""
     hit = cache.load_blob(key, ".o")
     if hit is not None:
-        return key, hit
+        return hit
     from ..progress import Progress
 
     step = Progress("LLVM stages (IR, optimise, machine code)", 3, prefix="graphc compile")
-    text = str(build_module(graph, h))
+    text = make_ir()
     step(1)
     mod = optimise(text, h)
     step(2)
@@ -706,7 +714,7 @@ def object_code(graph: Graph) -> tuple[str, bytes]:
     # instead: printing 360,000 optimised lines costs seconds for a file nobody reads whole
     cache.store_blob(key, ".ll", (text if is_huge(text) else str(mod)).encode())
     cache.store_blob(key, ".o", obj)
-    return key, obj
+    return obj
 
 
 def _address(a: np.ndarray) -> int:
@@ -860,13 +868,22 @@ class LlvmKernel(Kernel):
 
 
 def build(graph: Graph, target: Target) -> Kernel:
+    from .kernel import is_tensor_graph
+
+    if is_tensor_graph(graph):
+        from .llvm_tensor import LlvmTensorKernel
+
+        return LlvmTensorKernel(graph, target.name, False)
     return LlvmKernel(graph, target.name, True)
 
 
 def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
     """"source": the LLVM IR as generated (graphc's own output); "llvm": after
-    LLVM's O3 pipeline (what is compiled); "asm": the host assembly."""
-    kernel = LlvmKernel(graph, target.name, True)
+    LLVM's O3 pipeline (what is compiled); "asm": the host assembly. A tensor
+    program: its schedule, then each fused step's LLVM IR (every kind)."""
+    kernel = build(graph, target)
+    if not isinstance(kernel, LlvmKernel):
+        return kernel.source
     if kind == "asm":
         return kernel.assembly()
     if kind == "llvm":

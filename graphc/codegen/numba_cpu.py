@@ -17,7 +17,7 @@ import numpy as np
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
 from .buffers import OverlapMemo, host_outputs
-from .kernel import Kernel
+from .kernel import Kernel, is_tensor_graph
 from .loader import _exec_in_memory, _first_use, _load
 from .scalar import Body, indent
 from .targets import Target
@@ -204,7 +204,7 @@ NUMBA_MAX_OPS, NUMBA_MAX_INPUTS = 600, 200
 
 def build(graph: Graph, target: Target) -> Kernel:
     parallel = bool(target.options.get("parallel"))
-    if _is_tensor(graph):
+    if is_tensor_graph(graph):
         return TensorKernel(graph, target.name, parallel)
     ops = sum(1 for n in graph.body if n.op != "const")
     if ops > NUMBA_MAX_OPS or len(graph.inputs) > NUMBA_MAX_INPUTS:
@@ -212,13 +212,6 @@ def build(graph: Graph, target: Target) -> Kernel:
 
         return LlvmKernel(graph, target.name, parallel)
     return NumbaKernel(graph, target.name, parallel)
-
-
-def _is_tensor(graph: Graph) -> bool:
-    from ..registry import REGISTRY
-
-    return graph.is_tensor or any(n.op != "const" and not REGISTRY[n.op].per_element for n in graph.body) or \
-        any(not n.type.is_float for n in graph.inputs)
 
 
 def emit(graph: Graph, kind: str, target: Target, **opts) -> str:

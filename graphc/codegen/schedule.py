@@ -278,7 +278,10 @@ class RegionCode:
     params: list[str]  # n0.., a0.., o0.., s0..
 
 
-def region_code(r: Region, backend: str) -> RegionCode:
+def region_graph(r: Region) -> Graph:
+    """A region's per-element computation as a pointwise graph: one scalar input
+    per region input (its dtype), one output per stored value, then one per sum's
+    summand."""
     scalars = [input_node(f"r{k}", a.dtype) for k, a in enumerate(r.inputs)]
     mapped: dict[int, Node] = {id(a): s for a, s in zip(r.inputs, scalars)}
     inside = {id(n) for n in r.nodes}
@@ -286,7 +289,12 @@ def region_code(r: Region, backend: str) -> RegionCode:
         args = [_through(a, inside) for a in n.args]
         mapped[id(n)] = make(n.op, *(mapped.get(id(a), a) for a in args))  # constants stay constants
     reduced = [n.args[0] for n in r.reductions]
-    sub = Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs + reduced)])
+    return Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs + reduced)])
+
+
+def region_code(r: Region, backend: str) -> RegionCode:
+    sub = region_graph(r)
+    scalars = sub.inputs
     body = Body(sub, backend=backend)
     nd = len(r.shape)
     idx = [f"i{k}" for k in range(nd)]

@@ -106,7 +106,8 @@ for _t in (
     Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
            tensors=True),
     Target("llvm", "graphc.codegen.llvm_cpu", "llvmlite, no Numba: vector math (libmvec), compiles in "
-           "milliseconds, threads above 131,072 elements (the default for formulas)", emits=("source", "llvm", "asm")),
+           "milliseconds, threads above 131,072 elements (the default for formulas); tensor programs: the cpu "
+           "schedule with llvmlite loops", emits=("source", "llvm", "asm"), tensors=True),
     Target("cuda", "graphc.codegen.cuda_target", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
            emits=("source", "ptx"), call_options=("stream",), tensors=True),
 ):

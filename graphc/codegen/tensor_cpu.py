@@ -92,14 +92,7 @@ class TensorKernel(Kernel):
         self.target = target
         self.parallel = parallel
         self.steps = _regions(graph)
-        ir_text = print_graph(graph)
-        for s in self.steps:
-            if isinstance(s, Region):
-                s.source = region_source(s, graph.dtype)
-                s.key = cache.cache_key(ir_text, target, "region", s.source)
-            elif isinstance(s, Xent):
-                s.source = XENT_SOURCE.format(dtype=DTYPE_NUMPY[graph.dtype])
-                s.key = cache.cache_key(target, "xent", s.source)
+        self._kernel_sources()
         self._compiled: dict[str, object] = {}
         self._plan = None
         self._arenas: dict[tuple, tuple] = {}
@@ -108,6 +101,17 @@ class TensorKernel(Kernel):
         self._lock = threading.Lock()
         self._prepare()
         self.source = self.describe()
+
+    def _kernel_sources(self) -> None:
+        """Each fused step's source and cache key (the Numba modules)."""
+        ir_text = print_graph(self.graph)
+        for s in self.steps:
+            if isinstance(s, Region):
+                s.source = region_source(s, self.graph.dtype)
+                s.key = cache.cache_key(ir_text, self.target, "region", s.source)
+            elif isinstance(s, Xent):
+                s.source = XENT_SOURCE.format(dtype=DTYPE_NUMPY[self.graph.dtype])
+                s.key = cache.cache_key(self.target, "xent", s.source)
 
     def describe(self) -> str:
         """The schedule: each step with its shapes, then each fused kernel's source."""
