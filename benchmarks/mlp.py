@@ -133,7 +133,7 @@ def jax_peer():
 
 def peers(dtype: str) -> dict:
     out = {"graphc cpu": lambda: graphc_peer("cpu", dtype), "graphc parallel": lambda: graphc_peer("parallel", dtype),
-           "graphc numpy target": lambda: graphc_peer("numpy", dtype)}
+           "graphc llvm": lambda: graphc_peer("llvm", dtype), "graphc numpy target": lambda: graphc_peer("numpy", dtype)}
     try:
         import torch  # noqa: F401
 
@@ -214,7 +214,7 @@ def measure_peer(name: str, size: str, dtype: str, rounds: int, memory: bool = F
     return dict(time=statistics.median(mine), ratio=statistics.median(ratio), first=first, planned=planned)
 
 
-NAMES = ["graphc cpu", "graphc parallel", "graphc numpy target", "PyTorch eager", "torch.compile",
+NAMES = ["graphc cpu", "graphc parallel", "graphc llvm", "graphc numpy target", "PyTorch eager", "torch.compile",
          "JAX jit(value_and_grad)", "hand-written NumPy", "BLAS floor (the five GEMMs)"]
 
 

@@ -25,13 +25,13 @@ import numpy as np
 
 from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph
-from .llvm_cpu import CODEGEN_VERSION, Compiled, Host, Lower, _address, _count_loop, _split, _Types, host, machine_code
+from .llvm_cpu import CODEGEN_VERSION, Compiled, Host, Lower, _count_loop, _split, _Types, host, machine_code
 from .numpy_ref import evaluate
 from .scalar import Body
 from .schedule import Region, Xent, describe_schedule, region_graph
 from .tensor_cpu import TensorKernel
 
-TENSOR_VERSION = "1"  # bump when the region or xent module changes for the same step
+TENSOR_VERSION = "5"  # bump when the region or xent module changes for the same step
 _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
 
 
@@ -60,10 +60,22 @@ class RegionPlan:
         self.in_kind = ["row" if not a.shape or (a.shape[-1] == 1 and inner != 1) else "vec" for a in r.inputs]
         self.in_dtype = [a.dtype for a in r.inputs]
         self.out_dtype = [o.dtype for o in r.outputs]
+        self.in_rank = [len(a.shape) for a in r.inputs]
         self.sum_kind = ["hsum" if self.nd - 1 in n.attrs["axis"] else "vec" for n in r.reductions]
+        # per operand, the array axis each region axis reads (None: it broadcasts, stride 0)
+        self.axes = [[None if j < self.nd - k else j - (self.nd - k) for j in range(self.nd)] for k in self.in_rank]
+        self.axes += [list(range(self.nd)) for _ in r.outputs]
+        for n in r.reductions:  # a sum's cell: reduced axes stay at index 0 (a 0-d sum is one cell)
+            ax, keep, q, row = n.attrs["axis"], n.attrs["keepdims"], 0, []
+            for j in range(self.nd):
+                row.append(None if j in ax else q)
+                q += 1 if keep or j not in ax else 0
+            self.axes.append(row)
+        self.ranks = self.in_rank + [self.nd] * len(r.outputs) + [len(n.shape) or 1 for n in r.reductions]
         self.graph = region_graph(r)
         self.signature = "\n".join([dtype, repr(self.in_kind), repr(self.in_dtype), repr(self.out_dtype),
-                                    repr(self.sum_kind), str(self.nd), _graph_text(self.graph)])
+                                    repr(self.sum_kind), repr(self.axes), repr(self.ranks), str(self.nd),
+                                    _graph_text(self.graph)])
 
     @property
     def operands(self) -> int:
@@ -76,9 +88,22 @@ def _graph_text(g: Graph) -> str:
     return print_graph(g)
 
 
+ARRAY_DATA = object.__basicsize__  # PyArrayObject: data, nd, dimensions, strides follow the object header
+
+
+def scalar_type(dtype: str):
+    """The LLVM type of a 0-d value passed by value (as ctypes passes it)."""
+    import llvmlite.ir as ir
+
+    return {"f64": ir.DoubleType(), "f32": ir.FloatType(), "i64": ir.IntType(64), "bool": ir.IntType(8)}[dtype]
+
+
 def region_module(p: RegionPlan, h: Host, sym: str):
-    """`<sym>_region(dims, ptrs, strides)`: the loop nest. `ptrs`: inputs, outputs,
-    sums; `strides`: nd element strides per operand, in the same order."""
+    """`<sym>_region(d0.., operands..) -> i32`: the loop nest over dims d0..,
+    each operand a NumPy array object (its data pointer and strides read from the
+    array itself: no marshalling per call) or, for a 0-d input, its value.
+    Returns 1, doing nothing, when an operand read or written as vectors is
+    strided along its last axis (the caller then passes contiguous copies)."""
     import llvmlite.ir as ir
 
     dt = p.dtype
@@ -92,18 +117,49 @@ def region_module(p: RegionPlan, h: Host, sym: str):
     W = h.width(dt)
     t = _Types(mod, dt, W)
     i64, ptr = t.i64, t.ptr
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr]), name=f"{sym}_region")
-    dims_p, ptrs_p, strides_p = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-
-    def at(base, k, typ):
-        return b.load(b.gep(base, [ir.Constant(i64, k)], source_etype=typ), typ=typ)
-
     nd = p.nd
-    dims = [at(dims_p, j, i64) for j in range(nd)]
-    bases = [at(ptrs_p, k, ptr) for k in range(p.operands)]
-    strides = [[at(strides_p, k * nd + j, i64) for j in range(nd)] for k in range(p.operands)]
+    params = [i64] * nd + [ptr if p.in_rank[k] else scalar_type(p.in_dtype[k]) for k in range(n_in)]
+    fn = ir.Function(mod, ir.FunctionType(t.i32, params + [ptr] * (n_out + n_sum)), name=f"{sym}_region")
+    dims, objs = list(fn.args[:nd]), fn.args[nd:]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
     elem = {d: (t.f if d not in _ELEM else ir.IntType(_ELEM[d])) for d in set(p.in_dtype) | set(p.out_dtype) | {dt}}
+    dtypes = p.in_dtype + p.out_dtype + [dt] * n_sum
+    unit = [kind == "vec" for kind in p.in_kind] + [True] * n_out + [kind == "vec" for kind in p.sum_kind]
+
+    def field(obj, offset: int):
+        return b.load(b.gep(obj, [ir.Constant(i64, ARRAY_DATA + offset)], source_etype=ir.IntType(8)), typ=ptr)
+
+    ok = ir.Constant(t.i1, 1)
+    bases, strides, scalars = [], [], {}
+    for k in range(p.operands):
+        if k < n_in and not p.in_rank[k]:
+            bases.append(None)
+            strides.append([ir.Constant(i64, 0)] * nd)
+            scalars[k] = objs[k]
+            continue
+        item = 1 if dtypes[k] == "bool" else 4 if dtypes[k] == "f32" else 8
+        data, shape_p, step_p = field(objs[k], 0), field(objs[k], 16), field(objs[k], 24)
+        row = []
+        for j, q in enumerate(p.axes[k]):
+            if q is None:
+                row.append(ir.Constant(i64, 0))
+                continue
+            qc = ir.Constant(i64, q)
+            size = b.load(b.gep(shape_p, [qc], source_etype=i64), typ=i64)
+            step = b.load(b.gep(step_p, [qc], source_etype=i64), typ=i64)
+            ok = b.and_(ok, b.icmp_signed("==", b.and_(step, ir.Constant(i64, item - 1)), ir.Constant(i64, 0)))
+            one = b.icmp_signed("==", size, ir.Constant(i64, 1))
+            if j == nd - 1 and unit[k]:  # read or written as vectors: unit stride along the last axis
+                ok = b.and_(ok, b.or_(one, b.icmp_signed("==", step, ir.Constant(i64, item))))
+            row.append(b.select(one, ir.Constant(i64, 0), b.sdiv(step, ir.Constant(i64, item))))
+        bases.append(data)
+        strides.append(row)
+    spare = b.alloca(i64)  # where the lanes past the end of a row are stored
+    go, refuse = fn.append_basic_block("go"), fn.append_basic_block("refuse")
+    b.cbranch(ok, go, refuse)
+    ir.IRBuilder(refuse).ret(ir.Constant(t.i32, 1))
+    b = ir.IRBuilder(go)
+
     def intrinsic(kind: str, e):
         """llvm.masked.load / store over <W x e>."""
         vt = ir.VectorType(e, W)
@@ -139,125 +195,123 @@ def region_module(p: RegionPlan, h: Host, sym: str):
             return _count_loop_b(fn, bb, dims[j], f"axis{j}", step)
         return inner(bb, offs)
 
-    def inner(bb, offs: list) -> Any:
-        n = dims[nd - 1]
-        addr = [bb.gep(bases[k], [offs[k]], source_etype=elem[d]) for k, d in
-                enumerate(p.in_dtype + p.out_dtype)]
-        addr += [bb.gep(bases[n_in + n_out + s], [offs[n_in + n_out + s]], source_etype=t.f) for s in range(n_sum)]
-        rows = {}
-        for k, kind in enumerate(p.in_kind):  # one value per row, splat to a vector
-            if kind == "row":
-                e = elem[p.in_dtype[k]]
-                rows[k] = as_lanes(bb, splat(bb, bb.load(addr[k], typ=e), e), p.in_dtype[k])
-        zero = ir.Constant(t.vec, [ir.Constant(t.f, 0.0)] * W)
-        pre = bb.block
-        head, test, lfull, lmask, work, sfull, smask, latch, after = (
-            fn.append_basic_block(x) for x in ("head", "test", "load_full", "load_masked", "body", "store_full",
-                                               "store_masked", "latch", "after"))
-        bb.branch(head)
-        hb = ir.IRBuilder(head)
-        i = hb.phi(i64, "i")
-        i.add_incoming(ir.Constant(i64, 0), pre)
-        accs = [hb.phi(t.vec) if kind == "hsum" else None for kind in p.sum_kind]  # a register per row
-        for a in accs:
-            if a is not None:
-                a.add_incoming(zero, pre)
-        hb.cbranch(hb.icmp_signed("<", i, n), test, after)
-        tb = ir.IRBuilder(test)
-        left = tb.sub(n, i)
-        full = tb.icmp_signed(">=", left, ir.Constant(i64, W))
-        tb.cbranch(full, lfull, lmask)
-
-        def loads(lb, masked_: bool):
-            mask = t.mask(lb, left) if masked_ else ir.Constant(t.mask_t, [ir.Constant(t.i1, 1)] * W)
-            vals = []
-            for k, kind in enumerate(p.in_kind):
-                if kind != "vec":
-                    continue
-                e = elem[p.in_dtype[k]]
-                vt = ir.VectorType(e, W)
-                a = lb.gep(addr[k], [i], source_etype=e)
-                if masked_:
-                    one = ir.Constant(vt, [ir.Constant(e, 1.0 if e is t.f else 1)] * W)  # no trap in dead lanes
-                    vals.append(lb.call(intrinsic("load", e), [a, ir.Constant(t.i32, _bits(e) // 8), mask, one]))
-                else:
-                    vals.append(lb.load(a, typ=vt, align=_bits(e) // 8))
-            return vals, mask
-
-        lb = ir.IRBuilder(lfull)
-        vf, mf = loads(lb, False)
-        lb.branch(work)
-        lb = ir.IRBuilder(lmask)
-        vm, mm = loads(lb, True)
-        lb.branch(work)
-        wb = ir.IRBuilder(work)
-        mask = wb.phi(t.mask_t)
-        mask.add_incoming(mf, lfull)
-        mask.add_incoming(mm, lmask)
-        phis = {}
-        for vi, k in enumerate(k for k, kind in enumerate(p.in_kind) if kind == "vec"):  # phis first
-            phis[k] = wb.phi(vf[vi].type)
-            phis[k].add_incoming(vf[vi], lfull)
-            phis[k].add_incoming(vm[vi], lmask)
-        low = Lower(wb, mod, dt, W, h)
+    def compute(cb, vals: dict, mask) -> tuple[list, list]:
+        """The element's lines over input vectors `vals` (by input index; 0-d and row
+        inputs come from `rows`): the outputs to store and the summands, masked-off
+        lanes (mask not None) zeroed in the summands."""
+        low = Lower(cb, mod, dt, W, h)
         for name, rhs in consts:
             low.line(name, rhs)
         for k in range(n_in):
-            low.env[names[k]] = rows[k] if k in rows else as_lanes(wb, phis[k], p.in_dtype[k])
+            low.env[names[k]] = vals[k]
         for name, rhs in lines:
             low.line(name, rhs)
         results = []
         for j, d in enumerate(p.out_dtype):
             v = low.env[body.outputs[j]]
             if d == "bool":
-                results.append(wb.zext(low.as_bool(v), ir.VectorType(elem[d], W)))
+                results.append(cb.zext(low.as_bool(v), ir.VectorType(elem[d], W)))
             elif d == "i64":
                 raise GraphcError("the llvm target stores no integer region outputs")
             else:
                 results.append(low.as_float(v))
         summands = [low.as_float(low.env[body.outputs[n_out + s]]) for s in range(n_sum)]
-        new_accs = []
-        for s, kind in enumerate(p.sum_kind):
-            new_accs.append(wb.fadd(accs[s], wb.select(mask, summands[s], zero)) if kind == "hsum" else None)
-        wb.cbranch(full, sfull, smask)
-        for blk, masked_ in ((sfull, False), (smask, True)):
-            sb = ir.IRBuilder(blk)
+        if mask is not None:
+            zero = ir.Constant(t.vec, [ir.Constant(t.f, 0.0)] * W)
+            summands = [cb.select(mask, v, zero) for v in summands]
+        return results, summands
+
+    def inner(bb, offs: list) -> Any:
+        """The innermost axis: full vectors in a loop of plain loads and stores (LLVM
+        unrolls it), then the last partial vector once, masked loads and lane stores."""
+        n = dims[nd - 1]
+        addr = [bb.gep(bases[k], [offs[k]], source_etype=elem[d]) if bases[k] is not None else None
+                for k, d in enumerate(dtypes)]
+        rows = {}
+        for k, kind in enumerate(p.in_kind):  # one value per row, splat to a vector
+            if kind == "row":
+                e = elem[p.in_dtype[k]]
+                v = scalars[k] if k in scalars else bb.load(addr[k], typ=e)
+                rows[k] = as_lanes(bb, splat(bb, v, e), p.in_dtype[k])
+        zero = ir.Constant(t.vec, [ir.Constant(t.f, 0.0)] * W)
+        wc = ir.Constant(i64, W)
+        pre = bb.block
+        head, full, check, tail, after = (fn.append_basic_block(x) for x in
+                                          ("head", "full", "check", "tail", "after"))
+        bb.branch(head)
+        hb = ir.IRBuilder(head)
+        i = hb.phi(i64, "i")
+        i.add_incoming(ir.Constant(i64, 0), pre)
+        hsums = [s for s, kind in enumerate(p.sum_kind) if kind == "hsum"]
+        accs = {s: hb.phi(t.vec) for s in hsums}  # a register per row
+        for a in accs.values():
+            a.add_incoming(zero, pre)
+        hb.cbranch(hb.icmp_signed("<=", hb.add(i, wc), n), full, check)
+
+        def store(sb, results, summands, masked_: bool, left=None):
             for j, d in enumerate(p.out_dtype):
-                e = elem[d]
-                a = sb.gep(addr[n_in + j], [i], source_etype=e)
+                a = sb.gep(addr[n_in + j], [i], source_etype=elem[d])
                 if masked_:
-                    sb.call(intrinsic("store", e), [results[j], a, ir.Constant(t.i32, _bits(e) // 8), mask])
+                    t.store_lanes(sb, results[j], a, left, spare)
                 else:
-                    sb.store(results[j], a, align=_bits(e) // 8)
+                    sb.store(results[j], a, align=_bits(elem[d]) // 8)
             for s, kind in enumerate(p.sum_kind):
                 if kind != "vec":
                     continue
                 a = sb.gep(addr[n_in + n_out + s], [i], source_etype=t.f)
                 if masked_:
-                    old = sb.call(intrinsic("load", t.f), [a, t.align, mask, zero])
-                    sb.call(intrinsic("store", t.f), [sb.fadd(old, summands[s]), a, t.align, mask])
+                    old = sb.call(intrinsic("load", t.f), [a, t.align, t.mask(sb, left), zero])
+                    t.store_lanes(sb, sb.fadd(old, summands[s]), a, left, spare)
                 else:
-                    old = sb.load(a, typ=t.vec, align=t.size)
-                    sb.store(sb.fadd(old, summands[s]), a, align=t.size)
-            sb.branch(latch)
-        lt = ir.IRBuilder(latch)
-        i.add_incoming(lt.add(i, ir.Constant(i64, W)), latch)
-        for a, na in zip(accs, new_accs):
-            if a is not None:
-                a.add_incoming(na, latch)
-        lt.branch(head)
+                    sb.store(sb.fadd(sb.load(a, typ=t.vec, align=t.size), summands[s]), a, align=t.size)
+
+        fb = ir.IRBuilder(full)
+        vals = dict(rows)
+        for k, kind in enumerate(p.in_kind):
+            if kind == "vec":
+                e = elem[p.in_dtype[k]]
+                v = fb.load(fb.gep(addr[k], [i], source_etype=e), typ=ir.VectorType(e, W), align=_bits(e) // 8)
+                vals[k] = as_lanes(fb, v, p.in_dtype[k])
+        results, summands = compute(fb, vals, None)
+        store(fb, results, summands, False)
+        i.add_incoming(fb.add(i, wc), fb.block)
+        for s in hsums:
+            accs[s].add_incoming(fb.fadd(accs[s], summands[s]), fb.block)
+        fb.branch(head)
+
+        cb = ir.IRBuilder(check)
+        cb.cbranch(cb.icmp_signed("<", i, n), tail, after)
+        tb = ir.IRBuilder(tail)
+        left = tb.sub(n, i)
+        mask = t.mask(tb, left)
+        vals = dict(rows)
+        for k, kind in enumerate(p.in_kind):
+            if kind == "vec":
+                e = elem[p.in_dtype[k]]
+                vt = ir.VectorType(e, W)
+                one = ir.Constant(vt, [ir.Constant(e, 1.0 if e is t.f else 1)] * W)  # no trap in dead lanes
+                v = tb.call(intrinsic("load", e), [tb.gep(addr[k], [i], source_etype=e),
+                                                   ir.Constant(t.i32, _bits(e) // 8), mask, one])
+                vals[k] = as_lanes(tb, v, p.in_dtype[k])
+        results, summands = compute(tb, vals, mask)
+        store(tb, results, summands, True, left)
+        tail_accs = {s: tb.fadd(accs[s], summands[s]) for s in hsums}
+        tb.branch(after)
         ab = ir.IRBuilder(after)
-        for s, kind in enumerate(p.sum_kind):  # a row's register, its lanes added in order, into the sum's cell
-            if kind == "hsum":
-                total = ab.extract_element(accs[s], ir.Constant(t.i32, 0))
-                for lane in range(1, W):
-                    total = ab.fadd(total, ab.extract_element(accs[s], ir.Constant(t.i32, lane)))
-                cell = addr[n_in + n_out + s]
-                ab.store(ab.fadd(ab.load(cell, typ=t.f), total), cell)
+        ends = {s: ab.phi(t.vec) for s in hsums}  # phis first, then the adds
+        for s in hsums:  # a row's register, its lanes added in order, into the sum's cell
+            acc = ends[s]
+            acc.add_incoming(accs[s], check)
+            acc.add_incoming(tail_accs[s], tb.block)
+            total = ab.extract_element(acc, ir.Constant(t.i32, 0))
+            for lane in range(1, W):
+                total = ab.fadd(total, ab.extract_element(acc, ir.Constant(t.i32, lane)))
+            cell = addr[n_in + n_out + s]
+            ab.store(ab.fadd(ab.load(cell, typ=t.f), total), cell)
         return ab
 
     end = nest(b, 0, [ir.Constant(i64, 0)] * p.operands)
-    end.ret_void()
+    end.ret(ir.Constant(t.i32, 0))
     return mod
 
 
@@ -282,71 +336,136 @@ def _count_loop_b(fn, b, count, name: str, body) -> Any:
 # ------------------------------------------------------------------ cross_entropy rows
 
 
+def _array(b, obj, rank: int, item: int):
+    """An array object's data pointer, sizes and byte strides (PyArrayObject's fields),
+    and whether it is C-contiguous (an axis of size 1 may have any stride)."""
+    import llvmlite.ir as ir
+
+    i64, ptr, i8 = ir.IntType(64), ir.PointerType(), ir.IntType(8)
+
+    def field(offset: int):
+        return b.load(b.gep(obj, [ir.Constant(i64, ARRAY_DATA + offset)], source_etype=i8), typ=ptr)
+
+    data, shape_p, step_p = field(0), field(16), field(24)
+    sizes = [b.load(b.gep(shape_p, [ir.Constant(i64, q)], source_etype=i64), typ=i64) for q in range(rank)]
+    steps = [b.load(b.gep(step_p, [ir.Constant(i64, q)], source_etype=i64), typ=i64) for q in range(rank)]
+    ok, span = ir.Constant(ir.IntType(1), 1), ir.Constant(i64, item)
+    for q in reversed(range(rank)):
+        fits = b.or_(b.icmp_signed("==", sizes[q], ir.Constant(i64, 1)), b.icmp_signed("==", steps[q], span))
+        ok = b.and_(ok, fits)
+        span = b.mul(span, sizes[q])
+    return data, sizes, steps, ok
+
+
 def xent_module(dtype: str, h: Host, sym: str):
-    """`<sym>_xent(n, c, s, y, p, d, losses, with_diff)`: XENT_ROW (schedule.py)
-    per row of the C-contiguous scores; labels already checked in range."""
+    """`<sym>_xent(s, y, p, d, losses, with_diff) -> i32`: XENT_ROW (schedule.py)
+    per row of the scores, each row in vectors of the host's width (masked last
+    vector; libmvec's exp where present). The arguments are NumPy array objects;
+    returns 1, doing nothing, unless they are C-contiguous. Labels are checked in
+    range by the caller."""
     import llvmlite.ir as ir
 
     mod = ir.Module(name="graphc_xent")
     mod.triple = h.triple
-    t = _Types(mod, dtype, h.width(dtype))
-    i64, ptr, f = t.i64, t.ptr, t.f
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64, i64, ptr, ptr, ptr, ptr, ptr, i64]),
-                     name=f"{sym}_xent")
-    n, c, s, y, p, d, losses, with_diff = fn.args
-    suffix = "f" if dtype == "f32" else ""
-    exp = ir.Function(mod, ir.FunctionType(f, [f]), name="exp" + suffix)
-    log = ir.Function(mod, ir.FunctionType(f, [f]), name="log" + suffix)
-    zero, one = ir.Constant(f, 0.0), ir.Constant(f, 1.0)
+    W = h.width(dtype)
+    t = _Types(mod, dtype, W)
+    i64, i32, ptr, f, vec = t.i64, t.i32, t.ptr, t.f, t.vec
+    fn = ir.Function(mod, ir.FunctionType(i32, [ptr] * 5 + [i64]), name=f"{sym}_xent")
+    so, yo, po, do, lo, with_diff = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    m_slot, z_slot = b.alloca(f), b.alloca(f)  # in the entry block: one slot each for every row
+    s, (n, c), _, ok = _array(b, so, 2, t.size)
+    y, _, _, ok_y = _array(b, yo, 1, 8)
+    p, _, _, ok_p = _array(b, po, 2, t.size)
+    d, _, _, ok_d = _array(b, do, 2, t.size)
+    losses, _, _, ok_l = _array(b, lo, 1, t.size)
+    diff = b.icmp_signed("!=", with_diff, ir.Constant(i64, 0))
+    ok = b.and_(b.and_(ok, ok_y), b.and_(b.and_(ok_p, ok_l), b.or_(b.not_(diff), ok_d)))
+    m_slot, z_slot = b.alloca(vec), b.alloca(vec)  # in the entry block: promoted to registers
+    spare = b.alloca(i64)
+    go, refuse = fn.append_basic_block("go"), fn.append_basic_block("refuse")
+    b.cbranch(ok, go, refuse)
+    ir.IRBuilder(refuse).ret(ir.Constant(i32, 1))
+    b = ir.IRBuilder(go)
+    zero, one = ir.Constant(f, 0.0), ir.Constant(f, 1.0)
+    vzero = ir.Constant(vec, [zero] * W)
+    vninf = ir.Constant(vec, [ir.Constant(f, float("-inf"))] * W)
+    wc = ir.Constant(i64, W)
+    chunks = b.sdiv(b.add(c, ir.Constant(i64, W - 1)), wc)
+
+    def splat(bb, v):
+        x = bb.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(i32, 0))
+        return bb.shuffle_vector(x, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(i32, W),
+                                                                                [ir.Constant(i32, 0)] * W))
+
+    def lanes(bb, k):
+        """The k-th vector of a row: its first column and the mask of columns below c."""
+        j = bb.mul(k, wc)
+        return j, t.mask(bb, bb.sub(c, j))
+
+    def hreduce(bb, v, pick):
+        acc = bb.extract_element(v, ir.Constant(i32, 0))
+        for lane in range(1, W):
+            acc = pick(bb, acc, bb.extract_element(v, ir.Constant(i32, lane)))
+        return acc
+
+    def bigger(bb, m, v):  # v > m or v is NaN: NaN propagates, as numpy.max
+        return bb.select(bb.or_(bb.fcmp_ordered(">", v, m), bb.fcmp_unordered("uno", v, v)), v, m)
 
     def row(rb, i):
         base = rb.mul(i, c)
-        srow = rb.gep(s, [base], source_etype=f)
-        prow = rb.gep(p, [base], source_etype=f)
-        rb.store(rb.load(srow, typ=f), m_slot)
+        srow, prow = rb.gep(s, [base], source_etype=f), rb.gep(p, [base], source_etype=f)
+        rb.store(vninf, m_slot)
 
-        def find_max(mb, j):
-            v = mb.load(mb.gep(srow, [j], source_etype=f), typ=f)
-            m = mb.load(m_slot, typ=f)
-            take = mb.or_(mb.fcmp_ordered(">", v, m), mb.fcmp_unordered("uno", v, v))  # NaN propagates
-            mb.store(mb.select(take, v, m), m_slot)
-        rb = _count_loop(fn, rb, c, "max", find_max, start=1)
-        m = rb.load(m_slot, typ=f)
-        finite = rb.fcmp_ordered("==", rb.fsub(m, m), zero)  # an infinite or NaN max shifts by 0
-        m = rb.select(finite, m, zero)
-        rb.store(zero, z_slot)
+        def find_max(mb, k):
+            j, mask = lanes(mb, k)
+            v = mb.call(t.mload, [mb.gep(srow, [j], source_etype=f), t.align, mask, vninf])
+            mb.store(bigger(mb, mb.load(m_slot, typ=vec), v), m_slot)
+        rb = _count_loop(fn, rb, chunks, "max", find_max)
+        m = hreduce(rb, rb.load(m_slot, typ=vec), bigger)
+        m = rb.select(rb.fcmp_ordered("==", rb.fsub(m, m), zero), m, zero)  # an infinite or NaN max shifts by 0
+        vm = splat(rb, m)
+        rb.store(vzero, z_slot)
 
-        def expo(eb, j):
-            e = eb.call(exp, [eb.fsub(eb.load(eb.gep(srow, [j], source_etype=f), typ=f), m)])
-            eb.store(e, eb.gep(prow, [j], source_etype=f))
-            eb.store(eb.fadd(eb.load(z_slot, typ=f), e), z_slot)
-        rb = _count_loop(fn, rb, c, "exp", expo)
-        z = rb.load(z_slot, typ=f)
-
-        def norm(nb, j):
-            a = nb.gep(prow, [j], source_etype=f)
-            nb.store(nb.fdiv(nb.load(a, typ=f), z), a)
-        rb = _count_loop(fn, rb, c, "norm", norm)
+        def expo(eb, k):
+            j, mask = lanes(eb, k)
+            v = eb.call(t.mload, [eb.gep(srow, [j], source_etype=f), t.align, mask, vninf])
+            e = Lower(eb, mod, dtype, W, h).libm("exp", eb.fsub(v, vm))
+            e = eb.select(mask, e, vzero)
+            eb.store(eb.fadd(eb.load(z_slot, typ=vec), e), z_slot)
+            t.store_tail(eb, e, eb.gep(prow, [j], source_etype=f), eb.sub(c, j), spare)
+        rb = _count_loop(fn, rb, chunks, "exp", expo)
+        z = hreduce(rb, rb.load(z_slot, typ=vec), lambda bb, a, x: bb.fadd(a, x))
+        vz = splat(rb, z)
         label = rb.load(rb.gep(y, [i], source_etype=i64), typ=i64)
+        vlabel = rb.insert_element(ir.Constant(ir.VectorType(i64, W), ir.Undefined), label, ir.Constant(i32, 0))
+        vlabel = rb.shuffle_vector(vlabel, ir.Constant(ir.VectorType(i64, W), ir.Undefined),
+                                   ir.Constant(ir.VectorType(i32, W), [ir.Constant(i32, 0)] * W))
+        drow = rb.gep(d, [base], source_etype=f)
+        vone = ir.Constant(vec, [one] * W)
+
+        def norm(nb, k):
+            j, mask = lanes(nb, k)
+            a = nb.gep(prow, [j], source_etype=f)
+            q = nb.fdiv(nb.call(t.mload, [a, t.align, mask, vone]), vz)
+            left = nb.sub(c, j)
+            cols = nb.add(t.lanes, splat_i64(nb, j))
+            hot = nb.select(nb.icmp_signed("==", cols, vlabel), vone, vzero)
+            t.store_tail(nb, q, a, left, spare)
+            t.store_tail(nb, nb.fsub(q, hot), nb.gep(drow, [j], source_etype=f),
+                         nb.select(diff, left, ir.Constant(i64, 0)), spare)  # no d: every lane to the spare slot
+        rb = _count_loop(fn, rb, chunks, "norm", norm)
         picked = rb.load(rb.gep(srow, [label], source_etype=f), typ=f)
-        loss = rb.fneg(rb.fsub(picked, rb.fadd(rb.call(log, [z]), m)))
+        loss = rb.fneg(rb.fsub(picked, rb.fadd(Lower(rb, mod, dtype, None, h).libm("log", z), m)))
         rb.store(loss, rb.gep(losses, [i], source_etype=f))
-        diff, done = fn.append_basic_block("diff"), fn.append_basic_block("row_done")
-        rb.cbranch(rb.icmp_signed("!=", with_diff, ir.Constant(i64, 0)), diff, done)
-        db = ir.IRBuilder(diff)
-        drow = db.gep(d, [base], source_etype=f)
+        return rb
 
-        def sub_hot(xb, j):
-            hot = xb.select(xb.icmp_signed("==", j, label), one, zero)
-            v = xb.load(xb.gep(prow, [j], source_etype=f), typ=f)
-            xb.store(xb.fsub(v, hot), xb.gep(drow, [j], source_etype=f))
-        db = _count_loop(fn, db, c, "diff", sub_hot)
-        db.branch(done)
-        return ir.IRBuilder(done)
+    def splat_i64(bb, v):
+        vt = ir.VectorType(i64, W)
+        x = bb.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(i32, 0))
+        return bb.shuffle_vector(x, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, W),
+                                                                               [ir.Constant(i32, 0)] * W))
 
-    _count_loop_b(fn, b, n, "row", row).ret_void()
+    _count_loop_b(fn, b, n, "row", row).ret(ir.Constant(i32, 0))
     return mod
 
 
@@ -396,15 +515,14 @@ class LlvmTensorKernel(TensorKernel):
         h = self._host
         sym = "graphc_t" + s.key[:20]
         if isinstance(s, Xent):
-            proto = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 2), *([ctypes.c_void_p] * 5), ctypes.c_int64)
+            proto = ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.py_object] * 5), ctypes.c_int64)
             entry = Compiled(machine_code(s.key, lambda: self._module(s), h), h, sym, "xent", proto).kernel
             return _xent_caller(entry, np.dtype(DTYPE_NUMPY[self.graph.dtype]))
         try:
             obj = machine_code(s.key, lambda: self._module(s), h)
         except GraphcError:  # a template outside what Lower handles: the region's NumPy form
             return _numpy_region(s)
-        proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-        return _region_caller(Compiled(obj, h, sym, "region", proto).kernel, s.plan)
+        return _region_caller(Compiled(obj, h, sym, "region", region_prototype(s.plan)).kernel, s.plan)
 
     @property
     def source(self) -> str:
@@ -420,69 +538,71 @@ class LlvmTensorKernel(TensorKernel):
         pass
 
 
+_CTYPE = {"f64": ctypes.c_double, "f32": ctypes.c_float, "i64": ctypes.c_int64, "bool": ctypes.c_bool}
+_CONVERT = {"f64": float, "f32": float, "i64": int, "bool": bool}
+
+
+def region_prototype(p: RegionPlan):
+    """The ctypes type of a region's function: dims, then array objects (0-d inputs by value)."""
+    ins = [ctypes.py_object if p.in_rank[k] else _CTYPE[d] for k, d in enumerate(p.in_dtype)]
+    return ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.c_int64] * p.nd), *ins,
+                            *([ctypes.py_object] * (len(p.out_dtype) + len(p.sum_kind))))
+
+
 def _region_caller(entry, p: RegionPlan):
     """A Python callable with the Numba region's signature (dims, inputs, outputs,
-    sums) that passes pointers and strides to the LLVM function."""
-    nd, n_in, n_out, n_sum = p.nd, len(p.in_kind), len(p.out_dtype), len(p.sum_kind)
-    total = n_in + n_out + n_sum
-    in_dt = [np.dtype(DTYPE_NUMPY[d]) for d in p.in_dtype]
-    out_dt = [np.dtype(DTYPE_NUMPY[d]) for d in p.out_dtype]
-    f_dt = np.dtype(DTYPE_NUMPY[p.dtype])
-    axes = [(n.attrs["axis"], n.attrs["keepdims"]) for n in p.region.reductions]
-    i64p = ctypes.c_int64 * nd
-    ptrs_t, strides_t = ctypes.c_void_p * total, ctypes.c_int64 * (total * nd)
+    sums). Arrays go to the function as objects: it reads their pointers and
+    strides itself, so a call costs one ctypes call and a type check per array;
+    one refused for a strided last axis is called again with contiguous copies."""
+    nd, n_in = p.nd, len(p.in_kind)
+    dts = [np.dtype(DTYPE_NUMPY[d]) for d in p.in_dtype + p.out_dtype] + \
+        [np.dtype(DTYPE_NUMPY[p.dtype])] * len(p.sum_kind)
+    arrays = [(nd + k, dts[k]) for k in range(p.operands) if k >= n_in or p.in_rank[k]]
+    scalars = [(nd + k, _CONVERT[d]) for k, d in enumerate(p.in_dtype) if not p.in_rank[k]]
 
     def call(*args):
-        dims = args[:nd]
-        ins, outs, sums = args[nd:nd + n_in], args[nd + n_in:nd + n_in + n_out], args[nd + n_in + n_out:]
-        keep, ptrs, strides = [], [], []
-        for k, a in enumerate(ins):
-            dt = in_dt[k]
-            if type(a) is not np.ndarray or a.dtype != dt:
-                a = np.asarray(a, dtype=dt)
-            if a.ndim and (p.in_kind[k] == "vec" and a.shape[-1] != 1 and a.strides[-1] != dt.itemsize
-                           or any(s % dt.itemsize for s in a.strides)):
-                a = np.ascontiguousarray(a)
-            keep.append(a)
-            ptrs.append(_address(a) if a.ndim else a.reshape(1).ctypes.data)
-            strides += _strides(a, nd, dt.itemsize) if a.ndim else [0] * nd
-        copies = []
-        for j, o in enumerate(outs):
-            w = o if o.flags.c_contiguous and o.flags.writeable else np.empty(o.shape, dtype=out_dt[j])
-            if w is not o:
-                copies.append((o, w))
-            ptrs.append(_address(w))
-            strides += _strides(w, nd, out_dt[j].itemsize)
-        for s, acc in enumerate(sums):
-            ptrs.append(_address(acc))
-            ax, keepdims = axes[s]
-            st = [x // f_dt.itemsize for x in acc.strides]
-            row, q = [], 0
-            for j in range(nd):
-                if j in ax:
-                    row.append(0)
-                    q += 1 if keepdims else 0
-                else:
-                    row.append(st[q] if q < len(st) and acc.shape[q] != 1 else 0)
-                    q += 1
-            strides += row
-        entry(i64p(*dims), ptrs_t(*ptrs), strides_t(*strides))
-        for o, w in copies:
-            np.copyto(o, w)
+        args = list(args)
+        for k, conv in scalars:
+            args[k] = conv(args[k])
+        for k, dt in arrays:
+            a = args[k]
+            if type(a) is not np.ndarray or (a.dtype is not dt and a.dtype != dt):
+                if k >= nd + n_in:
+                    raise GraphcError("a fused loop's buffer has the wrong type")  # never the user's data
+                args[k] = np.asarray(a, dtype=dt)
+        if entry(*args):  # an operand strided along its last axis: contiguous copies, written back
+            copies = []
+            for k, _ in arrays:
+                w = np.ascontiguousarray(args[k])
+                if w is not args[k] and k >= nd + n_in:
+                    copies.append((args[k], w))
+                args[k] = w
+            if entry(*args):
+                raise GraphcError("the llvm region refused contiguous operands")
+            for o, w in copies:
+                np.copyto(o, w)
     return call
 
 
 def _xent_caller(entry, dt: np.dtype):
+    """The Numba xent's signature over the LLVM function (array objects in; one
+    refused for its layout is called again with contiguous copies)."""
+    i64 = np.dtype(np.int64)
+
     def call(scores, labels, p, d, losses, with_diff):
-        s = np.ascontiguousarray(scores, dtype=dt)
-        y = np.ascontiguousarray(labels, dtype=np.int64)
-        n, c = s.shape
-        ws = [b if b.flags.c_contiguous and b.flags.writeable else np.empty_like(b) for b in (p, d, losses)]
-        entry(n, c, s.ctypes.data, y.ctypes.data, ws[0].ctypes.data, ws[1].ctypes.data if d.size else 0,
-              ws[2].ctypes.data, 1 if with_diff else 0)
-        for b, w in zip((p, d, losses), ws):
-            if w is not b:
-                np.copyto(b, w)
+        args = [scores, labels, p, d, losses]
+        for k, want in enumerate((dt, i64, dt, dt, dt)):
+            a = args[k]
+            if type(a) is not np.ndarray or (a.dtype is not want and a.dtype != want):
+                args[k] = np.asarray(a, dtype=want)
+        flag = 1 if with_diff else 0
+        if entry(*args, flag):
+            ws = [np.ascontiguousarray(a) for a in args]
+            if entry(*ws, flag):
+                raise GraphcError("the llvm cross_entropy kernel refused contiguous operands")
+            for a, w in zip(args[2:], ws[2:]):
+                if w is not a:
+                    np.copyto(a, w)
         return True
     return call
 
