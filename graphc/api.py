@@ -49,8 +49,10 @@ class CompiledFunction:
         self._np_dtype = np.dtype(program.dtype)
         self._n_in = len(program.inputs)
         self._wrt, self._order1 = program.wrt, program.order == 1  # read on every call: plain attributes
-        self._fast_arrays = self.kernel.run_contiguous if self.order == 1 else None
         self.tensor: bool = program.tensor  # a tensor program: arguments have declared shapes
+        self._fast_arrays = self.kernel.run_contiguous if self.order == 1 and not self.tensor else None
+        self._py_scalar, self._py_arrays = self.kernel.python_entries(self._wrt) if self._fast_arrays else (None,
+                                                                                                          None)
 
     # ----------------------------------------------------------- inspection
     inputs = property(lambda self: self.program.inputs, doc="input names, in call order")
@@ -152,15 +154,29 @@ class CompiledFunction:
         options (cuda: stream=). A formula variable named like an option
         (`out`, `stream`) is that variable here: give buffers with `call`."""
         if not kwargs:  # the common call: nothing to sort out
-            if args and type(args[0]) is float and len(args) == self._n_in:
-                fast = self.kernel.fast_scalar  # Python floats straight to the compiled scalar body
-                if fast is not None and self._order1:
-                    for a in args:
-                        if type(a) is not float:
-                            break
-                    else:
-                        res = fast(*args)
-                        return res[0], dict(zip(self._wrt, res[1:]))
+            if args and len(args) == self._n_in:
+                a0 = args[0]
+                if type(a0) is float:
+                    if self._py_scalar is not None:  # compiled: checks the floats, returns (value, grads)
+                        res = self._py_scalar(*args)
+                        if type(res) is tuple:
+                            return res
+                    fast = self.kernel.fast_scalar  # Python floats straight to the compiled scalar body
+                    if fast is not None and self._order1:
+                        for a in args:
+                            if type(a) is not float:
+                                break
+                        else:
+                            res = fast(*args)
+                            return res[0], dict(zip(self._wrt, res[1:]))
+                elif type(a0) is np.ndarray and self._fast_arrays is not None:
+                    if self._py_arrays is not None:  # compiled: checks the arrays, returns (value, grads)
+                        res = self._py_arrays(*args)
+                        if type(res) is tuple:
+                            return res
+                    outs = self._fast_arrays(args, None)  # 1-D arrays of one length; None if not
+                    if outs is not None:
+                        return outs[0], dict(zip(self._wrt, outs[1:]))
             return self._run(args, kwargs, None, _NO_OPTIONS)
         out = kwargs.pop("out") if "out" in kwargs and "out" not in self.inputs else None
         options = {k: kwargs.pop(k) for k in self._call_options if k in kwargs and k not in self.inputs}

@@ -68,6 +68,13 @@ class Kernel:
         """Every output at one point (Python floats in and out)."""
         return tuple(float(o) for o in self.run([self.np_dtype.type(a) for a in args], ()))
 
+    def python_entries(self, names: Sequence[str]) -> tuple:
+        """Compiled callables `(scalar, arrays)` that return `(value, {name: gradient})`
+        for all-float and 1-D array arguments, and the int 1 for arguments they do
+        not take (the API then takes its general path); None each where a backend
+        has none (the llvm backend has them)."""
+        return None, None
+
     def run_contiguous(self, arrays: Sequence[np.ndarray], out: Any = None) -> list | None:
         """Fast path for same-length 1-D arrays of the kernel's dtype; None = not taken."""
         return None

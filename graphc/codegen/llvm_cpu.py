@@ -95,6 +95,9 @@ class Host:
                     llvm.load_library_permanently(name)
                 except OSError:
                     self.mvec = None
+        from . import llvm_python
+
+        self.pyapi = llvm_python.abi(llvm)  # kernels get METH_FASTCALL entries (llvm_python.py)
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
         self.lock = threading.Lock()
         self._target, self._fast_tm = target, None
@@ -555,7 +558,7 @@ def build_module(graph: Graph, h: Host):
         i.add_incoming(lb.add(i, ir.Constant(i64, t.width)), latch)
         lb.branch(head)
         ir.IRBuilder(done).ret_void()
-        return mod
+        return _with_entries(mod, t, fn, sym, len(names), len(out_names), h, len(lines))
     # a big kernel: `noinline` parts over full vectors; the last, partial vector is staged
     # through heap buffers (padded with 1.0) so the parts need no masked code at all
     sig = ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr, ptr])
@@ -588,6 +591,18 @@ def build_module(graph: Graph, h: Host):
     _staged_tail(t, fn, ir.IRBuilder(tail), parts, i, n, ins, strides, outs, scratch_arg, len(names),
                  len(out_names), done)
     ir.IRBuilder(done).ret_void()
+    return _with_entries(mod, t, fn, sym, len(names), len(out_names), h, len(lines))
+
+
+def _with_entries(mod, t: _Types, fn, sym: str, n_in: int, n_out: int, h: Host, n_lines: int):
+    """The module with its Python entry points (where the interpreter allows them);
+    a big kernel is kept out of line so they do not copy its body."""
+    if h.pyapi:
+        from . import llvm_python
+
+        if n_lines > INLINE_MAX:
+            fn.attributes.add("noinline")
+        llvm_python.entries(t, fn, sym, n_in, n_out, PARALLEL_MIN)
     return mod
 
 
@@ -689,7 +704,7 @@ def optimise(ir_text: str, h: Host):
     return mod
 
 
-CODEGEN_VERSION = "2"  # bump when build_module's output changes for the same graph
+CODEGEN_VERSION = "6"  # bump when build_module's output changes for the same graph
 
 
 def cache_key(graph: Graph, h: Host) -> str:
@@ -699,8 +714,8 @@ def cache_key(graph: Graph, h: Host) -> str:
 
     from ..version import __version__
 
-    parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None),
-             llvmlite.__version__, __version__, CODEGEN_VERSION, f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}")
+    parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None), str(h.pyapi),
+             llvmlite.__version__, __version__, CODEGEN_VERSION, f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}/{PARALLEL_MIN}")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
@@ -790,8 +805,21 @@ class LlvmKernel(Kernel):
         self._ones = (ctypes.c_int64 * max(1, self.n_in))(*([1] * self.n_in))
         self._item = ctypes.sizeof(c_t)
         self._workers = os.cpu_count() or 1
-        self.fast_scalar = self.run_scalar  # the API's path for Python floats
+        self.fast_scalar = self.run_scalar  # the API's path for Python floats when it has no entry below
+        self._pyarrays = self._entry("pyarrays", ())
         self._overlap = OverlapMemo(self.output_names, graph.input_names)
+
+    def _entry(self, name: str, names: tuple):
+        from . import llvm_python
+
+        return llvm_python.function(host(), symbol(self.graph), name, self.graph.dtype, names)
+
+    def python_entries(self, names: Sequence[str]) -> tuple:
+        """The module's METH_FASTCALL functions returning `(value, {name: gradient})`
+        for Python floats and for 1-D arrays (llvm_python.py), or None each."""
+        if len(names) != self.n_out - 1:
+            return None, None
+        return self._entry("pyscalar", tuple(names)), self._entry("pyarrays", tuple(names))
 
     def run_scalar(self, *args: float) -> tuple:
         with self._scalar_lock:
@@ -842,6 +870,8 @@ class LlvmKernel(Kernel):
                 type(o) is np.ndarray and o.dtype == dt and o.shape == (n,) and o.flags.c_contiguous
                 and o.flags.writeable for o in out):
             self._overlap.check(out, arrays)
+            if self._pyarrays is not None and not self._pyarrays(*arrays, *out):  # 1: not taken
+                return list(out)
             optrs, result = [_address(o) for o in out], list(out)
         else:
             return None
