@@ -558,7 +558,7 @@ def build_module(graph: Graph, h: Host):
         i.add_incoming(lb.add(i, ir.Constant(i64, t.width)), latch)
         lb.branch(head)
         ir.IRBuilder(done).ret_void()
-        return _with_entries(mod, t, fn, sym, len(names), len(out_names), h, len(lines))
+        return mod
     # a big kernel: `noinline` parts over full vectors; the last, partial vector is staged
     # through heap buffers (padded with 1.0) so the parts need no masked code at all
     sig = ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr, ptr])
@@ -591,18 +591,6 @@ def build_module(graph: Graph, h: Host):
     _staged_tail(t, fn, ir.IRBuilder(tail), parts, i, n, ins, strides, outs, scratch_arg, len(names),
                  len(out_names), done)
     ir.IRBuilder(done).ret_void()
-    return _with_entries(mod, t, fn, sym, len(names), len(out_names), h, len(lines))
-
-
-def _with_entries(mod, t: _Types, fn, sym: str, n_in: int, n_out: int, h: Host, n_lines: int):
-    """The module with its Python entry points (where the interpreter allows them);
-    a big kernel is kept out of line so they do not copy its body."""
-    if h.pyapi:
-        from . import llvm_python
-
-        if n_lines > INLINE_MAX:
-            fn.attributes.add("noinline")
-        llvm_python.entries(t, fn, sym, n_in, n_out, PARALLEL_MIN)
     return mod
 
 
@@ -704,7 +692,7 @@ def optimise(ir_text: str, h: Host):
     return mod
 
 
-CODEGEN_VERSION = "6"  # bump when build_module's output changes for the same graph
+CODEGEN_VERSION = "3"  # bump when build_module's output changes for the same graph
 
 
 def cache_key(graph: Graph, h: Host) -> str:
@@ -714,9 +702,21 @@ def cache_key(graph: Graph, h: Host) -> str:
 
     from ..version import __version__
 
-    parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None), str(h.pyapi),
-             llvmlite.__version__, __version__, CODEGEN_VERSION, f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}/{PARALLEL_MIN}")
+    parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None),
+             llvmlite.__version__, __version__, CODEGEN_VERSION, f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def machine_key(h: Host, *parts: str) -> str:
+    """A cache key for machine code made from `parts` on this host (its triple, CPU,
+    features and libmvec) by these versions of llvmlite, graphc and the code generator."""
+    import llvmlite
+
+    from ..version import __version__
+
+    text = "\0".join((*parts, h.triple, h.cpu, h.features, str(h.mvec is not None), llvmlite.__version__,
+                      __version__, CODEGEN_VERSION))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 class Compiled:
@@ -806,20 +806,19 @@ class LlvmKernel(Kernel):
         self._item = ctypes.sizeof(c_t)
         self._workers = os.cpu_count() or 1
         self.fast_scalar = self.run_scalar  # the API's path for Python floats when it has no entry below
-        self._pyarrays = self._entry("pyarrays", ())
+        self._pyarrays = self._entries(tuple(f"_{j}" for j in range(self.n_out - 1)))[1]  # for out= buffers
         self._overlap = OverlapMemo(self.output_names, graph.input_names)
 
-    def _entry(self, name: str, names: tuple):
+    def _entries(self, names: tuple) -> tuple:
         from . import llvm_python
 
-        return llvm_python.function(host(), symbol(self.graph), name, self.graph.dtype, names)
+        kaddr = ctypes.cast(self.compiled.kernel, ctypes.c_void_p).value
+        return llvm_python.functions(host(), kaddr, self.n_in, self.n_out, PARALLEL_MIN, self.graph.dtype, names)
 
     def python_entries(self, names: Sequence[str]) -> tuple:
-        """The module's METH_FASTCALL functions returning `(value, {name: gradient})`
-        for Python floats and for 1-D arrays (llvm_python.py), or None each."""
-        if len(names) != self.n_out - 1:
-            return None, None
-        return self._entry("pyscalar", tuple(names)), self._entry("pyarrays", tuple(names))
+        """METH_FASTCALL functions returning `(value, {name: gradient})` for Python
+        floats and for 1-D arrays (llvm_python.py), or None each."""
+        return self._entries(tuple(names))
 
     def run_scalar(self, *args: float) -> tuple:
         with self._scalar_lock:

@@ -1,34 +1,37 @@
 """Python-callable entry points for llvm kernels, with no ctypes per call.
 
 A ctypes call costs ~1 µs plus ~0.3 µs per argument, and finding an array's
-data pointer from Python another ~1 µs each: most of a small call. So each
-pointwise module also defines two C functions with CPython's METH_FASTCALL
-signature, `PyObject *f(PyObject *self, PyObject *const *args, Py_ssize_t n)`,
-turned into builtin functions once per process (`PyCFunction_NewEx`):
+data pointer from Python another ~1 µs each: most of a small call. So graphc
+compiles, once per dtype (cached like any kernel), two C functions with
+CPython's METH_FASTCALL signature, `PyObject *f(PyObject *self, PyObject
+*const *args, Py_ssize_t n)`, and makes a builtin function of them per kernel
+(`PyCFunction_NewEx`) whose `self` is `(info, names)`: an int64 array holding
+the kernel's address, its numbers of inputs and outputs and the threading
+limit, and the gradient names. No code is compiled per kernel.
 
-- `<sym>_pyscalar(x0, x1, ...)`: exact Python floats in (read from the float
-  objects), the kernel run on one point, `(value, {name: gradient})` out, the
-  names being the function's `self` (a tuple);
-- `<sym>_pyarrays(a0, a1, ...)`: NumPy arrays in, read through the array
-  object's own fields (data, nd, dimensions, strides, descr, flags); new output
-  arrays (NumPy's PyArray_New), `(value, {name: gradient})` out;
-  `<sym>_pyarrays(a0, ..., o0, o1, ...)` writes into given outputs instead and
-  returns 0. The GIL is released from GIL_MIN elements.
+- `pyscalar(x0, x1, ...)`: exact Python floats in (read from the float
+  objects), the kernel run on one point, `(value, {name: gradient})` out;
+- `pyarrays(a0, a1, ...)`: NumPy arrays in, read through the array object's own
+  fields (data, nd, dimensions, strides, descr, flags); new output arrays
+  (NumPy's PyArray_New), `(value, {name: gradient})` out; `pyarrays(a0, ...,
+  o0, o1, ...)` writes into given outputs instead and returns 0. The GIL is
+  released from GIL_MIN elements.
 
 Each returns the int 1, having done nothing, for arguments it does not take:
 not all exact floats; an array that is not a 1-D aligned ndarray of the
 kernel's exact dtype (its canonical descr) with unit stride, all of one length
-n below the caller's threading limit; an output that is not C-contiguous and
-writable. The caller then takes its general path.
+n below the threading limit; an output that is not C-contiguous and writable;
+more than MAX_ARGS arguments. The caller then takes its general path.
 
-The layout of PyObject and PyArrayObject is checked against the running
-interpreter once (`abi()`); where it differs, or a C API symbol is missing,
-no such entry is built and calls take the ctypes path.
+The layout of PyObject, PyFloatObject, PyTupleObject and PyArrayObject is
+checked against the running interpreter once (`abi()`); where it differs, or
+a symbol is missing, no entry is made and calls take the ctypes path.
 """
 
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import Any
 
 import numpy as np
@@ -38,7 +41,8 @@ ARRAY = object.__basicsize__  # PyArrayObject: data, nd, dimensions, strides, ba
 DATA, ND, DIMS, STRIDES, DESCR, FLAGS = (ARRAY + k for k in (0, 8, 16, 24, 40, 48))
 C_CONTIGUOUS, ALIGNED, WRITEABLE = 0x1, 0x100, 0x400
 GIL_MIN = 4096  # elements from which an array call releases the GIL (other threads run meanwhile)
-SCALAR_MAX = 1024  # inputs; a formula with more takes the ctypes path for Python floats (stack slots)
+MAX_ARGS = 2048  # inputs + outputs; a kernel with more takes the ctypes path (pointer arrays on the stack)
+ENTRY_VERSION = "1"  # bump when the entry module changes
 SYMBOLS = ("PyFloat_FromDouble", "PyTuple_New", "PyTuple_SetItem", "PyDict_New", "PyDict_SetItem",
            "PyLong_FromLong", "PyEval_SaveThread", "PyEval_RestoreThread", "Py_DecRef")
 FLOAT_VALUE = object.__basicsize__  # PyFloatObject's double
@@ -101,23 +105,30 @@ def _numpy_new():
                              ctypes.c_void_p)(fp)
 
 
-def entries(t, kernel, sym: str, n_in: int, n_out: int, limit: int) -> None:
-    """Add `<sym>_pyscalar` (up to SCALAR_MAX inputs) and `<sym>_pyarrays` to the
-    kernel's module; `t` is its `_Types`; `limit`: the array length from which the
-    caller splits the work over threads (pyarrays refuses it)."""
+def entry_module(dtype: str, triple: str) -> str:
+    """The LLVM IR of `graphc_pyscalar_<dtype>` and `graphc_pyarrays_<dtype>`."""
     import llvmlite.ir as ir
 
-    mod = kernel.module
-    i64, i32, ptr, f = t.i64, t.i32, t.ptr, t.f
+    from .llvm_cpu import _count_loop
+
+    mod = ir.Module(name=f"graphc_entries_{dtype}")
+    mod.triple = triple
+    i64, i32, ptr, i8, i1 = ir.IntType(64), ir.IntType(32), ir.PointerType(), ir.IntType(8), ir.IntType(1)
     dbl = ir.DoubleType()
-    one, null = ir.Constant(i64, 1), ir.Constant(ptr, None)
+    f = dbl if dtype == "f64" else ir.FloatType()
+    size = 8 if dtype == "f64" else 4
+    one, zero, null = ir.Constant(i64, 1), ir.Constant(i64, 0), ir.Constant(ptr, None)
+    kernel_t = ir.PointerType(ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr]))
+
+    def c64(v: int):
+        return ir.Constant(i64, v)
 
     def decl(name: str, ret, args: list):
         return mod.globals.get(name) or ir.Function(mod, ir.FunctionType(ret, args), name=name)
 
     def glob(name: str):
-        g = ir.GlobalVariable(mod, ptr, name=f"{sym}_{name}")
-        g.initializer = null  # set when loaded (`function`); null: every call is refused
+        g = ir.GlobalVariable(mod, ptr, name=f"graphc_entries_{dtype}_{name}")
+        g.initializer = null  # set when loaded (`_entries`); null: every call is refused
         return g
 
     from_double = decl("PyFloat_FromDouble", ptr, [dbl])
@@ -126,163 +137,144 @@ def entries(t, kernel, sym: str, n_in: int, n_out: int, limit: int) -> None:
     g_ndarray, g_descr, g_float = glob("ndarray_type"), glob("descr"), glob("float_type")
     fty = ir.FunctionType(ptr, [ptr, ptr, i64])
 
-    def arg(b, args, k: int):
-        return b.load(b.gep(args, [ir.Constant(i64, k)], source_etype=ptr), typ=ptr)
+    def at(b, base, k, typ=ptr):
+        return b.gep(base, [k if not isinstance(k, int) else c64(k)], source_etype=typ)
 
-    def field(bb, o, off: int, typ):
-        return bb.load(bb.gep(o, [ir.Constant(i64, off)], source_etype=ir.IntType(8)), typ=typ)
+    def field(b, o, off, typ):
+        return b.load(b.gep(o, [off if not isinstance(off, int) else c64(off)], source_etype=i8), typ=typ)
 
-    def slots(b, typ, count: int, values) -> Any:
-        arr = b.alloca(typ, size=ir.Constant(i64, max(1, count)))
-        for k, v in enumerate(values):
-            b.store(v, b.gep(arr, [ir.Constant(i64, k)], source_etype=typ))
-        return arr
+    def guard(fn, b, ok, refuse, name: str):
+        """Go on where `ok`, else to `refuse`; `b` continues in a new block."""
+        cont = fn.append_basic_block(name)
+        b.cbranch(ok, cont, refuse)
+        b.position_at_end(cont)
 
-    def named(b, names, values) -> Any:
-        """(values[0], {names[j]: values[j + 1]}): new references, `values` consumed."""
+    def start(name: str):
+        """A function's entry: its refusal block, and self's (info, names) read."""
+        fn = ir.Function(mod, fty, name=f"graphc_{name}_{dtype}")
+        me, args, nargs = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        refuse = fn.append_basic_block("refuse")
+        _ret_long(refuse, from_long, 1)
+        info = field(b, field(b, me, TUPLE_ITEMS, ptr), DATA, ptr)
+        names = field(b, me, TUPLE_ITEMS + 8, ptr)
+        kernel, n_in, n_out, limit = (b.load(at(b, info, k, i64), typ=t) for k, t in
+                                      ((0, kernel_t), (1, i64), (2, i64), (3, i64)))
+        guard(fn, b, b.icmp_signed("<=", b.add(n_in, n_out), c64(MAX_ARGS)), refuse, "small")
+        return fn, b, refuse, args, nargs, names, kernel, n_in, n_out, limit
+
+    def named(fn, b, names, made, n_out) -> None:
+        """Return (made[0], {names[j]: made[j + 1]}), consuming the objects in `made`."""
         d = b.call(decl("PyDict_New", ptr, []), [])
         set_item = decl("PyDict_SetItem", i32, [ptr, ptr, ptr])
-        for j, v in enumerate(values[1:]):
-            b.call(set_item, [d, field(b, names, TUPLE_ITEMS + 8 * j, ptr), v])
-            b.call(decref, [v])
-        pair = b.call(decl("PyTuple_New", ptr, [i64]), [ir.Constant(i64, 2)])
-        put = decl("PyTuple_SetItem", i32, [ptr, i64, ptr])
-        b.call(put, [pair, ir.Constant(i64, 0), values[0]])  # steals the references
-        b.call(put, [pair, ir.Constant(i64, 1), d])
-        return pair
 
-    def has_names(b, names):
-        """`self` holds a name per gradient (it is always a tuple: `function` makes it)."""
-        size = field(b, names, VAR_SIZE, i64)
-        return b.icmp_signed("==", size, ir.Constant(i64, n_out - 1))
+        def put(lb, j):
+            v = lb.load(at(lb, made, lb.add(j, one)), typ=ptr)
+            key = field(lb, names, lb.add(c64(TUPLE_ITEMS), lb.mul(j, c64(8))), ptr)
+            lb.call(set_item, [d, key, v])
+            lb.call(decref, [v])
+        b = _count_loop(fn, b, b.sub(n_out, one), "named", put)
+        pair = b.call(decl("PyTuple_New", ptr, [i64]), [c64(2)])
+        tup_set = decl("PyTuple_SetItem", i32, [ptr, i64, ptr])
+        b.call(tup_set, [pair, zero, b.load(made, typ=ptr)])  # steals the references
+        b.call(tup_set, [pair, one, d])
+        b.ret(pair)
 
-    if n_in <= SCALAR_MAX:
-        # (x0, x1, ...) exact Python floats -> (value, {name: gradient}); 1 for anything else
-        fn = ir.Function(mod, fty, name=f"{sym}_pyscalar")
-        names, args, nargs = fn.args
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        check, compute, refuse = (fn.append_basic_block(x) for x in ("check", "compute", "refuse"))
-        _ret_long(refuse, from_long, 1)
-        b.cbranch(b.and_(b.icmp_signed("==", nargs, ir.Constant(i64, n_in)), has_names(b, names)), check, refuse)
-        b = ir.IRBuilder(check)
-        objs = [arg(b, args, k) for k in range(n_in)]
-        ftype = b.load(g_float, typ=ptr)
-        ok = b.icmp_unsigned("!=", ftype, null)
-        for o in objs:
-            ok = b.and_(ok, b.icmp_unsigned("==", field(b, o, OB_TYPE, ptr), ftype))
-        b.cbranch(ok, compute, refuse)
-        b = ir.IRBuilder(compute)
-        vals = b.alloca(f, size=ir.Constant(i64, max(1, n_in)))
-        outv = b.alloca(f, size=ir.Constant(i64, max(1, n_out)))
-        for k, o in enumerate(objs):
-            x = field(b, o, FLOAT_VALUE, dbl)
-            b.store(x if f == dbl else b.fptrunc(x, f), b.gep(vals, [ir.Constant(i64, k)], source_etype=f))
-        ins = slots(b, ptr, n_in, [b.gep(vals, [ir.Constant(i64, k)], source_etype=f) for k in range(n_in)])
-        zeros = slots(b, i64, n_in, [ir.Constant(i64, 0)] * n_in)
-        outs = slots(b, ptr, n_out, [b.gep(outv, [ir.Constant(i64, j)], source_etype=f) for j in range(n_out)])
-        b.call(kernel, [one, ins, zeros, outs])
-        results = []
-        for j in range(n_out):
-            v = b.load(b.gep(outv, [ir.Constant(i64, j)], source_etype=f), typ=f)
-            results.append(b.call(from_double, [v if f == dbl else b.fpext(v, dbl)]))
-        b.ret(named(b, names, results))
+    # (x0, x1, ...) exact Python floats -> (value, {name: gradient}); 1 for anything else
+    fn, b, refuse, args, nargs, names, kernel, n_in, n_out, _ = start("pyscalar")
+    guard(fn, b, b.icmp_signed("==", nargs, n_in), refuse, "count")
+    ftype = b.load(g_float, typ=ptr)
+    guard(fn, b, b.icmp_unsigned("!=", ftype, null), refuse, "typed")
+    vals, ins, zeros = b.alloca(f, size=n_in), b.alloca(ptr, size=n_in), b.alloca(i64, size=n_in)
+    outv, outs, made = b.alloca(f, size=n_out), b.alloca(ptr, size=n_out), b.alloca(ptr, size=n_out)
 
-    item = ir.Constant(i64, t.size)
+    def read(lb, k):
+        o = lb.load(at(lb, args, k), typ=ptr)
+        guard(fn, lb, lb.icmp_unsigned("==", field(lb, o, OB_TYPE, ptr), ftype), refuse, "is_float")
+        x = field(lb, o, FLOAT_VALUE, dbl)
+        slot = at(lb, vals, k, f)
+        lb.store(x if f == dbl else lb.fptrunc(x, f), slot)
+        lb.store(slot, at(lb, ins, k))
+        lb.store(zero, at(lb, zeros, k, i64))
+    b = _count_loop(fn, b, n_in, "read", read)
+    b = _count_loop(fn, b, n_out, "point", lambda lb, j: lb.store(at(lb, outv, j, f), at(lb, outs, j)))
+    b.call(kernel, [one, ins, zeros, outs])
 
-    def dim(bb, o, q: int):
-        return bb.load(bb.gep(field(bb, o, DIMS, ptr), [ir.Constant(i64, q)], source_etype=i64), typ=i64)
+    def box(lb, j):
+        v = lb.load(at(lb, outv, j, f), typ=f)
+        lb.store(lb.call(from_double, [v if f == dbl else lb.fpext(v, dbl)]), at(lb, made, j))
+    b = _count_loop(fn, b, n_out, "box", box)
+    named(fn, b, names, made, n_out)
 
-    def vectors(fn, b, objs: list, n, want: int, refuse):
-        """Checks that every object is a 1-D array of the dtype, flags `want`, unit
-        stride and length n (None: the first one's); returns (builder, n)."""
-        typ = b.load(g_ndarray, typ=ptr)
-        ok = b.icmp_unsigned("!=", typ, null)
-        for o in objs:  # the type first: only then are the array's fields there to read
-            ok = b.and_(ok, b.icmp_unsigned("==", field(b, o, OB_TYPE, ptr), typ))
-        nd, layout = fn.append_basic_block("nd"), fn.append_basic_block("layout")
-        b.cbranch(ok, nd, refuse)
-        b = ir.IRBuilder(nd)
-        ok = ir.Constant(t.i1, 1)
-        for o in objs:
-            ok = b.and_(ok, b.icmp_signed("==", field(b, o, ND, i32), ir.Constant(i32, 1)))
-        b.cbranch(ok, layout, refuse)
-        b = ir.IRBuilder(layout)
-        descr = b.load(g_descr, typ=ptr)
-        n = dim(b, objs[0], 0) if n is None else n
-        ok = b.icmp_signed("<", n, ir.Constant(i64, limit))
-        for o in objs:
-            flags = b.and_(field(b, o, FLAGS, i32), ir.Constant(i32, want))
-            step = b.load(field(b, o, STRIDES, ptr), typ=i64)
-            ok = b.and_(ok, b.icmp_signed("==", flags, ir.Constant(i32, want)))
-            ok = b.and_(ok, b.icmp_unsigned("==", field(b, o, DESCR, ptr), descr))
-            ok = b.and_(ok, b.icmp_signed("==", dim(b, o, 0), n))
-            ok = b.and_(ok, b.or_(b.icmp_signed("==", step, item), b.icmp_signed("<=", n, one)))
-        good = fn.append_basic_block("checked")
-        b.cbranch(ok, good, refuse)
-        return ir.IRBuilder(good), n
+    # (inputs...) -> new outputs, (value, {name: gradient}); (inputs..., outputs...) -> 0
+    fn, b, refuse, args, nargs, names, kernel, n_in, n_out, limit = start("pyarrays")
+    given = b.icmp_signed("==", nargs, b.add(n_in, n_out))
+    guard(fn, b, b.or_(given, b.icmp_signed("==", nargs, n_in)), refuse, "count")
+    typ, descr = b.load(g_ndarray, typ=ptr), b.load(g_descr, typ=ptr)
+    guard(fn, b, b.icmp_unsigned("!=", typ, null), refuse, "typed")
+    guard(fn, b, b.icmp_signed(">", nargs, zero), refuse, "some")
+    ins, steps = b.alloca(ptr, size=n_in), b.alloca(i64, size=n_in)
+    outs, made, shape = b.alloca(ptr, size=n_out), b.alloca(ptr, size=n_out), b.alloca(i64)
+    first = b.load(args, typ=ptr)
+    guard(fn, b, b.icmp_unsigned("==", field(b, first, OB_TYPE, ptr), typ), refuse, "first_array")
+    guard(fn, b, b.icmp_signed("==", field(b, first, ND, i32), ir.Constant(i32, 1)), refuse, "first_1d")
+    n = b.load(field(b, first, DIMS, ptr), typ=i64)
+    guard(fn, b, b.icmp_signed("<", n, limit), refuse, "below_limit")
 
-    def run(fn, b, n, ins, outs, after):
-        """The kernel over n elements, without the GIL from GIL_MIN elements."""
-        big, small = fn.append_basic_block("release"), fn.append_basic_block("hold")
-        steps = slots(b, i64, n_in, [one] * n_in)
-        b.cbranch(b.icmp_signed(">=", n, ir.Constant(i64, GIL_MIN)), big, small)
-        bb = ir.IRBuilder(big)
-        state = bb.call(decl("PyEval_SaveThread", ptr, []), [])
-        bb.call(kernel, [n, ins, steps, outs])
-        bb.call(decl("PyEval_RestoreThread", ir.VoidType(), [ptr]), [state])
-        bb.branch(after)
-        sb = ir.IRBuilder(small)
-        sb.call(kernel, [n, ins, steps, outs])
-        sb.branch(after)
+    def check(lb, k):
+        """Argument k: an aligned 1-D array of the dtype, length n, unit stride (an
+        output also C-contiguous and writable); its data pointer noted."""
+        o = lb.load(at(lb, args, k), typ=ptr)
+        guard(fn, lb, lb.icmp_unsigned("==", field(lb, o, OB_TYPE, ptr), typ), refuse, "array")
+        guard(fn, lb, lb.icmp_signed("==", field(lb, o, ND, i32), ir.Constant(i32, 1)), refuse, "one_d")
+        out = lb.icmp_signed(">=", k, n_in)
+        want = lb.select(out, ir.Constant(i32, C_CONTIGUOUS | ALIGNED | WRITEABLE), ir.Constant(i32, ALIGNED))
+        step = lb.load(field(lb, o, STRIDES, ptr), typ=i64)
+        ok = lb.icmp_signed("==", lb.and_(field(lb, o, FLAGS, i32), want), want)
+        ok = lb.and_(ok, lb.icmp_unsigned("==", field(lb, o, DESCR, ptr), descr))
+        ok = lb.and_(ok, lb.icmp_signed("==", lb.load(field(lb, o, DIMS, ptr), typ=i64), n))
+        ok = lb.and_(ok, lb.or_(lb.icmp_signed("==", step, c64(size)), lb.icmp_signed("<=", n, one)))
+        guard(fn, lb, ok, refuse, "layout")
+        data = field(lb, o, DATA, ptr)
+        with lb.if_else(out) as (is_out, is_in):
+            with is_out:
+                lb.store(data, at(lb, outs, lb.sub(k, n_in)))
+            with is_in:
+                lb.store(data, at(lb, ins, k))
+                lb.store(one, at(lb, steps, k, i64))
+    b = _count_loop(fn, b, nargs, "check", check)
+    with b.if_then(b.not_(given)):  # new outputs; on a failed allocation, free those made
+        b.store(n, shape)
+        new = decl("graphc_PyArray_New", ptr, [ptr, i32, ptr, i32, ptr, ptr, i32, i32, ptr])
+        num = ir.Constant(i32, 12 if size == 8 else 11)  # NPY_DOUBLE, NPY_FLOAT
+        nomem = fn.append_basic_block("no_memory")
+        ab = _count_loop(fn, b, n_out, "clear", lambda lb, j: lb.store(null, at(lb, made, j)))
 
-    fn = ir.Function(mod, fty, name=f"{sym}_pyarrays")
-    names, args, nargs = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    alloc, given, refuse = (fn.append_basic_block(x) for x in ("allocate", "given", "refuse"))
-    _ret_long(refuse, from_long, 1)
-    named_alloc = fn.append_basic_block("named")
-    mode = b.switch(nargs, refuse)
-    mode.add_case(ir.Constant(i64, n_in), named_alloc)
-    nb = ir.IRBuilder(named_alloc)
-    nb.cbranch(has_names(nb, names), alloc, refuse)
-    mode.add_case(ir.Constant(i64, n_in + n_out), given)
-    # (inputs..., outputs...): written in place, returns 0
-    b = ir.IRBuilder(given)
-    ins_objs = [arg(b, args, k) for k in range(n_in)]
-    out_objs = [arg(b, args, n_in + j) for j in range(n_out)]
-    b, n = vectors(fn, b, ins_objs, None, ALIGNED, refuse)
-    b, _ = vectors(fn, b, out_objs, n, C_CONTIGUOUS | ALIGNED | WRITEABLE, refuse)
-    ins = slots(b, ptr, n_in, [field(b, o, DATA, ptr) for o in ins_objs])
-    outs = slots(b, ptr, n_out, [field(b, o, DATA, ptr) for o in out_objs])
-    done = fn.append_basic_block("done")
-    run(fn, b, n, ins, outs, done)
+        def allocate(lb, j):
+            a = lb.call(new, [typ, ir.Constant(i32, 1), shape, num, null, null, ir.Constant(i32, 0),
+                              ir.Constant(i32, 0), null])
+            lb.store(a, at(lb, made, j))
+            guard(fn, lb, lb.icmp_unsigned("!=", a, null), nomem, "allocated")
+            lb.store(field(lb, a, DATA, ptr), at(lb, outs, j))
+        ab = _count_loop(fn, ab, n_out, "allocate", allocate)
+        b.position_at_end(ab.block)
+        eb = ir.IRBuilder(nomem)
+        eb = _count_loop(fn, eb, n_out, "free", lambda lb, j: lb.call(decref, [lb.load(at(lb, made, j), typ=ptr)]))
+        eb.ret(null)  # NumPy's MemoryError propagates
+    release = b.icmp_signed(">=", n, c64(GIL_MIN))  # other threads run meanwhile
+    state = b.alloca(ptr)
+    b.store(null, state)
+    with b.if_then(release):
+        b.store(b.call(decl("PyEval_SaveThread", ptr, []), []), state)
+    b.call(kernel, [n, ins, steps, outs])
+    with b.if_then(release):
+        b.call(decl("PyEval_RestoreThread", ir.VoidType(), [ptr]), [b.load(state, typ=ptr)])
+    done, pack = fn.append_basic_block("written"), fn.append_basic_block("pack")
+    b.cbranch(given, done, pack)
     _ret_long(done, from_long, 0)
-    # (inputs...): new output arrays (PyArray_New) -> (value, {name: gradient})
-    b = ir.IRBuilder(alloc)
-    ins_objs = [arg(b, args, k) for k in range(n_in)]
-    b, n = vectors(fn, b, ins_objs, None, ALIGNED, refuse)
-    new = decl("graphc_PyArray_New", ptr, [ptr, i32, ptr, i32, ptr, ptr, i32, i32, ptr])
-    shape = slots(b, i64, 1, [n])
-    typ = b.load(g_ndarray, typ=ptr)
-    num = ir.Constant(i32, 12 if t.size == 8 else 11)  # NPY_DOUBLE, NPY_FLOAT
-    made = [b.call(new, [typ, ir.Constant(i32, 1), shape, num, null, null, ir.Constant(i32, 0),
-                         ir.Constant(i32, 0), null]) for _ in range(n_out)]
-    fail = ir.Constant(t.i1, 0)
-    for a in made:
-        fail = b.or_(fail, b.icmp_unsigned("==", a, null))
-    nomem, fine = fn.append_basic_block("no_memory"), fn.append_basic_block("allocated")
-    b.cbranch(fail, nomem, fine)
-    eb = ir.IRBuilder(nomem)
-    for a in made:
-        eb.call(decref, [a])
-    eb.ret(null)  # NumPy's MemoryError propagates
-    b = ir.IRBuilder(fine)
-    ins = slots(b, ptr, n_in, [field(b, o, DATA, ptr) for o in ins_objs])
-    outs = slots(b, ptr, n_out, [field(b, a, DATA, ptr) for a in made])
-    pack = fn.append_basic_block("pack")
-    run(fn, b, n, ins, outs, pack)
-    b = ir.IRBuilder(pack)
-    b.ret(named(b, names, made))
+    named(fn, ir.IRBuilder(pack), names, made, n_out)
+    del i1
+    return str(mod)
 
 
 def _ret_long(block, from_long, value: int):
@@ -300,20 +292,43 @@ class _MethodDef(ctypes.Structure):
 _DEFS: list[_MethodDef] = []  # CPython keeps a pointer to each definition: they live as long as the process
 
 
-def function(h, sym: str, name: str, dtype: str, names: tuple[str, ...]):
-    """The builtin function for `<sym>_<name>` (loaded already), its `self` the
-    gradient names its results are keyed by; None when the module has no such
-    entry. Sets the module's type and dtype globals."""
-    addr = h.engine.get_function_address(f"{sym}_{name}")
-    if not addr:
-        return None
+_LOADED: dict[str, tuple[int, int]] = {}
+_LOCK = threading.Lock()
+
+
+def _entries(h, dtype: str) -> tuple[int, int]:
+    """The addresses of this dtype's two entries, compiled (or read from the cache)
+    and loaded once per process, their type globals set."""
+    got = _LOADED.get(dtype)
+    if got is not None:
+        return got
+    from .llvm_cpu import Compiled, machine_code, machine_key
+
+    key = machine_key(h, "entries", dtype, ENTRY_VERSION, str(OB_TYPE), str(ARRAY), str(TUPLE_ITEMS))
+    obj = machine_code(key, lambda: entry_module(dtype, h.triple), h)
+    Compiled(obj, h, "graphc", f"pyscalar_{dtype}", ctypes.CFUNCTYPE(None))  # loads the object
+    addrs = tuple(h.engine.get_function_address(f"graphc_{k}_{dtype}") for k in ("pyscalar", "pyarrays"))
     for g, value in (("ndarray_type", id(np.ndarray)), ("float_type", id(float)),
                      ("descr", id(np.dtype("float64" if dtype == "f64" else "float32")))):
-        at = h.engine.get_global_value_address(f"{sym}_{g}")
-        if at:
-            ctypes.c_void_p.from_address(at).value = value
-    d = _MethodDef(f"graphc_{name}".encode(), addr, METH_FASTCALL, None)
-    _DEFS.append(d)
+        ctypes.c_void_p.from_address(h.engine.get_global_value_address(f"graphc_entries_{dtype}_{g}")).value = value
+    got = _LOADED[dtype] = addrs  # type: ignore[assignment]
+    return got
+
+
+def functions(h, kernel: int, n_in: int, n_out: int, limit: int, dtype: str, names: tuple[str, ...]) -> tuple:
+    """(pyscalar, pyarrays) builtins for the kernel at address `kernel`, keyed by
+    `names` (one per gradient); None each where the interpreter is not one whose
+    layout `abi()` checked, or the kernel has too many arguments."""
+    if not h.pyapi or n_in + n_out > MAX_ARGS or len(names) != n_out - 1:
+        return None, None
+    with _LOCK:
+        addrs = _entries(h, dtype)
+    me = (np.array([kernel, n_in, n_out, limit], dtype=np.int64), tuple(names))
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype, new.argtypes = ctypes.py_object, [ctypes.POINTER(_MethodDef), ctypes.py_object, ctypes.py_object]
-    return new(ctypes.byref(d), tuple(names), None)
+    out = []
+    for name, addr in zip(("graphc_pyscalar", "graphc_pyarrays"), addrs):
+        d = _MethodDef(name.encode(), addr, METH_FASTCALL, None)
+        _DEFS.append(d)
+        out.append(new(ctypes.byref(d), me, None))
+    return tuple(out)

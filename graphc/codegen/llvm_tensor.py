@@ -18,14 +18,13 @@ LLVM IR, no Numba on the path).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 from typing import Any
 
 import numpy as np
 
 from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph
-from .llvm_cpu import CODEGEN_VERSION, Compiled, Host, Lower, _count_loop, _split, _Types, host, machine_code
+from .llvm_cpu import Compiled, Host, Lower, _count_loop, _split, _Types, host, machine_code, machine_key
 from .numpy_ref import evaluate
 from .scalar import Body
 from .schedule import Region, Xent, describe_schedule, region_graph
@@ -36,13 +35,7 @@ _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
 
 
 def _key(h: Host, *parts: str) -> str:
-    import llvmlite
-
-    from ..version import __version__
-
-    text = "\0".join((*parts, h.triple, h.cpu, h.features, str(h.mvec is not None), llvmlite.__version__,
-                      __version__, CODEGEN_VERSION, TENSOR_VERSION))
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return machine_key(h, *parts, TENSOR_VERSION)
 
 
 # ------------------------------------------------------------------ a fused region
