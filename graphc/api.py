@@ -39,8 +39,6 @@ class CompiledFunction:
         if not program.order:
             raise GraphcError("this Program was built with grad=False; compile needs the value+gradient graph")
         self.program = program
-        if target is None and program.tensor:
-            target = "numpy"  # the target that runs tensor programs (compiled ones are planned)
         row = get_target(target)
         self.target = row.name
         self._call_options = row.call_options
@@ -241,8 +239,8 @@ class CompiledFunction:
         `outputs`, `temporaries` (NumPy-step results alive at once) and `peak`."""
         plan = getattr(self.kernel, "planned_memory", None)
         if not self.tensor or plan is None:
-            raise UnsupportedError(f"target {self.target!r} plans no memory: a tensor program on target='cpu' "
-                                   "or 'parallel' does")
+            raise UnsupportedError(f"target {self.target!r} plans no memory: a tensor program on target='llvm' "
+                                   "(the default), 'cpu' or 'parallel' does")
         _, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype)
         return plan(dims)
 
@@ -282,16 +280,16 @@ def compile(
 
     wrt: names to differentiate by (default: every input, in input order).
     target: a name from the target table (`graphc.targets()`): "llvm"
-    (llvmlite, vector math, threads; the default for formulas), "cpu" (Numba,
-    serial), "parallel" (Numba, all cores), "numpy" (the reference evaluator;
-    the default for tensor programs), "cuda" (numba-cuda). dtype: float64 or float32.
+    (llvmlite, vector math, threads; the default), "cpu" (Numba, serial),
+    "parallel" (Numba, all cores), "numpy" (the reference evaluator), "cuda"
+    (numba-cuda). dtype: float64 or float32.
     passes: pipeline (default simplify, fuse, autodiff, simplify, cse, dce);
     `()` runs autodiff alone. order: 1 (gradient) or 2 (adds the Hessian).
     inputs: explicit input order (default: order of first appearance).
     unsafe: also apply rewrites that change results for inf/NaN (x*0 -> 0, ...).
     shapes: declared shapes, e.g. {"X": ("N", 3), "w": (3,), "b": ()}: the
-    formula is then a tensor program (target "numpy"); gradients of its scalar
-    value have their input's shape. dtypes: {"y": "int64"} for integer labels.
+    formula is then a tensor program (a schedule of fused loops and BLAS
+    calls); gradients of its scalar value have their input's shape. dtypes: {"y": "int64"} for integer labels.
     A Program brings its own options: only `target` applies to it.
     """
     get_target(target)  # a bad target name fails before any work

@@ -181,8 +181,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
         raise GraphcError("--llvm, --ptx and --asm: choose one")
     kind = "llvm" if args.llvm else "ptx" if args.ptx else "asm" if args.asm else "source"
     prog = graphc.Program(args.formula, wrt=args.wrt, dtype=args.dtype, passes=args.passes, **_tensor_opts(args))
-    target = args.target or ("cpu" if prog.tensor else None)  # a tensor program: the compiled CPU schedule
-    print(graphc.emit(prog, target=target, kind=kind, cc=args.cc))
+    print(graphc.emit(prog, target=args.target, kind=kind, cc=args.cc))
     return 0
 
 
@@ -267,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ptx", action="store_true", help="PTX, no GPU needed (" + _emitters("ptx") + ")")
     m.add_argument("--asm", action="store_true", help="the host assembly of the kernel (" + _emitters("asm") + ")")
     m.add_argument("--cc", default="9.0", help="compute capability for --ptx (default 9.0)")
-    _add_compile_opts(m, targets=_emitting())  # default: the library's (llvm; cpu's schedule for tensors)
+    _add_compile_opts(m, targets=_emitting())  # default: the library's (llvm)
     m.set_defaults(func=cmd_emit)
 
     k = sub.add_parser("check", help="check every output against SymPy's exact derivatives (exit 1 on disagreement)")

@@ -493,7 +493,7 @@ class Traced:
             starts = np.cumsum([0] + [_count(td) for td in trees])
             wrt = [names[i] for k in nums for i in range(starts[k], starts[k + 1]) if types[i][1] != "int64"]
             program = Program(graph, wrt=wrt, dtype=DTYPE_NUMPY[dtype])
-        target = get_target(self.target or "numpy")
+        target = get_target(self.target)  # None: the default (llvm)
         if not target.tensors:
             raise ArgumentError(f"target {target.name!r} does not run traced (tensor) programs: use target='numpy'")
         grad_names = []

@@ -344,7 +344,7 @@ def test_cuda_takes_tensor_programs_and_says_when_it_has_no_gpu():
         with pytest.raises(CudaUnavailableError, match="NUMBA_ENABLE_CUDASIM"):  # not "unsupported": no GPU here
             graphc.compile("sum(x)", shapes={"x": (3,)}, target="cuda")
     assert "fused loop" in graphc.emit(graphc.Program("sum(exp(x) * x)", shapes={"x": (3,)}), target="cuda")
-    assert graphc.compile("sum(x)", shapes={"x": (3,)}).target == "numpy"  # the default for tensors
+    assert graphc.compile("sum(x)", shapes={"x": (3,)}).target == "llvm"  # the default for tensors too
 
 
 CPU_PROGRAMS = [PROGRAMS[i] for i in (1, 6, 12, 15, 23, 30, 34)]  # the fuzzer compiles more

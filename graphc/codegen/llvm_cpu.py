@@ -44,8 +44,8 @@ from ..ir import Graph, print_graph
 from . import cache
 from .buffers import OverlapMemo, host_outputs
 from .kernel import Kernel
+from .llvm_ir import count_loop
 from .scalar import Body
-from .targets import Target
 
 # math functions by their libm name; the float32 form adds "f"
 LIBM_1 = {"exp", "log", "log10", "log2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
@@ -594,26 +594,6 @@ def build_module(graph: Graph, h: Host):
     return mod
 
 
-def _count_loop(fn, b, count, name: str, body, start=0) -> Any:
-    """`for k in range(start, count): body(builder, k)` in IR (bounds: ints or i64
-    values); returns the builder after it."""
-    import llvmlite.ir as ir
-
-    i64 = ir.IntType(64)
-    pre = b.block
-    head, step, after = (fn.append_basic_block(f"{name}_{x}") for x in ("head", "body", "after"))
-    b.branch(head)
-    hb = ir.IRBuilder(head)
-    k = hb.phi(i64, f"{name}_k")
-    k.add_incoming(ir.Constant(i64, start) if isinstance(start, int) else start, pre)
-    hb.cbranch(hb.icmp_signed("<", k, ir.Constant(i64, count) if isinstance(count, int) else count), step, after)
-    sb = ir.IRBuilder(step)
-    body(sb, k)
-    k.add_incoming(sb.add(k, ir.Constant(i64, 1)), sb.block)
-    sb.branch(head)
-    return ir.IRBuilder(after)
-
-
 def _staged_tail(t: _Types, fn, b, parts, i, n, ins, strides, outs, scratch, n_in: int, n_out: int, done) -> None:
     """The last n - i < width elements of a big kernel: inputs copied lane by lane
     into a buffer (lanes past n read 1.0), the parts run on it at index 0, and
@@ -651,8 +631,8 @@ def _staged_tail(t: _Types, fn, b, parts, i, n, ins, strides, outs, scratch, n_i
         sb.store(sb.gep(stage_out, [sb.mul(j, ir.Constant(i64, t.width))], source_etype=t.f),
                  sb.gep(souts, [j], source_etype=ptr))
 
-    b = _count_loop(fn, b, n_in, "stage_in", copy_in)
-    b = _count_loop(fn, b, n_out, "stage_out", point_out)
+    b = count_loop(fn, b, n_in, "stage_in", copy_in)
+    b = count_loop(fn, b, n_out, "stage_out", point_out)
     for part in parts:
         b.call(part, [ir.Constant(i64, 0), sins, sstrides, souts, scratch])
     spare = b.alloca(t.f)  # where the lanes past n are "stored"
@@ -665,7 +645,7 @@ def _staged_tail(t: _Types, fn, b, parts, i, n, ins, strides, outs, scratch, n_i
             v = sb.load(sb.gep(src, [ir.Constant(i64, lane)], source_etype=t.f), typ=t.f)
             sb.store(v, sb.select(inside, sb.gep(dst, [sb.add(i, ir.Constant(i64, lane))], source_etype=t.f), spare))
 
-    b = _count_loop(fn, b, n_out, "copy_out", copy_out)
+    b = count_loop(fn, b, n_out, "copy_out", copy_out)
     for p in (stage_in, stage_out, sins, souts, sstrides):
         b.call(free, [p])
     b.branch(done)
@@ -765,6 +745,45 @@ def machine_code(key: str, make_ir, h: Host) -> bytes:
     return obj
 
 
+_ENTRIES: dict[str, tuple[int, int]] = {}
+_ENTRIES_LOCK = threading.Lock()
+
+
+def _entries(h: Host, dtype: str) -> tuple[int, int]:
+    """The addresses of this dtype's two Python entries (llvm_python.py), compiled
+    or read from the cache and loaded once per process, their type globals set."""
+    from . import llvm_python as py
+
+    with _ENTRIES_LOCK:
+        got = _ENTRIES.get(dtype)
+        if got is not None:
+            return got
+        key = machine_key(h, "entries", dtype, py.ENTRY_VERSION, str(py.OB_TYPE), str(py.ARRAY),
+                          str(py.TUPLE_ITEMS))
+        obj = machine_code(key, lambda: py.entry_module(dtype, h.triple), h)
+        Compiled(obj, h, "graphc", f"pyscalar_{dtype}", ctypes.CFUNCTYPE(None))  # loads the object
+        addrs = tuple(h.engine.get_function_address(f"graphc_{k}_{dtype}") for k in ("pyscalar", "pyarrays"))
+        for g, value in (("ndarray_type", id(np.ndarray)), ("float_type", id(float)),
+                         ("descr", id(np.dtype("float64" if dtype == "f64" else "float32")))):
+            at = h.engine.get_global_value_address(f"graphc_entries_{dtype}_{g}")
+            ctypes.c_void_p.from_address(at).value = value
+        got = _ENTRIES[dtype] = (addrs[0], addrs[1])
+        return got
+
+
+def python_functions(h: Host, kernel: int, n_in: int, n_out: int, dtype: str, names: tuple[str, ...]) -> tuple:
+    """(pyscalar, pyarrays) builtins for the kernel at address `kernel`, results
+    keyed by `names` (one per gradient); None each where the interpreter's layout
+    is not the one `llvm_python.abi` checked, or the kernel has too many arguments."""
+    from . import llvm_python as py
+
+    if not h.pyapi or n_in + n_out > py.MAX_ARGS or len(names) != n_out - 1:
+        return None, None
+    addrs = _entries(h, dtype)
+    me = (np.array([kernel, n_in, n_out, PARALLEL_MIN], dtype=np.int64), tuple(names))
+    return tuple(py.builtin(name, addr, me) for name, addr in zip(("graphc_pyscalar", "graphc_pyarrays"), addrs))
+
+
 def _address(a: np.ndarray) -> int:
     """The data pointer of an array: through the buffer protocol where it is
     writable (3x cheaper than `a.ctypes.data`)."""
@@ -810,10 +829,8 @@ class LlvmKernel(Kernel):
         self._overlap = OverlapMemo(self.output_names, graph.input_names)
 
     def _entries(self, names: tuple) -> tuple:
-        from . import llvm_python
-
         kaddr = ctypes.cast(self.compiled.kernel, ctypes.c_void_p).value
-        return llvm_python.functions(host(), kaddr, self.n_in, self.n_out, PARALLEL_MIN, self.graph.dtype, names)
+        return python_functions(host(), kaddr, self.n_in, self.n_out, self.graph.dtype, names)
 
     def python_entries(self, names: Sequence[str]) -> tuple:
         """METH_FASTCALL functions returning `(value, {name: gradient})` for Python
@@ -927,29 +944,3 @@ class LlvmKernel(Kernel):
 
     def optimised_ir(self) -> str:
         return str(optimise(self.ir, host()))
-
-
-def build(graph: Graph, target: Target) -> Kernel:
-    from .kernel import is_tensor_graph
-
-    if is_tensor_graph(graph):
-        from .llvm_tensor import LlvmTensorKernel
-
-        return LlvmTensorKernel(graph, target.name, False)
-    return LlvmKernel(graph, target.name, True)
-
-
-def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
-    """"source": the LLVM IR as generated (graphc's own output); "llvm": after
-    LLVM's O3 pipeline (what is compiled); "asm": the host assembly. A tensor
-    program: its schedule, then each fused step's LLVM IR (every kind)."""
-    kernel = build(graph, target)
-    if not isinstance(kernel, LlvmKernel):
-        return kernel.source
-    if kind == "asm":
-        return kernel.assembly()
-    if kind == "llvm":
-        return kernel.optimised_ir()
-    return kernel.ir
-
-

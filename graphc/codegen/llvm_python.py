@@ -31,10 +31,11 @@ a symbol is missing, no entry is made and calls take the ctypes path.
 from __future__ import annotations
 
 import ctypes
-import threading
 from typing import Any
 
 import numpy as np
+
+from .llvm_ir import count_loop
 
 OB_TYPE = object.__basicsize__ - 8  # PyObject's ob_type: the header's last field
 ARRAY = object.__basicsize__  # PyArrayObject: data, nd, dimensions, strides, base, descr, flags after the header
@@ -109,8 +110,6 @@ def entry_module(dtype: str, triple: str) -> str:
     """The LLVM IR of `graphc_pyscalar_<dtype>` and `graphc_pyarrays_<dtype>`."""
     import llvmlite.ir as ir
 
-    from .llvm_cpu import _count_loop
-
     mod = ir.Module(name=f"graphc_entries_{dtype}")
     mod.triple = triple
     i64, i32, ptr, i8, i1 = ir.IntType(64), ir.IntType(32), ir.PointerType(), ir.IntType(8), ir.IntType(1)
@@ -173,7 +172,7 @@ def entry_module(dtype: str, triple: str) -> str:
             key = field(lb, names, lb.add(c64(TUPLE_ITEMS), lb.mul(j, c64(8))), ptr)
             lb.call(set_item, [d, key, v])
             lb.call(decref, [v])
-        b = _count_loop(fn, b, b.sub(n_out, one), "named", put)
+        b = count_loop(fn, b, b.sub(n_out, one), "named", put)
         pair = b.call(decl("PyTuple_New", ptr, [i64]), [c64(2)])
         tup_set = decl("PyTuple_SetItem", i32, [ptr, i64, ptr])
         b.call(tup_set, [pair, zero, b.load(made, typ=ptr)])  # steals the references
@@ -196,14 +195,14 @@ def entry_module(dtype: str, triple: str) -> str:
         lb.store(x if f == dbl else lb.fptrunc(x, f), slot)
         lb.store(slot, at(lb, ins, k))
         lb.store(zero, at(lb, zeros, k, i64))
-    b = _count_loop(fn, b, n_in, "read", read)
-    b = _count_loop(fn, b, n_out, "point", lambda lb, j: lb.store(at(lb, outv, j, f), at(lb, outs, j)))
+    b = count_loop(fn, b, n_in, "read", read)
+    b = count_loop(fn, b, n_out, "point", lambda lb, j: lb.store(at(lb, outv, j, f), at(lb, outs, j)))
     b.call(kernel, [one, ins, zeros, outs])
 
     def box(lb, j):
         v = lb.load(at(lb, outv, j, f), typ=f)
         lb.store(lb.call(from_double, [v if f == dbl else lb.fpext(v, dbl)]), at(lb, made, j))
-    b = _count_loop(fn, b, n_out, "box", box)
+    b = count_loop(fn, b, n_out, "box", box)
     named(fn, b, names, made, n_out)
 
     # (inputs...) -> new outputs, (value, {name: gradient}); (inputs..., outputs...) -> 0
@@ -242,13 +241,13 @@ def entry_module(dtype: str, triple: str) -> str:
             with is_in:
                 lb.store(data, at(lb, ins, k))
                 lb.store(one, at(lb, steps, k, i64))
-    b = _count_loop(fn, b, nargs, "check", check)
+    b = count_loop(fn, b, nargs, "check", check)
     with b.if_then(b.not_(given)):  # new outputs; on a failed allocation, free those made
         b.store(n, shape)
         new = decl("graphc_PyArray_New", ptr, [ptr, i32, ptr, i32, ptr, ptr, i32, i32, ptr])
         num = ir.Constant(i32, 12 if size == 8 else 11)  # NPY_DOUBLE, NPY_FLOAT
         nomem = fn.append_basic_block("no_memory")
-        ab = _count_loop(fn, b, n_out, "clear", lambda lb, j: lb.store(null, at(lb, made, j)))
+        ab = count_loop(fn, b, n_out, "clear", lambda lb, j: lb.store(null, at(lb, made, j)))
 
         def allocate(lb, j):
             a = lb.call(new, [typ, ir.Constant(i32, 1), shape, num, null, null, ir.Constant(i32, 0),
@@ -256,10 +255,10 @@ def entry_module(dtype: str, triple: str) -> str:
             lb.store(a, at(lb, made, j))
             guard(fn, lb, lb.icmp_unsigned("!=", a, null), nomem, "allocated")
             lb.store(field(lb, a, DATA, ptr), at(lb, outs, j))
-        ab = _count_loop(fn, ab, n_out, "allocate", allocate)
+        ab = count_loop(fn, ab, n_out, "allocate", allocate)
         b.position_at_end(ab.block)
         eb = ir.IRBuilder(nomem)
-        eb = _count_loop(fn, eb, n_out, "free", lambda lb, j: lb.call(decref, [lb.load(at(lb, made, j), typ=ptr)]))
+        eb = count_loop(fn, eb, n_out, "free", lambda lb, j: lb.call(decref, [lb.load(at(lb, made, j), typ=ptr)]))
         eb.ret(null)  # NumPy's MemoryError propagates
     release = b.icmp_signed(">=", n, c64(GIL_MIN))  # other threads run meanwhile
     state = b.alloca(ptr)
@@ -292,43 +291,10 @@ class _MethodDef(ctypes.Structure):
 _DEFS: list[_MethodDef] = []  # CPython keeps a pointer to each definition: they live as long as the process
 
 
-_LOADED: dict[str, tuple[int, int]] = {}
-_LOCK = threading.Lock()
-
-
-def _entries(h, dtype: str) -> tuple[int, int]:
-    """The addresses of this dtype's two entries, compiled (or read from the cache)
-    and loaded once per process, their type globals set."""
-    got = _LOADED.get(dtype)
-    if got is not None:
-        return got
-    from .llvm_cpu import Compiled, machine_code, machine_key
-
-    key = machine_key(h, "entries", dtype, ENTRY_VERSION, str(OB_TYPE), str(ARRAY), str(TUPLE_ITEMS))
-    obj = machine_code(key, lambda: entry_module(dtype, h.triple), h)
-    Compiled(obj, h, "graphc", f"pyscalar_{dtype}", ctypes.CFUNCTYPE(None))  # loads the object
-    addrs = tuple(h.engine.get_function_address(f"graphc_{k}_{dtype}") for k in ("pyscalar", "pyarrays"))
-    for g, value in (("ndarray_type", id(np.ndarray)), ("float_type", id(float)),
-                     ("descr", id(np.dtype("float64" if dtype == "f64" else "float32")))):
-        ctypes.c_void_p.from_address(h.engine.get_global_value_address(f"graphc_entries_{dtype}_{g}")).value = value
-    got = _LOADED[dtype] = addrs  # type: ignore[assignment]
-    return got
-
-
-def functions(h, kernel: int, n_in: int, n_out: int, limit: int, dtype: str, names: tuple[str, ...]) -> tuple:
-    """(pyscalar, pyarrays) builtins for the kernel at address `kernel`, keyed by
-    `names` (one per gradient); None each where the interpreter is not one whose
-    layout `abi()` checked, or the kernel has too many arguments."""
-    if not h.pyapi or n_in + n_out > MAX_ARGS or len(names) != n_out - 1:
-        return None, None
-    with _LOCK:
-        addrs = _entries(h, dtype)
-    me = (np.array([kernel, n_in, n_out, limit], dtype=np.int64), tuple(names))
+def builtin(name: str, addr: int, me: tuple):
+    """A builtin function calling the METH_FASTCALL C function at `addr` with `self` = me."""
+    d = _MethodDef(name.encode(), addr, METH_FASTCALL, None)
+    _DEFS.append(d)
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype, new.argtypes = ctypes.py_object, [ctypes.POINTER(_MethodDef), ctypes.py_object, ctypes.py_object]
-    out = []
-    for name, addr in zip(("graphc_pyscalar", "graphc_pyarrays"), addrs):
-        d = _MethodDef(name.encode(), addr, METH_FASTCALL, None)
-        _DEFS.append(d)
-        out.append(new(ctypes.byref(d), me, None))
-    return tuple(out)
+    return new(ctypes.byref(d), me, None)

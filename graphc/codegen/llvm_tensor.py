@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph
-from .llvm_cpu import Compiled, Host, Lower, _count_loop, _split, _Types, host, machine_code, machine_key
+from .llvm_cpu import Compiled, Host, Lower, _split, _Types, host, machine_code, machine_key
+from .llvm_ir import count_loop
 from .numpy_ref import evaluate
 from .scalar import Body
 from .schedule import Region, Xent, describe_schedule, region_graph
@@ -185,7 +186,7 @@ def region_module(p: RegionPlan, h: Host, sym: str):
         if j < nd - 1:
             def step(sb, i):
                 return nest(sb, j + 1, [sb.add(o, sb.mul(i, strides[k][j])) for k, o in enumerate(offs)])
-            return _count_loop_b(fn, bb, dims[j], f"axis{j}", step)
+            return count_loop(fn, bb, dims[j], f"axis{j}", step)
         return inner(bb, offs)
 
     def compute(cb, vals: dict, mask) -> tuple[list, list]:
@@ -308,24 +309,6 @@ def region_module(p: RegionPlan, h: Host, sym: str):
     return mod
 
 
-def _count_loop_b(fn, b, count, name: str, body) -> Any:
-    """`_count_loop` whose body returns the builder it ends in (a nested loop)."""
-    import llvmlite.ir as ir
-
-    i64 = ir.IntType(64)
-    pre = b.block
-    head, step, after = (fn.append_basic_block(f"{name}_{x}") for x in ("head", "body", "after"))
-    b.branch(head)
-    hb = ir.IRBuilder(head)
-    k = hb.phi(i64, f"{name}_k")
-    k.add_incoming(ir.Constant(i64, 0), pre)
-    hb.cbranch(hb.icmp_signed("<", k, count), step, after)
-    sb = body(ir.IRBuilder(step), k)
-    k.add_incoming(sb.add(k, ir.Constant(i64, 1)), sb.block)
-    sb.branch(head)
-    return ir.IRBuilder(after)
-
-
 # ------------------------------------------------------------------ cross_entropy rows
 
 
@@ -413,7 +396,7 @@ def xent_module(dtype: str, h: Host, sym: str):
             j, mask = lanes(mb, k)
             v = mb.call(t.mload, [mb.gep(srow, [j], source_etype=f), t.align, mask, vninf])
             mb.store(bigger(mb, mb.load(m_slot, typ=vec), v), m_slot)
-        rb = _count_loop(fn, rb, chunks, "max", find_max)
+        rb = count_loop(fn, rb, chunks, "max", find_max)
         m = hreduce(rb, rb.load(m_slot, typ=vec), bigger)
         m = rb.select(rb.fcmp_ordered("==", rb.fsub(m, m), zero), m, zero)  # an infinite or NaN max shifts by 0
         vm = splat(rb, m)
@@ -426,7 +409,7 @@ def xent_module(dtype: str, h: Host, sym: str):
             e = eb.select(mask, e, vzero)
             eb.store(eb.fadd(eb.load(z_slot, typ=vec), e), z_slot)
             t.store_tail(eb, e, eb.gep(prow, [j], source_etype=f), eb.sub(c, j), spare)
-        rb = _count_loop(fn, rb, chunks, "exp", expo)
+        rb = count_loop(fn, rb, chunks, "exp", expo)
         z = hreduce(rb, rb.load(z_slot, typ=vec), lambda bb, a, x: bb.fadd(a, x))
         vz = splat(rb, z)
         label = rb.load(rb.gep(y, [i], source_etype=i64), typ=i64)
@@ -446,7 +429,7 @@ def xent_module(dtype: str, h: Host, sym: str):
             t.store_tail(nb, q, a, left, spare)
             t.store_tail(nb, nb.fsub(q, hot), nb.gep(drow, [j], source_etype=f),
                          nb.select(diff, left, ir.Constant(i64, 0)), spare)  # no d: every lane to the spare slot
-        rb = _count_loop(fn, rb, chunks, "norm", norm)
+        rb = count_loop(fn, rb, chunks, "norm", norm)
         picked = rb.load(rb.gep(srow, [label], source_etype=f), typ=f)
         loss = rb.fneg(rb.fsub(picked, rb.fadd(Lower(rb, mod, dtype, None, h).libm("log", z), m)))
         rb.store(loss, rb.gep(losses, [i], source_etype=f))
@@ -458,7 +441,7 @@ def xent_module(dtype: str, h: Host, sym: str):
         return bb.shuffle_vector(x, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, W),
                                                                                [ir.Constant(i32, 0)] * W))
 
-    _count_loop_b(fn, b, n, "row", row).ret(ir.Constant(i32, 0))
+    count_loop(fn, b, n, "row", row).ret(ir.Constant(i32, 0))
     return mod
 
 

@@ -105,7 +105,7 @@ for _t in (
            emits=("source", "llvm"), options={"parallel": True}, tensors=True),
     Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
            tensors=True),
-    Target("llvm", "graphc.codegen.llvm_cpu", "llvmlite, no Numba: vector math (libmvec), compiles in "
+    Target("llvm", "graphc.codegen.llvm_target", "llvmlite, no Numba: vector math (libmvec), compiles in "
            "milliseconds, threads above 131,072 elements (the default for formulas); tensor programs: the cpu "
            "schedule with llvmlite loops", emits=("source", "llvm", "asm"), tensors=True),
     Target("cuda", "graphc.codegen.cuda_target", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
