@@ -51,7 +51,8 @@ def compile_time(rounds: int) -> float:
 def training_step(dtype: str, rounds: int) -> dict[str, float]:
     a = data("medium", dtype)
     X, y, W1, b1, W2, b2 = (a[k] for k in ("X", "y", "W1", "b1", "W2", "b2"))
-    fn = graphc.compile(NET, shapes=SHAPES, dtypes={"y": "int64"}, dtype=dtype, wrt=["W1", "b1", "W2", "b2"])
+    fn = graphc.compile(NET, shapes=SHAPES, dtypes={"y": "int64"}, dtype=dtype, wrt=["W1", "b1", "W2", "b2"],
+                        target="numpy")
     v, g = fn(X=X, y=y, W1=W1, b1=b1, W2=W2, b2=b2)
     ref = hand_written(X, y, W1, b1, W2, b2)
     tol = 1e-10 if dtype == "float64" else 2e-4
@@ -91,7 +92,7 @@ def tracing(rounds: int) -> dict[str, float]:
               "b2": np.zeros(3)}
     firsts = []
     for _ in range(rounds):
-        vg = graphc.value_and_grad(spiral_loss)
+        vg = graphc.value_and_grad(spiral_loss, target="numpy")
         t = time.perf_counter()
         vg.lower(params, X, y)
         firsts.append(time.perf_counter() - t)
