@@ -878,7 +878,9 @@ class LlvmKernel(Kernel):
             if type(a) is not np.ndarray or a.dtype != dt or a.shape != (n,) or not a.flags.c_contiguous:
                 return None
         if out is None:
-            outs = np.empty((self.n_out, n), dtype=dt)
+            outs = np.empty((self.n_out, n), dtype=dt)  # one block: rows of it, a heap block reused call to call
+            if n < PARALLEL_MIN and self._pyarrays is not None and not self._pyarrays(*arrays, *outs):
+                return list(outs)
             base, step = _address(outs), n * self._item
             optrs = [base + j * step for j in range(self.n_out)]
             result = list(outs)
