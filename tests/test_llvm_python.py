@@ -44,6 +44,11 @@ def test_entries_agree_with_the_numpy_target(neuron):
         assert type(res) is tuple and res[0].shape == (n,) and res[0].flags.owndata
         _same(res, ref(*args))
         _same(fn(*args), ref(*args))
+    big = [rng.normal(size=20_000) for _ in range(5)]  # past ALLOC_MAX: the caller's block, rows filled here
+    assert fn._py_arrays(*big) == 1
+    outs = np.empty((6, 20_000))
+    assert fn.kernel._pyarrays(*big, *outs) == 0
+    _same(fn(*big), ref(*big))
 
 
 def test_arguments_the_entries_refuse_still_get_the_right_answer(neuron):
