@@ -289,7 +289,8 @@ def compile(
     unsafe: also apply rewrites that change results for inf/NaN (x*0 -> 0, ...).
     shapes: declared shapes, e.g. {"X": ("N", 3), "w": (3,), "b": ()}: the
     formula is then a tensor program (a schedule of fused loops and BLAS
-    calls); gradients of its scalar value have their input's shape. dtypes: {"y": "int64"} for integer labels.
+    calls); gradients of its scalar value have their input's shape. dtypes:
+    {"y": "int64"} for integer labels.
     A Program brings its own options: only `target` applies to it.
     """
     get_target(target)  # a bad target name fails before any work

@@ -129,14 +129,10 @@ def test_broken_matmul_and_broadcast_rules_are_caught_and_shrunk():
     assert len(shrunk[0]) <= 30, shrunk
 
 
-@settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "150")), deadline=None,
-          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(tensor_programs())
-def test_llvm_schedule_equals_the_numpy_target(program):
-    """The llvm target's loops (the cpu schedule, llvmlite kernels) against the
-    numpy target; they compile in milliseconds, so many more examples."""
-    text, shapes = program
-    fn = graphc.compile(text, shapes=shapes, target="llvm")
+def _agrees_with_numpy(text: str, shapes: dict, target: str):
+    """Compile for `target`, call at a point, assert agreement with the numpy target;
+    returns (fn, point, reference value, reference gradients)."""
+    fn = graphc.compile(text, shapes=shapes, target=target)
     ref = graphc.compile(text, shapes=shapes, target="numpy")
     pt = _point(fn, len(text))
     v, g = fn(**pt)
@@ -144,6 +140,16 @@ def test_llvm_schedule_equals_the_numpy_target(program):
     assert _close(v, rv, 1e-12), (text, v, rv)
     for k in rg:
         assert _close(g[k], rg[k], 1e-10), (text, k)
+    return fn, pt, rv, rg
+
+
+@settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "150")), deadline=None,
+          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(tensor_programs())
+def test_llvm_schedule_equals_the_numpy_target(program):
+    """The llvm target's loops (the cpu schedule, llvmlite kernels) against the
+    numpy target; they compile in milliseconds, so many more examples."""
+    _agrees_with_numpy(*program, "llvm")
 
 
 @settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES", "12")), deadline=None,
@@ -153,14 +159,7 @@ def test_compiled_cpu_schedule_equals_the_numpy_target(program):
     """The cpu target's schedule (fused regions, reduction epilogues, GEMMs) against
     the numpy target; few examples, since each compiles Numba kernels."""
     text, shapes = program
-    fn = graphc.compile(text, shapes=shapes, target="cpu")
-    ref = graphc.compile(text, shapes=shapes, target="numpy")
-    pt = _point(fn, len(text))
-    v, g = fn(**pt)
-    rv, rg = ref(**pt)
-    assert _close(v, rv, 1e-12), (text, v, rv)
-    for k in rg:
-        assert _close(g[k], rg[k], 1e-10), (text, k)
+    fn, pt, rv, rg = _agrees_with_numpy(text, shapes, "cpu")
     if getattr(fn.kernel, "_whole", None) is not None:  # the one-function form: the step-wise schedule too
         from graphc.codegen import tensor_cpu
 

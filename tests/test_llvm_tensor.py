@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_tensor import MLP_L2, MLP_SHAPES, PROGRAMS, _mlp_args, _mlp_numpy, draw
+from test_tensor import MLP_L2, MLP_SHAPES, PROGRAMS, _mlp_args, assert_mlp_gradients, draw
 
 import graphc
 from graphc.codegen import llvm_cpu, llvm_tensor
@@ -50,12 +50,7 @@ def test_the_seeds_two_layer_net_equals_hand_derived_gradients():
     assert text.count("gemm:") == 5 and "cross_entropy" in text and "_xent" in text and "_region" in text
     assert "numba" not in text.lower()
     for n in (1, 7, 64, 301):  # odd row counts: the masked last vector in every loop
-        args = _mlp_args(n=n, seed=n)
-        v, g = fn(**args)
-        rv, rg = _mlp_numpy(**args)
-        assert v == pytest.approx(rv, rel=1e-13)
-        for k in rg:
-            np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+        assert_mlp_gradients(fn, _mlp_args(n=n, seed=n))
     with pytest.raises(ArgumentError, match="label 9 is out of range for 5 classes"):
         fn(**{**_mlp_args(), "y": np.full(64, 9)})
 

@@ -600,6 +600,15 @@ def _mlp_numpy(X, W1, b1, W2, b2, y, reg):
     return loss, {"W1": X.T @ dh + reg * W1, "b1": dh.sum(0), "W2": hid.T @ ds + reg * W2, "b2": ds.sum(0)}
 
 
+def assert_mlp_gradients(fn, args):
+    """fn's value and gradients of MLP_L2 at args against the hand-derived ones."""
+    v, g = fn(**args)
+    rv, rg = _mlp_numpy(**args)
+    assert v == pytest.approx(rv, rel=1e-13)
+    for k in rg:
+        np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+
+
 def test_l2_term_gradients_are_folded_after_their_gemm_and_beside_the_squares():
     fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
                         target="cpu")
@@ -610,11 +619,7 @@ def test_l2_term_gradients_are_folded_after_their_gemm_and_beside_the_squares():
     assert "sum %" in w1 and "over axes (0, 1)" in w1  # sum(W1*W1) in the same pass over W1
     assert text.count("\nkernel ") <= 6, text
     args = _mlp_args()
-    v, g = fn(**args)
-    rv, rg = _mlp_numpy(**args)
-    assert v == pytest.approx(rv, rel=1e-13)
-    for k in rg:
-        np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+    assert_mlp_gradients(fn, args)
 
 
 def test_a_loop_never_waits_for_a_value_that_waits_for_it():
@@ -682,11 +687,7 @@ def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise
                         target="cpu")
     assert "All steps run in one Numba function" in fn.kernel.source and "np.dot(" in fn.kernel.source
     args = _mlp_args()
-    v, g = fn(**args)
-    rv, rg = _mlp_numpy(**args)
-    assert v == pytest.approx(rv, rel=1e-13)
-    for k in rg:
-        np.testing.assert_allclose(g[k], rg[k], rtol=1e-12, atol=1e-15)
+    assert_mlp_gradients(fn, args)
     with pytest.raises(ArgumentError, match="label 5 is out of range for 5 classes"):
         fn(**{**args, "y": np.where(np.arange(64) == 7, 5, args["y"])})
     chosen = [p for p in PROGRAMS if "@" in p[0] or "where" in p[0] or "cross" in p[0]]

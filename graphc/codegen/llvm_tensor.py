@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphcError
-from ..ir import DTYPE_NUMPY, Graph
+from ..ir import DTYPE_NUMPY, Graph, print_graph
 from .llvm_cpu import Compiled, Host, Lower, _split, _Types, host, machine_code, machine_key
 from .llvm_ir import count_loop
 from .numpy_ref import evaluate
@@ -31,7 +31,7 @@ from .scalar import Body
 from .schedule import Region, Xent, describe_schedule, region_graph
 from .tensor_cpu import TensorKernel
 
-TENSOR_VERSION = "5"  # bump when the region or xent module changes for the same step
+TENSOR_VERSION = "6"  # bump when the region or xent module changes for the same step
 _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
 
 
@@ -65,21 +65,13 @@ class RegionPlan:
                 row.append(None if j in ax else q)
                 q += 1 if keep or j not in ax else 0
             self.axes.append(row)
-        self.ranks = self.in_rank + [self.nd] * len(r.outputs) + [len(n.shape) or 1 for n in r.reductions]
         self.graph = region_graph(r)
         self.signature = "\n".join([dtype, repr(self.in_kind), repr(self.in_dtype), repr(self.out_dtype),
-                                    repr(self.sum_kind), repr(self.axes), repr(self.ranks), str(self.nd),
-                                    _graph_text(self.graph)])
+                                    repr(self.sum_kind), repr(self.axes), str(self.nd), print_graph(self.graph)])
 
     @property
     def operands(self) -> int:
         return len(self.in_kind) + len(self.out_dtype) + len(self.sum_kind)
-
-
-def _graph_text(g: Graph) -> str:
-    from ..ir import print_graph
-
-    return print_graph(g)
 
 
 ARRAY_DATA = object.__basicsize__  # PyArrayObject: data, nd, dimensions, strides follow the object header
@@ -154,13 +146,11 @@ def region_module(p: RegionPlan, h: Host, sym: str):
     ir.IRBuilder(refuse).ret(ir.Constant(t.i32, 1))
     b = ir.IRBuilder(go)
 
-    def intrinsic(kind: str, e):
-        """llvm.masked.load / store over <W x e>."""
+    def masked_load(e):
+        """llvm.masked.load over <W x e> (stores go lane by lane: `_Types.store_lanes`)."""
         vt = ir.VectorType(e, W)
-        name = f"llvm.masked.{kind}.v{W}{'f' if e is t.f else 'i'}{_bits(e)}.p0"
-        ty = ir.FunctionType(vt, [ptr, t.i32, t.mask_t, vt]) if kind == "load" else \
-            ir.FunctionType(ir.VoidType(), [vt, ptr, t.i32, t.mask_t])
-        return mod.globals.get(name) or ir.Function(mod, ty, name=name)
+        name = f"llvm.masked.load.v{W}{'f' if e is t.f else 'i'}{_bits(e)}.p0"
+        return mod.globals.get(name) or ir.Function(mod, ir.FunctionType(vt, [ptr, t.i32, t.mask_t, vt]), name=name)
 
     def _bits(e) -> int:
         return t.size * 8 if e is t.f else e.width
@@ -254,7 +244,7 @@ def region_module(p: RegionPlan, h: Host, sym: str):
                     continue
                 a = sb.gep(addr[n_in + n_out + s], [i], source_etype=t.f)
                 if masked_:
-                    old = sb.call(intrinsic("load", t.f), [a, t.align, t.mask(sb, left), zero])
+                    old = sb.call(masked_load(t.f), [a, t.align, t.mask(sb, left), zero])
                     t.store_lanes(sb, sb.fadd(old, summands[s]), a, left, spare)
                 else:
                     sb.store(sb.fadd(sb.load(a, typ=t.vec, align=t.size), summands[s]), a, align=t.size)
@@ -284,7 +274,7 @@ def region_module(p: RegionPlan, h: Host, sym: str):
                 e = elem[p.in_dtype[k]]
                 vt = ir.VectorType(e, W)
                 one = ir.Constant(vt, [ir.Constant(e, 1.0 if e is t.f else 1)] * W)  # no trap in dead lanes
-                v = tb.call(intrinsic("load", e), [tb.gep(addr[k], [i], source_etype=e),
+                v = tb.call(masked_load(e), [tb.gep(addr[k], [i], source_etype=e),
                                                    ir.Constant(t.i32, _bits(e) // 8), mask, one])
                 vals[k] = as_lanes(tb, v, p.in_dtype[k])
         results, summands = compute(tb, vals, mask)
@@ -510,7 +500,7 @@ class LlvmTensorKernel(TensorKernel):
         return "\n".join(parts)
 
     @source.setter
-    def source(self, value) -> None:  # TensorKernel sets it; here it is derived
+    def source(self, value) -> None:  # the base class's placeholder; here it is derived
         pass
 
 

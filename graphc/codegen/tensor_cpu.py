@@ -100,7 +100,15 @@ class TensorKernel(Kernel):
         self._whole_plans: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
         self._prepare()
-        self.source = self.describe()
+
+    @property
+    def source(self) -> str:
+        """`fn.source`: the schedule and its kernels (`describe`), made when asked for."""
+        return self.describe()
+
+    @source.setter
+    def source(self, value) -> None:  # the base class's placeholder; the text is derived
+        pass
 
     def _kernel_sources(self) -> None:
         """Each fused step's source and cache key (the Numba modules)."""
