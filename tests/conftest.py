@@ -10,7 +10,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Tests use a private kernel cache, never the user's ~/.cache/graphc.
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-cache-"))
 
-TARGETS = ["numpy", "cpu", "parallel"]
+from graphc.codegen.targets import TARGETS as _TABLE  # noqa: E402
+
+# Every target that runs on this machine, read from the target table (the default, llvm, included);
+# device targets are tested through their simulator and PTX in test_cuda.py.
+TARGETS = [name for name, t in _TABLE.items() if not t.device]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -29,6 +29,7 @@ class Target:
     options: Mapping[str, Any] = field(default_factory=dict)  # passed to the backend via the Target
     call_options: tuple[str, ...] = ()  # keyword options of a call besides out= (cuda: stream=)
     tensors: bool = False  # runs tensor programs (shapes, reductions, matmul, masks)
+    device: bool = False  # runs on a GPU: host-only tests reach it through a simulator, not directly
 
     def backend(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -109,6 +110,6 @@ for _t in (
            "milliseconds, threads above 131,072 elements (the default for formulas); tensor programs: the cpu "
            "schedule with llvmlite loops", emits=("source", "llvm", "asm"), tensors=True),
     Target("cuda", "graphc.codegen.cuda_target", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
-           emits=("source", "ptx"), call_options=("stream",), tensors=True),
+           emits=("source", "ptx"), call_options=("stream",), tensors=True, device=True),
 ):
     register_target(_t)
