@@ -11,6 +11,7 @@ from .errors import (
     ArgumentError,
     ArityError,
     BackendUnavailableError,
+    CacheWarning,
     GraphcError,
     IRError,
     LimitError,
@@ -43,5 +44,6 @@ __all__ = [
     "to_json", "from_json", "to_dot", "verify", "autodiff", "gradients", "hessian_graph",
     "GraphcError", "ParseError", "UnknownFunctionError", "ArityError", "LimitError", "IRError",
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "ShapeError", "TracingError", "__version__",
+    "CacheWarning",
     "value_and_grad", "grad", "jit", "numpy", "nn",
 ]

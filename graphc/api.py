@@ -134,7 +134,13 @@ class CompiledFunction:
     def _bind(self, kernel: Kernel, args: tuple, kwargs: Mapping[str, Any]) -> tuple[list, bool, tuple]:
         names = self.inputs
         values = self._values(args, kwargs)
-        arrays = [kernel.convert(n, values[n]) for n in names]
+        try:
+            arrays = [kernel.convert(n, values[n]) for n in names]
+        except ArgumentError:
+            from .shapes import refuse_traced
+
+            refuse_traced(values)
+            raise
         try:
             shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
         except ValueError:
@@ -236,12 +242,40 @@ class CompiledFunction:
     def planned_memory(self, /, *args: Any, **kwargs: Any) -> dict[str, int]:
         """The compiled schedule's memory plan for arguments like these (bytes):
         `pool` (intermediates, buffers shared by lifetime and kept between calls),
-        `outputs`, `temporaries` (NumPy-step results alive at once) and `peak`."""
+        `outputs`, `temporaries` (NumPy-step results alive at once) and `peak`.
+        Give the arguments (any subset), the sizes of the symbolic dimensions by name
+        (`fn.planned_memory(N=10**9, D=784, ...)`), or both: the plan is computed, never
+        allocated, so any size may be asked about."""
         plan = getattr(self.kernel, "planned_memory", None)
         if not self.tensor or plan is None:
             raise UnsupportedError(f"target {self.target!r} plans no memory: a tensor program on target='llvm' "
                                    "(the default), 'cpu' or 'parallel' does")
-        _, dims = shapes.bind(self.program.forward.inputs, self._values(args, kwargs), self._np_dtype)
+        inputs, names = self.program.forward.inputs, self.inputs
+        declared = list(dict.fromkeys(d for n in inputs for d in n.shape if isinstance(d, str)))
+        if len(args) > len(names):
+            self._values(args, {})  # the error naming the inputs
+        values: dict[str, Any] = dict(zip(names, args))
+        sizes: dict[str, int] = {}
+        for k, v in kwargs.items():
+            if k in names:
+                if k in values:
+                    raise ArgumentError(f"argument {k!r} given twice (positionally and by keyword)")
+                values[k] = v
+            elif k in declared:
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise ArgumentError(f"dimension {k} must be a size (an int >= 0), got {v!r}")
+                sizes[k] = int(v)
+            else:
+                raise ArgumentError(f"unknown argument {k!r}: planned_memory takes the inputs ({', '.join(names)})"
+                                    f" or the sizes of the dimensions ({', '.join(declared) or 'none'})")
+        _, dims = shapes.bind([n for n in inputs if n.attr in values], values, self._np_dtype)
+        for d, size in sizes.items():
+            if dims.setdefault(d, size) != size:
+                raise ArgumentError(f"dimension {d} is {dims[d]} in the arguments but {d}={size} was given")
+        missing = [d for d in declared if d not in dims]
+        if missing:
+            raise ArgumentError(f"planned_memory needs the size of dimension(s) {', '.join(missing)}: pass "
+                                f"{', '.join(f'{d}=...' for d in missing)} or arguments that have them")
         return plan(dims)
 
     def _pack(self, outs: Sequence[Any]):
@@ -311,14 +345,18 @@ def _over_dask(fn: CompiledFunction, args: tuple, kwargs: Mapping[str, Any], out
     return over_dask.call(fn, fn._values(args, kwargs), out, options)
 
 
-_FUNCTIONS: dict[str, CompiledFunction] = {}
+_FUNCTIONS: dict[str, CompiledFunction] = {}  # loaded functions, the most recently loaded last
+FUNCTIONS_KEPT = 16  # each holds its kernels and their pools: a worker keeps the last few, not every one
 
 
 def _load_function(program: Program, target: str) -> CompiledFunction:
     key = program.__dask_tokenize__() + ":" + target
-    fn = _FUNCTIONS.get(key)
+    fn = _FUNCTIONS.pop(key, None)
     if fn is None:
-        fn = _FUNCTIONS[key] = CompiledFunction(program, target)
+        fn = CompiledFunction(program, target)
+    _FUNCTIONS[key] = fn
+    while len(_FUNCTIONS) > FUNCTIONS_KEPT:
+        _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
     return fn
 
 

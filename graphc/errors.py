@@ -52,3 +52,9 @@ class UnsupportedError(GraphcError):
 
 class BackendUnavailableError(GraphcError):
     """A compile target whose runtime is missing on this machine."""
+
+
+class CacheWarning(UserWarning):
+    """The kernel cache folder is not used (it cannot be written, or it is not private to
+    this user: owned by someone else, or writable by group or others); kernels compile in
+    memory. A warning, not an error: every result is still computed."""

@@ -9,22 +9,104 @@ from __future__ import annotations
 
 from typing import Any
 
-from .trace import NUMPY_FUNCTIONS, apply
+import numpy as np
+
+from .errors import ShapeError, UnsupportedError
+from .ir import DTYPE_NUMPY, fmt_shape
+from .trace import NUMPY_FUNCTIONS, Tracer, apply, describe
+
+# NumPy's parameters: every function takes NumPy's names in NumPy's order. Those graphc
+# cannot honour (out=, where=, initial=, a dtype= other than the computation's, ...)
+# are refused with an UnsupportedError naming the parameter unless left at their
+# defaults -- never silently ignored.
+
+_NoValue: Any = np._NoValue  # NumPy's "not given" default (keepdims=, initial=, where=)
+
+_WHY = {
+    "out": "graphc's values are immutable: use the returned value",
+    "where": "compute everywhere, then choose entries with graphc.numpy.where(condition, result, other)",
+    "initial": "combine it with the result instead, e.g. graphc.numpy.maximum(graphc.numpy.max(a), initial)",
+}
 
 
-def _unary(op: str, doc: str):
-    def f(x: Any) -> Any:
-        return apply(op, x)
+def _float_dtype(args: tuple) -> np.dtype:
+    """The float dtype a call computes in: the traced program's, or that of its float arrays."""
+    for a in args:
+        if isinstance(a, Tracer):
+            return np.dtype(DTYPE_NUMPY[a.trace.dtype])
+    floats = [d for d in (np.asarray(a).dtype for a in args if a is not None) if d.kind == "f"]
+    return np.result_type(*floats) if floats else np.dtype(np.float64)
 
-    f.__name__, f.__doc__ = op, doc
+
+def _refuse(fn: str, args: tuple, **given: tuple[Any, Any]) -> None:
+    """Raise UnsupportedError for the first parameter graphc cannot honour: each of
+    `given` is (value, default). Honoured besides the defaults: out=None (or NumPy's
+    (None,)), where=True and a dtype= naming the float dtype the call computes in."""
+    for name, (value, default) in given.items():
+        if value is default or (type(value) is type(default) and value == default):
+            continue
+        if name == "out" and type(value) is tuple and all(v is None for v in value):
+            continue
+        if name == "where" and (value is True or value is np.True_):
+            continue
+        if name == "dtype":
+            want = _float_dtype(args)
+            try:
+                if np.dtype(value) == want:
+                    continue
+            except TypeError:
+                pass
+            try:
+                shown = np.dtype(value).name
+            except TypeError:
+                shown = repr(value)
+            raise UnsupportedError(f"graphc.numpy.{fn}: dtype={shown} is not supported: graphc computes in the "
+                                   f"arguments' float dtype ({want}); convert the arguments instead")
+        if name in _WHY:
+            raise UnsupportedError(f"graphc.numpy.{fn}: {name}= is not supported ({_WHY[name]})")
+        shown = repr(value) if len(repr(value)) <= 40 else describe(value)
+        why = (f"graphc honours only {name}={default!r}" if default is not _NoValue
+               else f"graphc honours only leaving {name}= out")
+        raise UnsupportedError(f"graphc.numpy.{fn}: {name}={shown} is not supported ({why})")
+
+
+def _ufunc_options(fn: str, args: tuple, out: Any, where: Any, casting: Any, order: Any, dtype: Any, subok: Any,
+                   signature: Any) -> None:
+    _refuse(fn, args, out=(out, None), where=(where, True), dtype=(dtype, None), casting=(casting, "same_kind"),
+            order=(order, "K"), subok=(subok, True), signature=(signature, None))
+
+
+def _unary(op: str | Any, doc: str):
+    """A NumPy ufunc of one argument: numpy's signature (x, /, out=None, *, where=True, ...);
+    `op` is graphc's op name or a function recording it."""
+    record = op if callable(op) else (lambda x: apply(op, x))
+
+    def f(x: Any, /, out: Any = None, *, where: Any = True, casting: Any = "same_kind", order: Any = "K",
+          dtype: Any = None, subok: Any = True, signature: Any = None) -> Any:
+        if out is not None or where is not True or dtype is not None or casting != "same_kind" or order != "K" \
+                or subok is not True or signature is not None:
+            _ufunc_options(f.__name__, (x,), out, where, casting, order, dtype, subok, signature)
+        return record(x)
+
+    f.__name__ = f.__qualname__ = op if isinstance(op, str) else "f"  # NumPy's name, set below
+    f.__doc__ = doc
+    f._numpy_ufunc = 1  # type: ignore[attr-defined]
     return f
 
 
 def _binary(op: str, doc: str):
-    def f(a: Any, b: Any) -> Any:
-        return apply(op, a, b)
+    """A NumPy ufunc of two arguments: numpy's signature (x1, x2, /, out=None, *, where=True, ...)."""
 
+    def f(x1: Any, x2: Any, /, out: Any = None, *, where: Any = True, casting: Any = "same_kind",
+          order: Any = "K", dtype: Any = None, subok: Any = True, signature: Any = None) -> Any:
+        if out is not None or where is not True or dtype is not None or casting != "same_kind" or order != "K" \
+                or subok is not True or signature is not None:
+            _ufunc_options(f.__name__, (x1, x2), out, where, casting, order, dtype, subok, signature)
+        return apply(op, x1, x2)
+
+    f.__name__ = f.__qualname__ = op
     f.__doc__ = doc
+    f._numpy_ufunc = 2  # type: ignore[attr-defined]
     return f
 
 
@@ -49,58 +131,151 @@ minimum = _binary("min", "elementwise min; ties split the gradient")
 logaddexp, hypot = _binary("logaddexp", "log(exp(a) + exp(b))"), _binary("hypot", "sqrt(a*a + b*b)")
 arctan2 = _binary("atan2", "atan2(a, b)")
 matmul = _binary("matmul", "a @ b")
-dot = matmul
 greater, less = _binary("gt", "a > b"), _binary("lt", "a < b")
 greater_equal, less_equal = _binary("ge", "a >= b"), _binary("le", "a <= b")
 equal, not_equal = _binary("eq", "a == b"), _binary("ne", "a != b")
 
 
-def square(x: Any) -> Any:
-    return apply("mul", x, x)
+def _shape_of(x: Any) -> tuple:
+    return tuple(x.shape) if isinstance(x, Tracer) else np.shape(x)
 
 
-def where(mask: Any, a: Any, b: Any) -> Any:
-    """a where mask, else b; the branch not taken gets an exact 0 gradient."""
-    return apply("where", mask, a, b)
+def dot(a: Any, b: Any, out: Any = None) -> Any:
+    """numpy.dot: a scalar side multiplies; otherwise a sum over the last axis of a and
+    the second-to-last of b (the only axis of a vector), outer over the other axes:
+    dot(a, b)[i..., j..., n] = sum_k a[i..., k] * b[j..., k, n], unlike matmul's batches.
+    Lowered to reshape/transpose/matmul, so gradients are matmul's."""
+    if out is not None:
+        _refuse("dot", (a, b), out=(out, None))
+    sa, sb = _shape_of(a), _shape_of(b)
+    if not sa or not sb:
+        return apply("mul", a, b)
+    k1, k2 = sa[-1], sb[-2] if len(sb) >= 2 else sb[-1]
+    if k1 != k2:
+        raise ShapeError(f"dot: shapes {fmt_shape(sa)} and {fmt_shape(sb)} are not aligned: the last axis of the "
+                         f"left side ({k1}) must equal the {'second-to-last' if len(sb) >= 2 else 'only'} axis "
+                         f"of the right side ({k2})")
+    if len(sa) == 1 or len(sb) <= 2:  # here numpy.dot is numpy.matmul (no batch axes meet)
+        return apply("matmul", a, b)
+    # a (*A, k), b (*B, k, n): a as (prod A, k) @ b as (k, prod B * n), then the outer shape
+    # (b's outer sizes are merged, so they must be known; a symbolic size of a stays an axis)
+    lead_a, lead_b, n = sa[:-1], sb[:-2], sb[-1]
+    if not all(_known(d) for d in lead_b + (n,)):
+        raise ShapeError(f"dot: {fmt_shape(sa)} with {fmt_shape(sb)} merges the right side's axes "
+                         f"{fmt_shape(lead_b + (n,))}, so their sizes must be known while tracing")
+    nb = len(sb)
+    bt = apply("transpose", b, axes=(nb - 2,) + tuple(range(nb - 2)) + (nb - 1,))  # (k, *B, n)
+    b2 = apply("reshape", bt, shape=(k2, int(np.prod(lead_b + (n,), dtype=np.int64))))
+    a2 = a
+    if len(sa) > 2 and all(_known(d) for d in lead_a):  # one 2-D product (a GEMM) rather than a batch of them
+        a2 = apply("reshape", a, shape=(int(np.prod(lead_a, dtype=np.int64)), k1))
+    return apply("reshape", apply("matmul", a2, b2), shape=lead_a + lead_b + (n,))
 
 
-def clip(x: Any, lo: Any, hi: Any) -> Any:
-    return apply("clip", x, lo, hi)
+def _known(d: Any) -> bool:
+    return isinstance(d, (int, np.integer))
 
 
-def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    return apply("sum", x, axis=axis, keepdims=keepdims)
+square = _unary(lambda x: apply("mul", x, x), "x * x")
 
 
-def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    return apply("mean", x, axis=axis, keepdims=keepdims)
+def where(condition: Any, x: Any = None, y: Any = None, /) -> Any:
+    """x where condition, else y; the branch not taken gets an exact 0 gradient."""
+    if x is None or y is None:
+        raise UnsupportedError("graphc.numpy.where takes three arguments, where(condition, x, y): the one-argument "
+                               "form (the indices of nonzero entries) is not supported")
+    return apply("where", condition, x, y)
 
 
-def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    """Largest entry over axes (ties split the gradient); maximum(a, b) is elementwise."""
-    return apply("amax", x, axis=axis, keepdims=keepdims)
+def clip(a: Any, a_min: Any = _NoValue, a_max: Any = _NoValue, out: Any = None, *, min: Any = _NoValue,  # noqa: A002
+         max: Any = _NoValue, **kwargs: Any) -> Any:  # noqa: A002
+    """numpy.clip: minimum(maximum(a, a_min), a_max); a bound of None leaves that side open;
+    NumPy 2's min=/max= name the bounds when a_min and a_max are not given. The
+    gradient passes to a on [a_min, a_max], bounds included. kwargs: a ufunc's (where=, ...)."""
+    if a_min is _NoValue and a_max is _NoValue:
+        a_min = None if min is _NoValue else min
+        a_max = None if max is _NoValue else max
+    elif a_min is _NoValue or a_max is _NoValue:
+        raise TypeError(f"clip() missing 1 required positional argument: {'a_min' if a_min is _NoValue else 'a_max'!r}")
+    elif min is not _NoValue or max is not _NoValue:
+        raise ValueError("clip(): min= or max= given together with a_min and a_max")
+    if out is not None or kwargs:
+        unknown = [k for k in kwargs if k not in ("where", "casting", "order", "dtype", "subok", "signature")]
+        if unknown:
+            raise TypeError(f"clip() got an unexpected keyword argument {unknown[0]!r}")
+        _ufunc_options("clip", (a, a_min, a_max), out, kwargs.get("where", True), kwargs.get("casting", "same_kind"),
+                       kwargs.get("order", "K"), kwargs.get("dtype"), kwargs.get("subok", True),
+                       kwargs.get("signature"))
+    if a_min is None and a_max is None:
+        return a if isinstance(a, Tracer) else apply("mul", a, 1.0)
+    return apply("clip", a, -np.inf if a_min is None else a_min, np.inf if a_max is None else a_max)
 
 
-def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    return apply("amin", x, axis=axis, keepdims=keepdims)
+def _flag(keepdims: Any) -> bool:
+    return False if keepdims is _NoValue else bool(keepdims)
+
+
+def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: Any = False,  # noqa: A001
+        initial: Any = _NoValue, where: Any = _NoValue) -> Any:
+    """numpy.sum; initial=0 is honoured (it changes nothing)."""
+    if type(initial) in (int, float) and initial == 0:
+        initial = _NoValue
+    if dtype is not None or out is not None or initial is not _NoValue or where is not _NoValue:
+        _refuse("sum", (a,), dtype=(dtype, None), out=(out, None), initial=(initial, _NoValue),
+                where=(where, _NoValue))
+    return apply("sum", a, axis=axis, keepdims=_flag(keepdims))
+
+
+def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: Any = False, *,
+         where: Any = _NoValue) -> Any:
+    if dtype is not None or out is not None or where is not _NoValue:
+        _refuse("mean", (a,), dtype=(dtype, None), out=(out, None), where=(where, _NoValue))
+    return apply("mean", a, axis=axis, keepdims=_flag(keepdims))
+
+
+def max(a: Any, axis: Any = None, out: Any = None, keepdims: Any = False, initial: Any = _NoValue,  # noqa: A001
+        where: Any = _NoValue) -> Any:
+    """Largest entry over axes (ties split the gradient); maximum(x1, x2) is elementwise."""
+    if out is not None or initial is not _NoValue or where is not _NoValue:
+        _refuse("max", (a,), out=(out, None), initial=(initial, _NoValue), where=(where, _NoValue))
+    return apply("amax", a, axis=axis, keepdims=_flag(keepdims))
+
+
+def min(a: Any, axis: Any = None, out: Any = None, keepdims: Any = False, initial: Any = _NoValue,  # noqa: A001
+        where: Any = _NoValue) -> Any:
+    """Smallest entry over axes (ties split the gradient); minimum(x1, x2) is elementwise."""
+    if out is not None or initial is not _NoValue or where is not _NoValue:
+        _refuse("min", (a,), out=(out, None), initial=(initial, _NoValue), where=(where, _NoValue))
+    return apply("amin", a, axis=axis, keepdims=_flag(keepdims))
 
 
 amax, amin = max, min
 
 
-def transpose(x: Any, axes: Any = None) -> Any:
-    return apply("transpose", x, axes=None if axes is None else tuple(axes))
+def transpose(a: Any, axes: Any = None) -> Any:
+    return apply("transpose", a, axes=None if axes is None else tuple(axes))
 
 
-def reshape(x: Any, shape: Any) -> Any:
+def reshape(a: Any, /, shape: Any = None, order: Any = "C", *, newshape: Any = None, copy: Any = None) -> Any:
+    """numpy.reshape in C order; newshape= is NumPy's older name for shape."""
     from .trace import _fill_reshape
 
+    if newshape is not None:
+        if shape is not None:
+            raise TypeError("reshape(): shape= and newshape= given together")
+        shape = newshape
+    if shape is None:
+        raise TypeError("reshape() missing 1 required argument: 'shape'")
+    if order != "C" or not (copy is None or copy is True):
+        _refuse("reshape", (a,), order=(order, "C"), copy=(copy, None))
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return apply("reshape", x, shape=_fill_reshape(tuple(getattr(x, "shape", ())), shape))
+    return apply("reshape", a, shape=_fill_reshape(tuple(getattr(a, "shape", ())), shape))
 
 
-def broadcast_to(x: Any, shape: Any) -> Any:
-    return apply("broadcast_to", x, shape=tuple(shape))
+def broadcast_to(array: Any, shape: Any, subok: Any = False) -> Any:
+    if subok is not False:
+        _refuse("broadcast_to", (array,), subok=(subok, False))
+    return apply("broadcast_to", array, shape=tuple(shape))
 
 
 __all__ = [
@@ -111,4 +286,9 @@ __all__ = [
     "where", "clip", "sum", "mean", "max", "min", "amax", "amin", "transpose", "reshape", "broadcast_to",
 ]
 
+for _name in __all__:  # the ufuncs carry NumPy's names (abs: absolute's alias keeps "abs")
+    _f = globals()[_name]
+    if getattr(_f, "_numpy_ufunc", 0) and not getattr(_f, "_named", False):
+        _f.__name__ = _f.__qualname__ = _name
+        _f._named = True
 NUMPY_FUNCTIONS.update((name, globals()[name]) for name in __all__)

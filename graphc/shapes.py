@@ -31,6 +31,7 @@ def as_argument(node: Node, value: Any, float_dtype: np.dtype, device: bool = Fa
     try:
         a = np.asarray(value)
     except Exception as exc:  # ragged nested lists
+        refuse_traced({name: value})
         raise ArgumentError(f"argument {name!r} is not a numeric array: {exc}") from None
     if node.type.is_float:
         if a.dtype.kind not in "biuf":
@@ -44,6 +45,19 @@ def as_argument(node: Node, value: Any, float_dtype: np.dtype, device: bool = Fa
         if a.dtype.kind != "f" or a.size:
             raise ArgumentError(f"argument {name!r} must be integer labels ({node.type}), got dtype {a.dtype}")
     return a.astype(DTYPE_NUMPY[node.dtype], copy=False)
+
+
+def refuse_traced(values: Mapping[str, Any]) -> None:
+    """A compiled formula's arguments that are traced values (its call inside a function
+    that graphc.value_and_grad/grad/jit is tracing): an ArgumentError saying what to do."""
+    from .trace import Tracer
+
+    for name, value in values.items():
+        if isinstance(value, Tracer):
+            raise ArgumentError(f"argument {name!r} is a traced value (a graphc Tracer): a function from "
+                                "graphc.compile runs on arrays and cannot be called inside a function that "
+                                "graphc.value_and_grad/grad/jit is tracing; write its formula with graphc.numpy "
+                                "functions there, or call it outside on arrays")
 
 
 def bind(inputs: Sequence[Node], values: Mapping[str, Any], float_dtype: np.dtype,

@@ -144,6 +144,12 @@ def _infer_reduce(op: str, args: tuple[Node, ...], attrs: dict[str, Any]):
     _need_float(op, x)
     axes = norm_axes(op, x, attrs.get("axis"))
     keep = _bool(op, "keepdims", attrs.get("keepdims", False))
+    if op in ("amax", "amin") and any(x.shape[i] == 0 for i in axes):
+        # NumPy: "zero-size array to reduction operation maximum which has no identity"
+        what = "max" if op == "amax" else "min"
+        over = "all axes" if attrs.get("axis") is None else f"axis={attrs.get('axis')!r}"
+        raise ShapeError(f"{what}: {_called(x, 'the argument')} of shape {fmt_shape(x.shape)} is empty along "
+                         f"the reduced axes ({over}); the {what} of no entries is undefined (it has no identity)")
     return {"axis": axes, "keepdims": keep}, _type(x.dtype, reduced_shape(x.shape, axes, keep))
 
 
@@ -323,15 +329,27 @@ def _swap(x: Node) -> Node:
 
 def _g_matmul(n, g):
     # dA = G B^T, dB = A^T G; a vector side becomes an outer product or a
-    # matrix-vector product (the engine sums batch axes that were broadcast)
+    # matrix-vector product (the engine sums batch axes that were broadcast).
+    # A vector against a batch: g has the batch's axes, so the vector's adjoint is
+    # made per batch entry as a (1, m) @ (m, k) or (k, n) @ (n, 1) product -- a
+    # 2-D g must never reach matmul as a matrix -- and the engine sums the batch.
     a, b = n.args
     if a.type.ndim == 1 and b.type.ndim == 1:
         return make("mul", g, b), make("mul", g, a)
-    if b.type.ndim == 1:
-        return make("mul", make("reshape", g, shape=g.shape + (1,)), b), make("matmul", _swap(a), g)
-    if a.type.ndim == 1:
+    if b.type.ndim == 1:  # a (..., m, k) @ b (k,) -> g (..., m)
+        da = make("mul", make("reshape", g, shape=g.shape + (1,)), b)
+        if a.type.ndim == 2:
+            return da, make("matmul", _swap(a), g)
+        g_row = make("reshape", g, shape=g.shape[:-1] + (1,) + g.shape[-1:])  # (..., 1, m)
+        db = make("matmul", g_row, a)  # (..., 1, k)
+        return da, make("reshape", db, shape=db.shape[:-2] + db.shape[-1:])
+    if a.type.ndim == 1:  # a (k,) @ b (..., k, n) -> g (..., n)
         g_row = make("reshape", g, shape=g.shape[:-1] + (1,) + g.shape[-1:])
-        return make("matmul", b, g), make("mul", make("reshape", a, shape=a.shape + (1,)), g_row)
+        db = make("mul", make("reshape", a, shape=a.shape + (1,)), g_row)
+        if b.type.ndim == 2:
+            return make("matmul", b, g), db
+        da = make("matmul", b, make("reshape", g, shape=g.shape + (1,)))  # (..., k, 1)
+        return make("reshape", da, shape=da.shape[:-1]), db
     return make("matmul", g, _swap(b)), make("matmul", _swap(a), g)
 
 

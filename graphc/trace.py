@@ -31,6 +31,40 @@ class TracingError(GraphcError):
 # ------------------------------------------------------------------ tracers
 
 
+class SymbolicDim(str):
+    """A dimension traced by name (`Tracer.shape` while one program is traced for
+    every size of it): it may be passed on as a shape entry, or used as a number in
+    traced arithmetic (the size, read at run time); anything that would decide on
+    its value while tracing -- comparing it with a number, arithmetic in Python,
+    int() -- raises TracingError, and the function is then traced per size."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_: Any) -> Any:
+        raise TracingError(f"the size of dimension {str(self)} is not known while tracing (one program serves "
+                           "every size)")
+
+    def __eq__(self, o: object) -> bool:
+        return str.__eq__(self, o) if isinstance(o, str) else self._refuse()
+
+    def __ne__(self, o: object) -> bool:
+        return str.__ne__(self, o) if isinstance(o, str) else self._refuse()
+
+    __hash__ = str.__hash__
+    __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __int__ = __float__ = __index__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _refuse
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __rpow__ = __neg__ = _refuse
+
+
+def _plain(v: Any) -> Any:
+    """An op attribute with symbolic dimensions as the IR's plain names."""
+    if type(v) is SymbolicDim:
+        return str.__str__(v)
+    if type(v) is tuple:
+        return tuple(_plain(x) for x in v)
+    return v
+
+
 class Tracer:
     """A traced array: operators and `graphc.numpy` functions record IR nodes."""
 
@@ -42,7 +76,7 @@ class Tracer:
         self.trace = trace
 
     # --- what an array shows
-    shape = property(lambda self: tuple(self.node.shape))
+    shape = property(lambda self: tuple(d if type(d) is int else SymbolicDim(d) for d in self.node.shape))
     ndim = property(lambda self: len(self.node.shape))
     dtype = property(lambda self: np.dtype(DTYPE_NUMPY[self.node.dtype]))
     size = property(lambda self: int(np.prod(self.node.shape, dtype=np.int64)))
@@ -51,7 +85,8 @@ class Tracer:
     def __len__(self) -> int:
         if not self.node.shape:
             raise TypeError("len() of a traced scalar")
-        return int(self.node.shape[0])
+        d = self.node.shape[0]
+        return d if type(d) is int else SymbolicDim(d)._refuse()
 
     def __repr__(self) -> str:
         return f"Tracer({self.node.type})"
@@ -69,6 +104,7 @@ class Tracer:
     def __rpow__(self, o): return apply("pow", o, self)
     def __matmul__(self, o): return apply("matmul", self, o)
     def __rmatmul__(self, o): return apply("matmul", o, self)
+    def dot(self, o): return NUMPY_FUNCTIONS["dot"](self, o)  # numpy.dot's rule, not @'s
     def __neg__(self): return apply("neg", self)
     def __pos__(self): return self
     def __abs__(self): return apply("abs", self)
@@ -81,10 +117,11 @@ class Tracer:
     __hash__ = object.__hash__
 
     # --- array methods, as NumPy's
-    def sum(self, axis=None, keepdims=False): return apply("sum", self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return apply("mean", self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return apply("amax", self, axis=axis, keepdims=keepdims)
-    def min(self, axis=None, keepdims=False): return apply("amin", self, axis=axis, keepdims=keepdims)
+    # (ndarray's methods take numpy's function's parameters after `a`, in the same order)
+    def sum(self, *args, **kwargs): return NUMPY_FUNCTIONS["sum"](self, *args, **kwargs)
+    def mean(self, *args, **kwargs): return NUMPY_FUNCTIONS["mean"](self, *args, **kwargs)
+    def max(self, *args, **kwargs): return NUMPY_FUNCTIONS["max"](self, *args, **kwargs)
+    def min(self, *args, **kwargs): return NUMPY_FUNCTIONS["min"](self, *args, **kwargs)
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -119,10 +156,10 @@ class Tracer:
     # --- NumPy's own functions applied to a tracer are routed to graphc.numpy
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         fn = NUMPY_FUNCTIONS.get(_UFUNCS.get(ufunc.__name__, ""))
-        if method != "__call__" or fn is None or kwargs:
+        if method != "__call__" or fn is None:
             raise TracingError(f"numpy.{ufunc.__name__} ({method}) is not traced by graphc: use graphc.numpy "
                                f"(functions: {', '.join(NUMPY_FUNCTIONS)})")
-        return fn(*inputs)
+        return fn(*inputs, **kwargs)  # NumPy's keywords (out=, where=, dtype=, ...): checked by graphc.numpy
 
     def __array_function__(self, func, types, args, kwargs):
         fn = NUMPY_FUNCTIONS.get(func.__name__)
@@ -165,14 +202,21 @@ def _fill_reshape(shape: tuple, new: tuple) -> tuple:
 
 @dataclass
 class Trace:
-    """One tracing run: its float dtype."""
+    """One tracing run: its float dtype, and where each symbolic dimension is (a
+    float input and its axis: the size as a traced number is a count over it)."""
 
     dtype: str
+    dims: dict[str, tuple[Node, int]] = field(default_factory=dict)
 
 
 def _lift(x: Any, trace: Trace) -> Node:
     if isinstance(x, Tracer):
         return x.node
+    if type(x) is SymbolicDim:  # a symbolic size used as a number: counted at run time
+        if x not in trace.dims:
+            x._refuse()
+        node, axis = trace.dims[x]
+        return make("count", node, axis=(axis,))
     if isinstance(x, (bool, np.bool_)):
         raise TracingError("a Python bool in a traced computation: use 1.0/0.0 or a comparison mask")
     if isinstance(x, (int, float, np.integer, np.floating)) or (isinstance(x, np.ndarray) and x.ndim == 0):
@@ -180,7 +224,7 @@ def _lift(x: Any, trace: Trace) -> Node:
     if isinstance(x, np.ndarray):
         raise TracingError(f"a NumPy array of shape {x.shape} captured by the traced function: pass it as an "
                            "argument (graphc's IR holds scalar constants only)")
-    raise TracingError(f"cannot use a {type(x).__name__} in a traced computation")
+    raise TracingError(f"cannot use {describe(x)} in a traced computation")
 
 
 def apply(op: str, *args: Any, **attrs: Any) -> Any:
@@ -188,6 +232,8 @@ def apply(op: str, *args: Any, **attrs: Any) -> Any:
     tracers = [a for a in args if isinstance(a, Tracer)]
     if tracers:
         trace = tracers[0].trace
+        if attrs:
+            attrs = {k: _plain(v) for k, v in attrs.items()}
         return Tracer(make(op, *(_lift(a, trace) for a in args), **attrs), trace)
     return _eager(op, args, attrs)
 
@@ -301,6 +347,43 @@ def _names(paths: Sequence[str]) -> list[str]:
 _F64, _F32 = np.dtype("float64"), np.dtype("float32")
 
 
+def _article(word: str) -> str:
+    """'a' or 'an' before `word`, by its sound: an ndarray, an xarray, a uint8, a Python ..."""
+    w = word.lower()
+    if w.startswith(("uni", "use", "usa", "uint", "ufunc", "one")):
+        return "a"
+    return "an" if w[:1] in ("a", "e", "i", "o", "u") or w.startswith(("nd", "x", "hdf", "mx", "lx")) else "a"
+
+
+def describe(x: Any) -> str:
+    """What `x` is, for messages, with its article: 'a Python str', 'a Python complex
+    number', 'an ndarray of complex128', 'a NumPy complex128 scalar', 'a dask Array
+    (dask.array.core.Array)', 'a traced value (a graphc Tracer)'."""
+    t = type(x)
+    if isinstance(x, Tracer):
+        return "a traced value (a graphc Tracer)"
+    if isinstance(x, np.ndarray):
+        return f"an ndarray of {x.dtype}"
+    if isinstance(x, np.generic):
+        return f"a NumPy {t.__name__} scalar"
+    module, name = t.__module__ or "", t.__qualname__
+    if module == "builtins":
+        return {"complex": "a Python complex number", "NoneType": "None"}.get(name, f"a Python {name}")
+    top = module.split(".")[0]
+    full = f" ({module}.{name})" if module != top else ""
+    return f"{_article(top)} {top} {name}{full}"
+
+
+class _TracedArgument(ArgumentError):
+    """A traced value given where an array is expected: a jit-ed function called
+    inside a traced one is traced inline instead (`Traced.__call__`)."""
+
+    def __init__(self, where: str):
+        self.where = where
+        super().__init__(f"argument {where} is a traced value (a graphc Tracer): a function wrapped by "
+                         "graphc.value_and_grad/grad/jit was called inside another traced function")
+
+
 def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
     """(shape, 'float64' | 'float32' | 'int64' | 'float') of one argument leaf."""
     if type(leaf) is np.ndarray:
@@ -311,7 +394,7 @@ def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
             return leaf.shape, "float32"
         if dt.kind in "iu":
             return leaf.shape, "int64"
-        raise ArgumentError(f"argument {where} is an array of {leaf.dtype}: graphc takes float or integer arrays")
+        raise ArgumentError(f"argument {where} is {describe(leaf)}: graphc takes float or integer arrays")
     if type(leaf) is float:
         return (), "float"
     if isinstance(leaf, (bool, np.bool_)):
@@ -322,7 +405,9 @@ def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
         return _leaf_type(np.asarray(leaf), where)
     if isinstance(leaf, list):
         raise ArgumentError(f"argument {where} is a list")
-    raise ArgumentError(f"argument {where} is a {type(leaf).__name__}: pass arrays, floats, or dicts, lists "
+    if isinstance(leaf, Tracer):
+        raise _TracedArgument(where)
+    raise ArgumentError(f"argument {where} is {describe(leaf)}: pass arrays, floats, or dicts, lists "
                         "and tuples of them (mark other arguments static_argnames=)")
 
 
@@ -341,10 +426,51 @@ class Signature:
     aux_names: list[str] = field(default_factory=list)
     grad_names: list[tuple[int, list[str]]] = field(default_factory=list)  # (argnum, its leaves' output names)
     int_slots: frozenset = frozenset()
+    key: Any = None  # the argument signature it was traced for
+    base: Any = None  # that signature with sizes left out (structure, ranks, dtypes, static values)
+    pattern: tuple | None = None  # per leaf (shape, kind) with dimension names: one program for every size
+    used: int = 0  # when a call last ran it (Traced's clock)
 
     def __post_init__(self) -> None:
         self.out_names = self.program.graph.output_names
         self.np_dtype = np.dtype(self.program.dtype)
+
+    def match(self, key: Any, base: Any) -> dict[str, int] | None:
+        """The sizes of its symbolic dimensions for arguments of signature `key`
+        ({} for a program traced with every size fixed), or None if it does not serve them."""
+        if self.pattern is None:
+            return {} if key == self.key else None
+        if base != self.base:
+            return None
+        dims: dict[str, int] = {}
+        for (shape, _), (pat, _) in zip(key[1], self.pattern):
+            for size, p in zip(shape, pat):
+                if type(p) is int:
+                    if size != p:
+                        return None
+                elif dims.setdefault(p, size) != size:
+                    return None
+        return dims
+
+
+MAX_SIGNATURES = 8  # compiled signatures kept per traced function, the most recently used
+MAX_KEYS = 256  # argument signatures remembered (many sizes may share one symbolic program)
+
+
+def _generalise(prev: tuple, types: tuple) -> tuple | None:
+    """`prev`'s leaf types with every axis whose size differs in `types` (or was
+    already a name) named: axes that have equal sizes in both get one name."""
+    names: dict[tuple, str] = {}
+    out = []
+    for (pshape, kind), (shape, _) in zip(prev, types):
+        row: list = []
+        for a, b in zip(pshape, shape):
+            if a == b and type(a) is int:
+                row.append(a)
+            else:
+                row.append(names.setdefault((a, b), "N" if not names else f"N{len(names)}"))
+        out.append((tuple(row), kind))
+    return tuple(out) if names else None
 
 
 class Traced:
@@ -353,7 +479,7 @@ class Traced:
     def __init__(self, f: Callable, mode: str, argnums: int | Sequence[int] = 0, has_aux: bool = False,
                  static_argnames: Sequence[str] | str = (), target: str | None = None):
         if not callable(f):
-            raise ArgumentError(f"expected a Python function, got {type(f).__name__}")
+            raise ArgumentError(f"expected a Python function, got {describe(f)}")
         self.f = f
         self.mode = mode
         self.argnums = argnums
@@ -367,7 +493,13 @@ class Traced:
         self._plain = not self.static and all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in ps)
         self._required = sum(1 for p in ps if p.default is inspect.Parameter.empty)
         self._defaults = [p.default for p in ps]
-        self._cache: dict[Any, Signature] = {}
+        # argument signature -> [Signature, sizes of its symbolic dimensions]; the Signatures themselves
+        # (at most MAX_SIGNATURES, each a kernel and its pools) in _sigs
+        self._cache: dict[Any, list] = {}
+        self._sigs: list[Signature] = []
+        self._last: dict[Any, tuple] = {}  # base -> leaf types (or pattern) of the latest trace
+        self._concrete: dict[Any, bool] = {}  # bases whose function would not trace with symbolic sizes
+        self._clock = 0
         self.hits = self.misses = 0
         self.__wrapped__ = f
         self.__name__ = getattr(f, "__name__", "traced")
@@ -425,19 +557,70 @@ class Traced:
         return self._entry(args, kwargs)[0].program
 
     def cache_info(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "signatures": len(self._cache)}
+        """hits: calls run without tracing; misses: traces; signatures: compiled programs kept."""
+        return {"hits": self.hits, "misses": self.misses, "signatures": len(self._sigs)}
 
     def _entry(self, args: tuple, kwargs: dict):
         dyn, static, _ = self._split(args, kwargs)
         key, leaves, trees = self._key(dyn, static)
-        sig = self._cache.get(key)
-        if sig is None:
-            self.misses += 1
-            paths = [p for name, value in dyn for p in flatten(value, name)[1]]
-            sig = self._cache[key] = self._trace(dyn, static, leaves, paths, trees, key[1])
-        else:
+        self._clock += 1
+        got = self._cache.get(key)
+        if got is not None:
             self.hits += 1
-        return sig, leaves, trees
+            got[0].used = self._clock
+            return got[0], leaves, trees, got[1]
+        sig, dims = self._miss(key, dyn, static, leaves, trees)
+        sig.used = self._clock
+        for other in self._sigs:  # a new signature met: the others' pools go (remade if they run again)
+            release = getattr(other.fn, "release_pools", None) if other is not sig else None
+            if release is not None:
+                release()
+        if len(self._cache) >= MAX_KEYS:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = [sig, dims]
+        return sig, leaves, trees, dims
+
+    def _miss(self, key: Any, dyn: list, static: dict, leaves: list, trees: list) -> tuple[Signature, dict]:
+        """The compiled signature for a new argument signature: a kept one that serves it
+        (a program with symbolic sizes), else a new trace. On a second set of sizes
+        for the same structure, the axes whose sizes differ are traced as named
+        dimensions, so one program serves every size; a function that reads a size
+        as a value it decides on (SymbolicDim) is traced per size instead."""
+        types = key[1]
+        base = (key[0], tuple((len(s), t) for s, t in types), key[2])
+        for sig in self._sigs:
+            dims = sig.match(key, base)
+            if dims is not None:
+                self.hits += 1
+                return sig, dims
+        self.misses += 1
+        paths = [p for name, value in dyn for p in flatten(value, name)[1]]
+        prev = self._last.get(base)
+        pattern = _generalise(prev, types) if prev is not None and base not in self._concrete else None
+        sig = None
+        if pattern is not None:
+            try:
+                sig = self._trace(dyn, static, leaves, paths, trees, pattern)
+            except Exception:  # a size read as a value, or a step with no symbolic form: per size
+                self._concrete[base] = True
+        if sig is None:
+            pattern = None
+            sig = self._trace(dyn, static, leaves, paths, trees, types)
+        sig.key, sig.base, sig.pattern = key, base, pattern
+        self._last.pop(base, None)
+        self._last[base] = pattern or types
+        for d in (self._last, self._concrete):
+            while len(d) > MAX_KEYS:
+                d.pop(next(iter(d)))
+        sig.used = self._clock
+        self._sigs.append(sig)
+        if len(self._sigs) > MAX_SIGNATURES:  # the least recently used goes, with the keys it served
+            old = min(self._sigs, key=lambda s: s.used)
+            self._sigs.remove(old)
+            self._cache = {k: v for k, v in self._cache.items() if v[0] is not old}
+        dims = sig.match(key, base)
+        assert dims is not None
+        return sig, dims
 
     def _trace(self, dyn, static, leaves, paths, trees, types) -> Signature:
         from .codegen.targets import build, get_target
@@ -450,6 +633,10 @@ class Traced:
         trace = Trace(dtype)
         names = _names(paths)
         nodes = [input_node(n, "i64" if t == "int64" else dtype, s) for n, (s, t) in zip(names, types)]
+        for node, (s, t) in zip(nodes, types):
+            for axis, d in enumerate(s):
+                if type(d) is not int and t != "int64":
+                    trace.dims.setdefault(d, (node, axis))
         tracers = [Tracer(n, trace) for n in nodes]
         it = iter(tracers)
         traced_args = [unflatten(td, [next(it) for _ in range(_count(td))]) for td in trees]
@@ -477,7 +664,7 @@ class Traced:
             outs = [(f"out{k}", _lift(x, trace)) for k, x in enumerate(leaves_out)]
         else:
             if not isinstance(out, Tracer):
-                raise TracingError(f"the function returned a {type(out).__name__}, not a traced value: the "
+                raise TracingError(f"the function returned {describe(out)}, not a traced value: the "
                                    "value to differentiate must depend on the arguments")
             outs = [("f", out.node)]
         aux_tree, aux_names = None, []
@@ -504,12 +691,21 @@ class Traced:
         return Signature(program, build(program.graph, target), names, out_tree, aux_tree, aux_names, grad_names, ints)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        sig, leaves, trees = self._entry(args, kwargs)
+        try:
+            sig, leaves, trees, dims = self._entry(args, kwargs)
+        except _TracedArgument as exc:  # called on traced values, inside a function being traced
+            if self.mode == "jit":  # as JAX: the function is traced into the outer program
+                return self.f(*args, **kwargs)
+            raise ArgumentError(
+                f"argument {exc.where} is a traced value (a graphc Tracer): graphc.{self.mode} cannot be nested "
+                "inside a function that graphc.value_and_grad/grad/jit is tracing (graphc takes no derivatives "
+                "of derivatives of traced functions; graphc.hessian does of formulas): call it outside, on "
+                "arrays") from None
         # the signature fixed every shape and dtype: leaves go straight to the kernel
         dt = sig.np_dtype
         arrays = [x if type(x) is np.ndarray else np.asarray(x, dtype=dt if k not in sig.int_slots else None)
                   for k, x in enumerate(leaves)]
-        outs = dict(zip(sig.out_names, (o if o.ndim else float(o) for o in sig.fn.run_tensor(arrays, {}))))
+        outs = dict(zip(sig.out_names, (o if o.ndim else float(o) for o in sig.fn.run_tensor(arrays, dims))))
         if self.mode == "jit":
             n = len(outs) - len(sig.aux_names)
             return unflatten(sig.out_tree, [outs[f"out{k}"] for k in range(n)])  # type: ignore[arg-type]

@@ -172,7 +172,7 @@ def test_non_scalar_output_for_grad():
 
 
 def test_bad_arguments():
-    with pytest.raises(ArgumentError, match="is a str"):
+    with pytest.raises(ArgumentError, match="is a Python str"):
         graphc.grad(lambda x: gnp.sum(x))("abc")
     with pytest.raises(ArgumentError, match="is a bool"):
         graphc.grad(lambda x: x * 2)(True)

@@ -31,8 +31,10 @@ def as_buffer_list(out: Any, names: Sequence[str]) -> list[Any]:
             raise ArgumentError(f"out= lacks buffers for {', '.join(missing)}")
         return [out[k] for k in names]
     if not isinstance(out, (list, tuple)):
+        from ..trace import describe  # the error path only
+
         raise ArgumentError(f"out= must be a list or dict of {n_out} arrays ({', '.join(names)}), "
-                            f"got {type(out).__name__}")
+                            f"got {describe(out)}")
     if len(out) != n_out:
         raise ArgumentError(f"out= needs {n_out} buffers ({', '.join(names)}), got {len(out)}")
     return list(out)

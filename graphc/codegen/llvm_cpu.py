@@ -20,7 +20,10 @@ are masked to the lanes below n, so the last partial vector and a single point
 (n = 1) run the same code.
 
 Machine code is cached as an object file beside the LLVM IR text (readable),
-both checksummed; a cached kernel loads without Numba.
+both checksummed, keyed with a hash of graphc's source (`cache.code_hash`); a
+cached object is loaded only after its symbol table was read (`object_fits`:
+a well-formed object of this host defining the expected symbols, no others), else
+rebuilt; a cached kernel loads without Numba.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import hashlib
 import os
 import platform
 import re
+import struct
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -672,31 +676,95 @@ def optimise(ir_text: str, h: Host):
     return mod
 
 
-CODEGEN_VERSION = "3"  # bump when build_module's output changes for the same graph
-
-
 def cache_key(graph: Graph, h: Host) -> str:
     """The entry of a graph's machine code: its IR text and dtype, the host (triple,
-    CPU, features, libmvec) and the versions; a hit skips building the LLVM IR."""
+    CPU, features, libmvec), the versions and graphc's source; a hit skips building
+    the LLVM IR."""
     import llvmlite
 
     from ..version import __version__
 
     parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None),
-             llvmlite.__version__, __version__, CODEGEN_VERSION, f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}")
+             llvmlite.__version__, __version__, cache.code_hash(), f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
 def machine_key(h: Host, *parts: str) -> str:
     """A cache key for machine code made from `parts` on this host (its triple, CPU,
-    features and libmvec) by these versions of llvmlite, graphc and the code generator."""
+    features and libmvec) by these versions of llvmlite and graphc and by this source
+    of graphc (`cache.code_hash`: any edit to the generators changes every key)."""
     import llvmlite
 
     from ..version import __version__
 
     text = "\0".join((*parts, h.triple, h.cpu, h.features, str(h.mvec is not None), llvmlite.__version__,
-                      __version__, CODEGEN_VERSION))
+                      __version__, cache.code_hash()))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+# ELF machine numbers of the hosts llvmlite runs on, by the triple's architecture
+_ELF_MACHINE = {"x86_64": 62, "aarch64": 183, "arm64": 183, "i386": 3, "i686": 3, "powerpc64le": 21,
+                "ppc64le": 21, "s390x": 22, "riscv64": 243}
+
+
+def elf_symbols(data: bytes) -> tuple[int, set[str]] | None:
+    """(e_machine, names of the global symbols it defines) of an ELF relocatable
+    object, or None where `data` is not one; every offset is bounds-checked, so any
+    bytes are safe to pass (LLVM's loader is not: random bytes crash the process)."""
+    try:
+        if data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+            return None
+        wide, end = data[4] == 2, "<" if data[5] == 1 else ">"
+        head = struct.unpack_from(end + ("HHIQQQIHHHHHH" if wide else "HHIIIIIHHHHHH"), data, 16)
+        e_type, machine, shoff, shentsize, shnum = head[0], head[1], head[5], head[10], head[11]
+        shdr = end + ("IIQQQQIIQQ" if wide else "IIIIIIIIII")
+        if e_type != 1 or shentsize < struct.calcsize(shdr) or not 0 < shnum <= 1 << 16:
+            return None
+        secs = [struct.unpack_from(shdr, data, shoff + k * shentsize) for k in range(shnum)]
+        for sec in secs:  # name, type, flags, addr, offset, size, link, info, align, entsize
+            if sec[1] != 8 and sec[4] + sec[5] > len(data):  # 8: SHT_NOBITS (no bytes in the file)
+                return None
+        tabs = [sec for sec in secs if sec[1] == 2]  # SHT_SYMTAB
+        if len(tabs) != 1 or not 0 < tabs[0][6] < shnum:
+            return None
+        tab, strs = tabs[0], secs[tabs[0][6]]
+        sym = end + ("IBBHQQ" if wide else "IIIBBH")
+        size = struct.calcsize(sym)
+        names = set()
+        for k in range(tab[5] // size):
+            f = struct.unpack_from(sym, data, tab[4] + k * size)
+            name, info, shndx = (f[0], f[1], f[3]) if wide else (f[0], f[3], f[5])
+            if info >> 4 in (1, 2) and shndx != 0:  # STB_GLOBAL, STB_WEAK; defined here
+                if name >= strs[5]:
+                    return None
+                at = strs[4] + name
+                stop = data.index(b"\0", at, strs[4] + strs[5])
+                names.add(data[at:stop].decode("ascii"))
+        return machine, names
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def object_fits(data: bytes, h: Host, names: Sequence[str], prefixes: tuple[str, ...]) -> bool:
+    """Whether cached object code may be linked: an object file of this host that LLVM
+    reads, defining every one of `names` and nothing outside `prefixes` (another
+    kernel's object under this key, random bytes, an empty file: False, rebuilt)."""
+    arch = h.triple.split("-")[0]
+    if data[:4] == b"\x7fELF" or not any(k in h.triple for k in ("darwin", "windows", "msvc", "mingw")):
+        got = elf_symbols(data)
+        if got is None or (arch in _ELF_MACHINE and got[0] != _ELF_MACHINE[arch]):
+            return False
+        if not set(names) <= got[1] or not all(n.startswith(prefixes) for n in got[1]):
+            return False
+    elif not all(n.encode() in data for n in names):  # Mach-O, COFF: the names in its string table
+        return False
+    ref = h.llvm.ObjectFileRef.from_data(data)  # NULL where LLVM cannot read it
+    ok = bool(ref._ptr)
+    if ok:
+        ref.close()
+    else:
+        ref.detach()
+    return ok
 
 
 class Compiled:
@@ -708,9 +776,15 @@ class Compiled:
         with h.lock:
             kaddr = h.engine.get_function_address(f"{sym}_{name}")  # loaded already in this process?
             if not kaddr:
-                h.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+                ref = llvm.ObjectFileRef.from_data(obj)
+                if not ref._ptr:  # (machine_code checked a cached object; this is never reached)
+                    ref.detach()
+                    raise GraphcError(f"LLVM cannot read the object code of {sym}")
+                h.engine.add_object_file(ref)
                 h.engine.finalize_object()
                 kaddr = h.engine.get_function_address(f"{sym}_{name}")
+            if not kaddr:
+                raise GraphcError(f"the object code of {sym} has no function {sym}_{name}")
         proto = proto or ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
         self.kernel = proto(kaddr)
 
@@ -720,14 +794,16 @@ def object_code(graph: Graph) -> tuple[str, bytes]:
     exists (the LLVM IR is built only on a miss)."""
     h = host()
     key = cache_key(graph, h)
-    return key, machine_code(key, lambda: str(build_module(graph, h)), h)
+    sym = symbol(graph)
+    return key, machine_code(key, lambda: str(build_module(graph, h)), h, (f"{sym}_kernel",), (f"{sym}_",))
 
 
-def machine_code(key: str, make_ir, h: Host) -> bytes:
-    """The object code of cache entry `key`: from the disk cache when intact, else
-    `make_ir()` (LLVM IR text) optimised and compiled, and stored."""
+def machine_code(key: str, make_ir, h: Host, names: Sequence[str], prefixes: tuple[str, ...]) -> bytes:
+    """The object code of cache entry `key`: from the disk cache when intact and it
+    defines the symbols `names` and no others than `prefixes` begin (`object_fits`),
+    else `make_ir()` (LLVM IR text) optimised and compiled, and stored."""
     hit = cache.load_blob(key, ".o")
-    if hit is not None:
+    if hit is not None and object_fits(hit, h, names, prefixes):
         return hit
     from ..progress import Progress
 
@@ -758,9 +834,10 @@ def _entries(h: Host, dtype: str) -> tuple[int, int]:
         got = _ENTRIES.get(dtype)
         if got is not None:
             return got
-        key = machine_key(h, "entries", dtype, py.ENTRY_VERSION, str(py.OB_TYPE), str(py.ARRAY),
-                          str(py.TUPLE_ITEMS))
-        obj = machine_code(key, lambda: py.entry_module(dtype, h.triple), h)
+        key = machine_key(h, "entries", dtype, str(py.OB_TYPE), str(py.ARRAY), str(py.TUPLE_ITEMS))
+        names = (f"graphc_pyscalar_{dtype}", f"graphc_pyarrays_{dtype}",
+                 *(f"graphc_entries_{dtype}_{g}" for g in ("ndarray_type", "float_type", "descr")))
+        obj = machine_code(key, lambda: py.entry_module(dtype, h.triple), h, names, names)
         Compiled(obj, h, "graphc", f"pyscalar_{dtype}", ctypes.CFUNCTYPE(None))  # loads the object
         addrs = tuple(h.engine.get_function_address(f"graphc_{k}_{dtype}") for k in ("pyscalar", "pyarrays"))
         for g, value in (("ndarray_type", id(np.ndarray)), ("float_type", id(float)),

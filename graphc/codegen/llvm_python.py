@@ -44,7 +44,6 @@ DATA, ND, DIMS, STRIDES, DESCR, FLAGS = (ARRAY + k for k in (0, 8, 16, 24, 40, 4
 C_CONTIGUOUS, ALIGNED, WRITEABLE = 0x1, 0x100, 0x400
 GIL_MIN = 4096  # elements from which an array call releases the GIL (other threads run meanwhile)
 MAX_ARGS = 2048  # inputs + outputs; a kernel with more takes the ctypes path (pointer arrays on the stack)
-ENTRY_VERSION = "3"  # bump when the entry module changes
 # bytes per output up to which pyarrays allocates its outputs itself (below glibc's mmap threshold):
 # past it, six fresh mmapped outputs fault in every page each call (N = 100,000: 4.3 ms against
 # 0.7 ms into one reused block), so the caller allocates one block and passes its rows

@@ -31,12 +31,11 @@ from .scalar import Body
 from .schedule import Region, Xent, describe_schedule, region_graph
 from .tensor_cpu import TensorKernel
 
-TENSOR_VERSION = "6"  # bump when the region or xent module changes for the same step
 _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
 
 
 def _key(h: Host, *parts: str) -> str:
-    return machine_key(h, *parts, TENSOR_VERSION)
+    return machine_key(h, *parts)  # graphc's source is in every key: no version to bump
 
 
 # ------------------------------------------------------------------ a fused region
@@ -482,10 +481,11 @@ class LlvmTensorKernel(TensorKernel):
         sym = "graphc_t" + s.key[:20]
         if isinstance(s, Xent):
             proto = ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.py_object] * 5), ctypes.c_int64)
-            entry = Compiled(machine_code(s.key, lambda: self._module(s), h), h, sym, "xent", proto).kernel
+            obj = machine_code(s.key, lambda: self._module(s), h, (f"{sym}_xent",), (f"{sym}_",))
+            entry = Compiled(obj, h, sym, "xent", proto).kernel
             return _xent_caller(entry, np.dtype(DTYPE_NUMPY[self.graph.dtype]))
         try:
-            obj = machine_code(s.key, lambda: self._module(s), h)
+            obj = machine_code(s.key, lambda: self._module(s), h, (f"{sym}_region",), (f"{sym}_",))
         except GraphcError:  # a template outside what Lower handles: the region's NumPy form
             return _numpy_region(s)
         return _region_caller(Compiled(obj, h, sym, "region", region_prototype(s.plan)).kernel, s.plan)

@@ -1,6 +1,8 @@
 """Loading generated kernel modules: from the disk cache (Numba's machine code
-beside them) or in memory, once per process, with a corrupted cache entry
-purged and rebuilt on first use. Shared by the pointwise and tensor CPU kernels."""
+beside them) or in memory, once per process. An entry that fails to import, or
+whose first use fails (Numba's cached code corrupt, the cache folder deleted
+meanwhile), is purged and written again from the source in hand, else run in
+memory. Shared by the pointwise and tensor CPU kernels."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from . import cache
 
 _LOADED: dict[str, object] = {}  # cache key -> loaded module (one per process)
+_SOURCE: dict[str, str] = {}  # cache key -> the generated source (to rebuild an entry from)
 _LOCK = threading.Lock()
 
 
@@ -24,13 +27,22 @@ def _load(key: str, source: str):
         mod = _LOADED.get(key)
         if mod is not None:
             return mod
-        path = cache.store(key, source)
-        if path is None:
-            mod = _exec_in_memory(key, source.replace("cache=True", "cache=False"))
-        else:
-            mod = _import_file(key, path)
-        _LOADED[key] = mod
+        _SOURCE[key] = source
+        mod = _LOADED[key] = _store_and_import(key, source)
         return mod
+
+
+def _store_and_import(key: str, source: str):
+    """The module from its (re)written cache entry; in memory where there is no usable
+    cache folder, or the entry will not import (its folder deleted meanwhile, say)."""
+    path = cache.store(key, source)  # the entry is exactly `source` (or rewritten so)
+    if path is not None:
+        try:
+            return _import_file(key, path)
+        except Exception:
+            sys.modules.pop(f"graphc_kernel_{key}", None)
+            cache.purge_numba(path)
+    return _exec_in_memory(key, source.replace("cache=True", "cache=False"))
 
 
 def _import_file(key: str, path: Path):
@@ -56,17 +68,19 @@ def _exec_in_memory(key: str, source: str):
 
 
 def _first_use(key: str, mod, use):
-    """`use(mod)` on a freshly loaded module. A corrupted Numba cache entry makes
-    the first use fail: its files are purged and the module reloaded, not crashed."""
+    """`use(mod)` on a freshly loaded module. A corrupted Numba cache entry, or a
+    cache folder deleted since the module was loaded, makes the first use fail: the
+    entry's files are purged, the entry written again (its folder recreated) and
+    the module reloaded, not crashed."""
     try:
         return use(mod)
     except Exception:
         path = getattr(mod, "__graphc_path__", None)
-        if path is None:
+        source = _SOURCE.get(key)
+        if path is None or source is None:
             raise
         cache.purge_numba(path)
-        _LOADED.pop(key, None)
-        sys.modules.pop(f"graphc_kernel_{key}", None)
-        mod = _import_file(key, path)
-        _LOADED[key] = mod
+        with _LOCK:
+            sys.modules.pop(f"graphc_kernel_{key}", None)
+            mod = _LOADED[key] = _store_and_import(key, source)
         return use(mod)

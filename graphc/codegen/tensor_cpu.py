@@ -17,6 +17,7 @@ kernel's source.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -36,6 +37,8 @@ from .schedule import Region, Xent, _regions, describe_schedule, region_code, xe
 IN_PLACE = False
 WHOLE_MNK = 4 * 65536  # OpenBLAS runs a GEMM of at most this m*n*k on one thread
 WHOLE_STEP = True  # run the schedule as one Numba function where every step has a Numba form (tensor_step)
+POOLS_KEPT = 4  # arenas kept per kernel (one per signature), the most recently used
+POOL_SLACK = 1 << 20  # ... and beyond the newest one, at most its size again plus this many bytes
 
 
 XENT_SOURCE = """import math
@@ -81,7 +84,7 @@ VIEW_OPS = ("transpose", "reshape", "broadcast_to")  # NumPy steps whose result 
 
 
 def _nbytes(n: Node, dims: dict[str, int]) -> int:
-    return int(np.prod(bound(n.shape, dims), dtype=np.int64)) * np.dtype(DTYPE_NUMPY[n.dtype]).itemsize
+    return math.prod(bound(n.shape, dims)) * np.dtype(DTYPE_NUMPY[n.dtype]).itemsize
 
 
 class TensorKernel(Kernel):
@@ -95,7 +98,8 @@ class TensorKernel(Kernel):
         self._kernel_sources()
         self._compiled: dict[str, object] = {}
         self._plan = None
-        self._arenas: dict[tuple, tuple] = {}
+        self._arenas: dict[tuple, tuple] = {}  # signature -> (arena, views, bytes), least recently used first
+        self._recent: tuple | None = None
         self._fits: dict[tuple, bool] = {}
         self._whole_plans: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
@@ -209,7 +213,7 @@ class TensorKernel(Kernel):
         self._out_slots = {k for k, _ in self._outs}
         # lifetimes: a value lives from the step that makes it to the last step that reads it, or
         # reads a view of it (a transpose or reshape of a pooled buffer is that buffer)
-        last: dict[int, int] = {}
+        last: dict[int, int] = {k: len(plan) for k in self._out_slots}  # outputs are read after the last step
         for i in reversed(range(len(plan))):
             s = self.steps[i]
             for k in made[i]:
@@ -242,7 +246,7 @@ class TensorKernel(Kernel):
         for i, ks in enumerate(made):
             for k in ks:
                 if k not in pooled and k not in self._out_slots:
-                    self._release[last.get(k, i)].append(k)  # a NumPy result is dropped after its last reader
+                    self._release[min(last.get(k, i), len(plan) - 1)].append(k)  # a NumPy result is dropped after its last reader
         self._whole_step(plan)
 
     def _whole_step(self, plan: list) -> None:
@@ -266,18 +270,14 @@ class TensorKernel(Kernel):
             return
         self._whole = (cache.cache_key(self.target, "step", src), src, bufs, dims_of(self.graph))
 
-    def _layout(self, dims: dict[str, int]) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
-        """The pool for these dimensions: one arena, each pooled value a view at an
-        offset no value alive at the same time uses (the biggest placed first, each at
-        the lowest offset free over its lifetime)."""
-        key = tuple(sorted(dims.items()))
-        got = self._arenas.get(key)
-        if got is not None:
-            return got
+    def _plan_layout(self, dims: dict[str, int]) -> tuple[dict[int, int], int]:
+        """The pool's plan for these dimensions, without making it: each pooled value's
+        byte offset (one no value alive at the same time uses: the biggest placed first,
+        each at the lowest offset free over its lifetime) and the pool's size. Python
+        integers throughout, so asking about any size neither allocates nor overflows."""
         placed: list[tuple[int, int, int, int]] = []  # (offset, end, first step, last step)
         offsets: dict[int, int] = {}
-        size_of = {k: -(-int(np.prod(bound(sh, dims), dtype=np.int64)) * dt.itemsize // 64) * 64
-                   for k, (sh, dt) in self._pooled.items()}
+        size_of = {k: -(-math.prod(bound(sh, dims)) * dt.itemsize // 64) * 64 for k, (sh, dt) in self._pooled.items()}
         for k in sorted(self._lives, key=lambda k: (-size_of[k], self._lives[k])):  # the biggest first
             nbytes = size_of[k]
             lo, hi = self._lives[k]
@@ -289,28 +289,56 @@ class TensorKernel(Kernel):
                 off = max(off, b)
             offsets[k] = off
             placed.append((off, off + nbytes, lo, hi))
-        size = max((b for _, b, _, _ in placed), default=0)
+        offsets.update((k, offsets[root]) for k, root in self._alias.items())
+        return offsets, max((b for _, b, _, _ in placed), default=0)
+
+    def _layout(self, dims: dict[str, int]) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
+        """The pool for these dimensions: one arena laid out by `_plan_layout`, each
+        pooled value a view into it. Arenas are kept per signature, the most recently
+        used first, at most POOLS_KEPT of them and, beyond the newest, no more than it
+        again (plus POOL_SLACK bytes): a kernel that met many sizes (a symbolic batch
+        dimension) holds about twice the memory its current size needs, not one pool
+        per size it ever saw."""
+        key = tuple(sorted(dims.items()))
+        got = self._arenas.get(key)
+        if got is not None:
+            if key != self._recent:  # least recently used first: this one moves to the end
+                self._arenas[key] = self._arenas.pop(key)
+                self._recent = key
+            return got
+        offsets, size = self._plan_layout(dims)
         arena = np.empty(size, dtype=np.uint8)
         views = {}
-        offsets.update((k, offsets[root]) for k, root in self._alias.items())
         for k, off in offsets.items():
             shape, dt = self._pooled[k]
             shape = bound(shape, dims)
-            views[k] = arena[off:off + int(np.prod(shape, dtype=np.int64)) * dt.itemsize].view(dt).reshape(shape)
-        if len(self._arenas) >= 4:  # a pool per signature, the last few kept
-            self._arenas.pop(next(iter(self._arenas)))
-            self._whole_plans.clear()  # they hold views of the pools
+            views[k] = arena[off:off + math.prod(shape) * dt.itemsize].view(dt).reshape(shape)
         got = self._arenas[key] = (arena, views, size)
+        self._recent = key
+        total = sum(s for _, _, s in self._arenas.values())
+        while len(self._arenas) > 1 and (len(self._arenas) > POOLS_KEPT or total > 2 * size + POOL_SLACK):
+            old = next(iter(self._arenas))
+            total -= self._arenas.pop(old)[2]
+            self._whole_plans.clear()  # they hold views of the pools
         return got
+
+    def release_pools(self) -> None:
+        """Drop every pool (and what holds views of them); the next call makes its own."""
+        with self._lock:
+            self._arenas.clear()
+            self._whole_plans.clear()
+            self._fits.clear()
+            self._recent = None
 
     def planned_memory(self, dims: dict[str, int]) -> dict[str, int]:
         """Bytes, for these dimensions: `pool` (intermediates, shared by lifetime and
         kept between calls), `outputs` (new arrays per call), `temporaries` (the most
         NumPy-step results alive at once) and `peak` (their sum; the arguments and
-        NumPy's own scratch inside one op are not counted)."""
+        NumPy's own scratch inside one op are not counted). Computed from the plan:
+        asking allocates nothing, whatever the sizes."""
         if self._plan is None:
             self._prepare()
-        _, _, pool = self._layout(dims)
+        _, pool = self._plan_layout(dims)
         nbytes = {}
         for step, s in zip(self._plan, self.steps):
             if isinstance(s, Node) and step[0] is False and s.op not in VIEW_OPS:  # a view allocates nothing
@@ -406,6 +434,8 @@ class TensorKernel(Kernel):
         key = tuple(sorted(dims.items()))
         fits = self._fits.get(key)
         if fits is None:
+            if len(self._fits) >= 64:  # one entry per size met: bounded like the pools
+                self._fits.clear()
             fits = self._fits[key] = all(
                 int(np.prod(bound((s.shape[0], s.shape[1], s.args[0].shape[1]), dims), dtype=np.int64)) <= WHOLE_MNK
                 for s in self.steps if isinstance(s, Node) and s.op == "matmul")

@@ -28,6 +28,6 @@ def parse(source: object, dtype: str = "f64", inputs: tuple[str, ...] | None = N
             raise GraphcError("shapes=/dtypes= are for formula text; a SymPy expression is pointwise "
                               "(MatrixSymbol input is not supported yet)")
         return from_sympy(source, dtype=dtype, inputs=inputs)
-    raise GraphcError(
-        f"cannot compile a {type(source).__name__}: pass formula text, a SymPy expression or a Graph"
-    )
+    from ..trace import describe  # the error path only: trace imports the frontend
+
+    raise GraphcError(f"cannot compile {describe(source)}: pass formula text, a SymPy expression or a Graph")

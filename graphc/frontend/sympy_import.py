@@ -51,7 +51,9 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
     if isinstance(expr, (int, float)):
         expr = sp.Float(expr)
     if not isinstance(expr, sp.Basic) or not isinstance(expr, sp.Expr):
-        raise UnsupportedError(f"expected a SymPy expression, got {type(expr).__name__}")
+        from ..trace import describe  # the error path only: trace imports the frontend
+
+        raise UnsupportedError(f"expected a SymPy expression, got {describe(expr)}")
     if expr.has(sp.I):
         raise UnsupportedError("complex numbers (I) are not supported: graphc computes real functions")
 

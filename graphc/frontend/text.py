@@ -203,7 +203,9 @@ def parse_formula(text: str, dtype: str = "f64", inputs: tuple[str, ...] | None 
     is then a tensor program and every variable must be declared (() for a
     scalar). dtypes: variable -> 'int64' for integer labels."""
     if not isinstance(text, str):
-        raise ParseError(f"a formula must be a string, got {type(text).__name__}")
+        from ..trace import describe  # the error path only: trace imports the frontend
+
+        raise ParseError(f"a formula must be a string, got {describe(text)}")
     if len(text) > MAX_FORMULA_CHARS:
         raise LimitError(f"formula is {len(text):,} characters; the limit is {MAX_FORMULA_CHARS:,}")
     if not text.strip():
