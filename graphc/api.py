@@ -350,6 +350,11 @@ FUNCTIONS_KEPT = 16  # each holds its kernels and their pools: a worker keeps th
 
 
 def _load_function(program: Program, target: str) -> CompiledFunction:
+    if not isinstance(program, Program):
+        raise GraphcError(f"a pickled graphc CompiledFunction holds a Program, got {type(program).__name__}")
+    if not isinstance(target, str):
+        raise GraphcError(f"a pickled graphc CompiledFunction has a bad target: expected a target name such as "
+                          f"'llvm', got {type(target).__name__}")
     key = program.__dask_tokenize__() + ":" + target
     fn = _FUNCTIONS.pop(key, None)
     if fn is None:

@@ -386,6 +386,9 @@ def _check_traced(f: Any, args: tuple, dtype: Any, points: int, seed: int):
     return report
 
 
+MAX_TIME_LIMIT = 86_400.0  # seconds: a SymPy task limit above a day is refused (a timer that large overflows)
+
+
 def _check_numbers(points: Any, seed: Any, time_limit: Any) -> None:
     """Every numeric option in range, or a GraphcError saying which is not."""
     if not isinstance(points, int) or not 1 <= points <= MAX_POINTS:
@@ -393,8 +396,9 @@ def _check_numbers(points: Any, seed: Any, time_limit: Any) -> None:
                           f"got {points!r}")
     if not isinstance(seed, int) or seed < 0:
         raise GraphcError(f"seed must be a non-negative integer, got {seed!r}")
-    if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
-        raise GraphcError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+    if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and 0 < time_limit <= MAX_TIME_LIMIT):
+        raise GraphcError(f"time limit must be a positive number of seconds, at most {MAX_TIME_LIMIT:,.0f} "
+                          f"(a day), got {time_limit!r}")
 
 
 def check(

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 
 from .errors import GraphcError
 
+MAX_DIM = 100  # --dims: every element of a tensor check is a SymPy symbol
 
 def _num(x: float) -> float | str:
     """JSON has no inf/NaN: those are written as the strings "inf", "-inf", "nan"."""
@@ -26,23 +28,38 @@ def _parse_assignments(items: Sequence[str], tensors: bool = False) -> dict[str,
     values: dict[str, object] = {}
     for item in items:
         if "=" not in item:
-            raise GraphcError(f"expected NAME=VALUE, got {item!r}")
+            raise GraphcError(f"expected NAME=VALUE, got {_clip(item)!r}")
         name, text = item.split("=", 1)
         name = name.strip()
+        if name in values:
+            raise GraphcError(f"{name!r} is given a value twice")
         try:
             values[name] = json.loads(text) if tensors else float(text)
         except ValueError:
             what = "a number or JSON nested lists" if tensors else "a number"
-            raise GraphcError(f"value of {name!r} is not {what}: {text!r}") from None
+            raise GraphcError(f"value of {name!r} is not {what}: {_clip(text)!r}") from None
+        except RecursionError:  # json's decoder recurses per nesting level
+            raise GraphcError(f"value of {name!r} is nested too deeply to be an array: {_clip(text)!r}") from None
         if tensors and not _numeric(values[name]):
             raise GraphcError(f"value of {name!r} is not a number or nested lists of numbers: {text!r}")
     return values
 
 
 def _numeric(v: object) -> bool:
-    if isinstance(v, list):
-        return all(_numeric(x) for x in v)
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A number or nested lists of numbers (iteratively: any depth)."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(x)
+        elif not isinstance(x, (int, float)) or isinstance(x, bool):
+            return False
+    return True
+
+
+def _clip(text: str, width: int = 60) -> str:
+    """A long command-line item shortened for a one-line error message."""
+    return text if len(text) <= width else text[:width] + "..."
 
 
 def _parse_shapes(items: Sequence[str] | None) -> dict[str, tuple] | None:
@@ -54,18 +71,40 @@ def _parse_shapes(items: Sequence[str] | None) -> dict[str, tuple] | None:
         if "=" not in item:
             raise GraphcError(f"--shape expects NAME=DIMS like X=N,3 (b= for a scalar), got {item!r}")
         name, dims = item.split("=", 1)
+        if name.strip() in out:
+            raise GraphcError(f"--shape {name.strip()} is given twice")
         out[name.strip()] = tuple(d.strip() for d in dims.split(",") if d.strip())
     return out
 
 
-def _parse_dims(items: Sequence[str] | None) -> dict[str, int]:
+def _parse_dims(items: Sequence[str] | None, shapes: dict[str, tuple] | None = None) -> dict[str, int]:
+    """--dims N=3: a symbolic dimension of the declared shapes, sized 1 to MAX_DIM."""
+    names = {d for dims in (shapes or {}).values() for d in dims if not d.isdigit()}
     out: dict[str, int] = {}
     for item in items or ():
         name, _, size = item.partition("=")
-        if not size.strip().isdigit() or int(size) < 1:
-            raise GraphcError(f"--dims expects NAME=SIZE like N=3, got {item!r}")
-        out[name.strip()] = int(size)
+        name, size = name.strip(), size.strip()
+        if not name or not re.fullmatch(r"[0-9]+", size) or not 1 <= int(size) <= MAX_DIM:
+            raise GraphcError(f"--dims expects NAME=SIZE like N=3 with SIZE from 1 to {MAX_DIM}, got {_clip(item)!r}")
+        if shapes is not None and name not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise GraphcError(f"--dims {name}: not a dimension of the declared shapes (dimensions: {known})")
+        out[name] = int(size)
     return out
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """graphc check's numeric options in range, or a one-line error naming the option."""
+    from .checker import MAX_POINTS, MAX_TIME_LIMIT
+
+    if not 1 <= args.points <= MAX_POINTS:
+        raise GraphcError(f"points must be an integer from 1 to {MAX_POINTS:,}, got {args.points}")
+    if args.seed < 0:
+        raise GraphcError(f"seed must be a non-negative integer, got {args.seed}")
+    t = args.time_limit
+    if not (math.isfinite(t) and 0 < t <= MAX_TIME_LIMIT):
+        raise GraphcError(f"time limit must be a positive number of seconds, at most {MAX_TIME_LIMIT:,.0f} "
+                          f"(a day), got {t:g}")
 
 
 def _tensor_opts(args: argparse.Namespace) -> dict[str, object]:
@@ -139,11 +178,8 @@ def cmd_ir(args: argparse.Namespace) -> int:
 
         at = None
         if args.at is not None:
-            at = _parse_assignments(args.at, tensors=prog.tensor)
-            import numpy as np
-
-            at = {k: np.asarray(v, dtype=np.int64 if k in (getattr(args, "int", None) or []) else prog.dtype)
-                  for k, v in at.items()}
+            at = {k: _at_array(k, v, k in (getattr(args, "int", None) or []), prog.dtype)
+                  for k, v in _parse_assignments(args.at, tensors=prog.tensor).items()}
         dot = prog.dot(at)
         if args.format == "dot":
             print(dot)
@@ -174,6 +210,21 @@ def cmd_ir(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_array(name: str, value: object, labels: bool, dtype: str):
+    """An --at value as an array: rectangular, and integers in int64 range for --int labels."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise GraphcError(f"value of {name!r} is not a rectangular array (rows of different lengths)") from None
+    if labels:
+        if arr.dtype.kind not in "iu" or (arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max):
+            raise GraphcError(f"value of {name!r} must be integer labels (--int {name}), in int64 range")
+        return arr.astype(np.int64)
+    return arr.astype(dtype)
+
+
 def cmd_emit(args: argparse.Namespace) -> int:
     import graphc
 
@@ -188,18 +239,22 @@ def cmd_emit(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .checker import check, format_swell, swell
 
+    _check_numbers(args)
     if args.swell:
         res = swell(args.formula, time_limit=args.time_limit)
         print(json.dumps(res, indent=1) if args.json else format_swell(res))
         return 0
     topts = _tensor_opts(args)
+    if args.dims and topts["shapes"] is None:
+        raise GraphcError("--dims sizes the dimensions of a tensor check: declare the shapes with --shape too")
     if topts["shapes"] is not None:
         import graphc
 
         from .tensor_check import check_tensor
 
+        dims = _parse_dims(args.dims, topts["shapes"])
         fn = graphc.compile(args.formula, wrt=args.wrt, dtype=args.dtype, **topts)
-        tr = check_tensor(fn, dims=_parse_dims(args.dims), points=min(args.points, 4), seed=args.seed,
+        tr = check_tensor(fn, dims=dims, points=min(args.points, 4), seed=args.seed,
                           adversarial=True)
         print(tr.to_json() if args.json else tr)
         return 0 if tr.ok else 1
@@ -233,13 +288,67 @@ def _emitters(kind: str) -> str:
     return "--target " + " or ".join(_emitting(kind))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): every command-line error
+    is one line on stderr and exit status 2. Subcommand parsers inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def version_report() -> str:
+    """graphc's version, the versions it runs on and the host CPU (`numba -s`, in short)."""
+    import platform
+    from importlib import metadata
+
+    from .version import __version__
+
+    def dist(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    lines = [f"graphc {__version__}",
+             f"Python {platform.python_version()} ({platform.python_implementation()}, {platform.system()} "
+             f"{platform.machine()})",
+             f"NumPy {dist('numpy')}, Numba {dist('numba')}, llvmlite {dist('llvmlite')}"]
+    try:
+        import llvmlite.binding as llvm
+
+        cpu = llvm.get_host_cpu_name()
+        try:
+            feats = llvm.get_host_cpu_features()
+            on = {f for f, v in feats.items() if v}
+        except RuntimeError:  # LLVM cannot list features on some hosts
+            on = set()
+        simd = [f for f in ("sse2", "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "sve",
+                            "sve2", "altivec", "vsx") if f in on]
+        lines.append(f"LLVM {'.'.join(map(str, llvm.llvm_version_info))}, host CPU {cpu} "
+                     f"({len(on)} features; vector: {' '.join(simd) or 'none found'})")
+    except Exception as exc:  # noqa: BLE001 -- a report, never a failure
+        lines.append(f"host CPU: unknown ({type(exc).__name__}: {exc})")
+    return "\n".join(lines)
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_report())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphc", description="Compile formulas to value+gradient functions.")
+    p = _Parser(prog="graphc", description="Compile formulas to value+gradient functions.")
+    p.add_argument("--version", action=_Version,
+                   help="print the version of graphc, NumPy, Numba and llvmlite and the host CPU, and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("eval", help="value and gradient at one point: graphc eval '(x+y)*z' x=-2 y=5 z=-4")
     e.add_argument("formula")
-    e.add_argument("values", nargs="*", help="NAME=VALUE for every input")
+    e.add_argument("values", nargs="*", default=[], help="NAME=VALUE for every input")
     e.add_argument("--json", action="store_true", help='one JSON object {"value": ..., "grad": {...}}')
     _add_compile_opts(e)
     e.set_defaults(func=cmd_eval)
@@ -292,13 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # NAME=VALUE items after options (graphc eval F --shape X=N,3 X='[[1,2]]') are values too
-    if extra and getattr(args, "command", None) == "eval" and all("=" in e and not e.startswith("-") for e in extra):
-        args.values = list(args.values) + extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    """Run the command; returns the exit status (argparse's errors, --help and --version too)."""
+    try:
+        args = _parse(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
         return int(args.func(args) or 0)
     except GraphcError as exc:
@@ -309,6 +416,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # NAME=VALUE items after options (graphc eval F --shape X=N,3 X='[[1,2]]') are values too
+    if extra and getattr(args, "command", None) == "eval" and all("=" in e and not e.startswith("-") for e in extra):
+        args.values = list(args.values) + extra
+    elif extra:
+        msg = f"unrecognized arguments: {' '.join(_clip(e, 40) for e in extra)}"
+        if any(e.startswith("-") and e[1:2] not in ("", "-") for e in extra):
+            msg += "; a formula that starts with '-' goes after '--': graphc eval -- '-x*y' x=1 y=2"
+        parser.error(msg)
+    return args
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ SVG or PNG by Graphviz's `dot` when it is installed."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -22,7 +23,9 @@ def _fmt(v: Any, node: Node) -> str:
     a = np.asarray(v)
     if a.ndim == 0:
         x = float(a)
-        return f"{x:.4g}" if x != int(x) or abs(x) >= 1e6 else str(int(x)) if x == x else "nan"
+        if not math.isfinite(x):
+            return str(x)  # inf, -inf, nan
+        return f"{x:.4g}" if x != int(x) or abs(x) >= 1e6 else str(int(x))
     finite = a[np.isfinite(a)]
     mean = f"mean {float(np.mean(finite)):.3g}" if finite.size else "no finite entries"
     return f"{node.type} {mean}"

@@ -148,14 +148,48 @@ def token(text: str, options: dict[str, Any], *extra: str) -> str:
 _LOADED: dict[str, Program] = {}  # a worker loading one function for many tasks parses it once
 
 
+def _names(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+#: each pickled option: (is it well formed?, what it should be) -- a tampered payload names the bad field
+_OPTION_CHECKS: dict[str, tuple[Any, str]] = {
+    "wrt": (lambda v: v is None or _names(v), "a list of input names"),
+    "dtype": (lambda v: isinstance(v, str), "a dtype name such as 'float64'"),
+    "passes": (lambda v: v is None or _names(v), "a list of pass names"),
+    "order": (lambda v: type(v) is int, "the integer 1 or 2"),
+    "unsafe": (lambda v: isinstance(v, bool), "True or False"),
+    "grad": (lambda v: isinstance(v, bool), "True or False"),
+    "shapes": (lambda v: v is None or (isinstance(v, dict) and not v), "None, or {} for a tensor program"),
+}
+
+
+def _check_payload(text: Any, options: Any) -> None:
+    """A pickled Program's (text, options) as __reduce__ writes them, or a
+    GraphcError naming the field that is not."""
+    import reprlib
+
+    if not isinstance(text, str):
+        raise GraphcError(f"a pickled graphc Program holds IR text, got {type(text).__name__}")
+    if not isinstance(options, dict):
+        raise GraphcError(f"a pickled graphc Program holds an options dict, got {type(options).__name__}")
+    for key, value in options.items():
+        if key not in _OPTION_CHECKS:
+            raise GraphcError(f"a pickled graphc Program has an unknown option {reprlib.repr(key)} "
+                              f"(options: {', '.join(_OPTION_CHECKS)})")
+        ok, what = _OPTION_CHECKS[key]
+        if not ok(value):
+            raise GraphcError(f"a pickled graphc Program has a bad option {key!r}: expected {what}, "
+                              f"got {reprlib.repr(value)}")
+
+
 def _load_program(text: str, options: dict[str, Any]) -> Program:
     from .ir import parse_graph, verify
 
+    _check_payload(text, options)
     key = token(text, options)
     prog = _LOADED.get(key)
     if prog is None:
-        if not isinstance(text, str) or not isinstance(options, dict):
-            raise GraphcError("a pickled graphc Program holds IR text and an options dict")
         graph = parse_graph(text)
         verify(graph)
         prog = _LOADED[key] = Program(graph, **options)
