@@ -145,7 +145,8 @@ def token(text: str, options: dict[str, Any], *extra: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-_LOADED: dict[str, Program] = {}  # a worker loading one function for many tasks parses it once
+_LOADED: dict[str, Program] = {}  # a worker loading one function for many tasks parses it once; newest last
+PROGRAMS_KEPT = 64  # bounded: a long-lived worker that meets many programs keeps the last few
 
 
 def _names(v: Any) -> bool:
@@ -188,9 +189,12 @@ def _load_program(text: str, options: dict[str, Any]) -> Program:
 
     _check_payload(text, options)
     key = token(text, options)
-    prog = _LOADED.get(key)
+    prog = _LOADED.pop(key, None)
     if prog is None:
         graph = parse_graph(text)
         verify(graph)
-        prog = _LOADED[key] = Program(graph, **options)
+        prog = Program(graph, **options)
+    _LOADED[key] = prog
+    while len(_LOADED) > PROGRAMS_KEPT:
+        _LOADED.pop(next(iter(_LOADED)))
     return prog

@@ -13,9 +13,23 @@ from pathlib import Path
 
 from . import cache
 
-_LOADED: dict[str, object] = {}  # cache key -> loaded module (one per process)
+_LOADED: dict[str, object] = {}  # cache key -> loaded module, the most recently loaded last
 _SOURCE: dict[str, str] = {}  # cache key -> the generated source (to rebuild an entry from)
 _LOCK = threading.Lock()
+MODULES_KEPT = 256  # a process compiling many formulas keeps the last few hundred modules, not every one
+
+
+def _remember(key: str, source: str, mod: object) -> object:
+    """Record a loaded module, dropping the oldest beyond MODULES_KEPT (a kernel that
+    still uses one keeps its functions; a later load of the key imports it again)."""
+    _LOADED.pop(key, None)
+    _LOADED[key], _SOURCE[key] = mod, source
+    while len(_LOADED) > MODULES_KEPT:
+        old = next(iter(_LOADED))
+        _LOADED.pop(old)
+        _SOURCE.pop(old, None)
+        sys.modules.pop(f"graphc_kernel_{old}", None)
+    return mod
 
 
 def _load(key: str, source: str):
@@ -27,9 +41,7 @@ def _load(key: str, source: str):
         mod = _LOADED.get(key)
         if mod is not None:
             return mod
-        _SOURCE[key] = source
-        mod = _LOADED[key] = _store_and_import(key, source)
-        return mod
+        return _remember(key, source, _store_and_import(key, source))
 
 
 def _store_and_import(key: str, source: str):
@@ -82,5 +94,5 @@ def _first_use(key: str, mod, use):
         cache.purge_numba(path)
         with _LOCK:
             sys.modules.pop(f"graphc_kernel_{key}", None)
-            mod = _LOADED[key] = _store_and_import(key, source)
+            mod = _remember(key, source, _store_and_import(key, source))
         return use(mod)
