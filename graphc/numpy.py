@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from .describe import describe
 from .errors import ShapeError, UnsupportedError
 from .ir import DTYPE_NUMPY, fmt_shape
-from .trace import NUMPY_FUNCTIONS, Tracer, apply, describe
+from .trace import NUMPY_FUNCTIONS, Tracer, apply
 
 # NumPy's parameters: every function takes NumPy's names in NumPy's order. Those graphc
 # cannot honour (out=, where=, initial=, a dtype= other than the computation's, ...)

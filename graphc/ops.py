@@ -11,6 +11,13 @@ Numerical conventions (see README "Numerical semantics"):
 - sigmoid, softplus, logaddexp and tanh use forms that never overflow, and
   their local gradients (`dsigmoid`, `dtanh`) are computed from exp(-|x|),
   never as s*(1-s) or 1-t*t, which lose all precision where s or t round to 1.
+- Every target agrees with NumPy: x**y is C's pow except that y = 0.5 gives
+  sqrt(x) (as np.power with a scalar exponent: (-inf)**0.5 = nan, (-0)**0.5 = -0);
+  max/min propagate the first NaN and return the second argument at a tie
+  (np.maximum(0.0, -0.0) = -0.0). d/dx x**y is y*x**(y-1) where that is safe,
+  else (y/x)*x**y (`dpow`); no derivative multiplies before it divides where
+  the product can overflow (log2, log10, atan), and atan2's and hypot's scale
+  by max(|a|, |b|) rather than divide by hypot(a, b), which overflows first.
 """
 
 from __future__ import annotations
@@ -54,6 +61,38 @@ def _np_softplus(x):
 def _np_dtanh(x):
     e = np.exp(-2 * np.abs(x))
     return 4 * e / ((1 + e) * (1 + e))
+
+
+def _np_pow(x, y):
+    # np.power, with y = 0.5 always sqrt(x): NumPy takes that path only for a scalar
+    # exponent ((-inf)**0.5 = nan, (-0.0)**0.5 = -0.0), C's pow for an array of 0.5s
+    r = np.power(x, y)
+    if np.ndim(y) == 0:
+        return np.sqrt(x) if y == 0.5 else r
+    half = np.equal(y, 0.5)
+    return np.where(half, np.sqrt(x), r) if half.any() else r
+
+
+def _np_dpow(x, y, n):
+    """d/dx x**y = y x**(y-1), given n = x**y (the template C_DPOW, step for step):
+    - y = 0: y (x**0 = 1; 0, not 0 * inf, at x = 0);
+    - x = +-0, +-inf or NaN: y p, p = x**(y-1), but where x is -0.0 or -inf and y - 1
+      rounded, the sign p has for the exact y - 1: + for a non-integer y (y = 1e-300:
+      y - 1 = -1), - for |y| >= 2**53 (y even, y - 1 odd);
+    - p finite and nonzero, |y| < 2**53, and y - 1 exact or x > 0: y p (exact where it was);
+    - else (p overflows or underflows: x = 5e-324, y = 1e-300 -> 2e23, not inf; or y - 1
+      rounds: x = -40, y = 1e300 -> -inf, not +inf): (y/x) n, or y (n/x) where y/x overflows."""
+    t = _np_pow(x, y - 1)
+    ym1 = y - 1
+    exact = (ym1 + 1) - y == 0
+    small = np.abs((ym1 - y) + 1) < 0.5
+    neg = (x < 0) | (1 / x < 0)
+    edge = np.where(~neg | (exact & small), y * t, np.where(small, y * np.abs(t), -(y * np.abs(t))))
+    fine = (t - t == 0) & (t != 0) & small & (exact | (x > 0))
+    q = y / x
+    r = np.where(fine, y * t, np.where(q - q == 0, q * n, y * (n / x)))
+    r = np.where((x == 0) | (x - x != 0), edge, r)
+    return np.where(y == 0, y, r)
 
 
 def _np_relu(x):
@@ -141,19 +180,42 @@ def _is_zero(x: Node) -> Node:
     return make("sub", make("sub", _c(1.0, x), make("step", x)), make("step", make("neg", x)))
 
 
+# a constant exponent b for which b * a**(b-1) is right for every a (b - 1 exact, no spurious
+# overflow of a**(b-1) that b < 1 would scale back): 1 <= |b| < 2**mantissa, or b in
+# [lo, 1) where a**(b-1) <= tiniest**(b-1) stays finite (lo = 1 - log(max)/-log(tiniest))
+_POW_PLAIN = {"f64": (0.05, 2.0**53), "f32": (0.15, 2.0**24)}
+
+
 def _g_pow(n, g):
     a, b = n.args
     if b.is_const:
         if b.value == 0.0:
             return None, None  # a**0 = 1
-        bm1 = _c(b.value - 1.0, b)
-        da = make("mul", g, make("mul", b, make("pow", a, bm1)))
-        return da, None
-    # d/da = b a**(b-1), 0 where b = 0 (not 0 * inf at a = 0): the exponent is b - 1 + [b == 0]
-    da = make("mul", g, make("mul", b, make("pow", a, make("add", make("sub", b, _c(1.0, b)), _is_zero(b)))))
+        lo, big = _POW_PLAIN[b.dtype]
+        if 1.0 <= abs(b.value) < big or lo <= b.value < 1.0:
+            bm1 = _c(b.value - 1.0, b)
+            return make("mul", g, make("mul", b, make("pow", a, bm1))), None
+        return make("mul", g, make("dpow", a, b, n)), None
+    # d/da = b a**(b-1) where that is safe, (b/a) a**b where a**(b-1) overflows or underflows
+    # (a = 5e-324, b = 1e-300: 2e23, not inf) or b - 1 rounds (a = -40, b = 1e300: -inf, not
+    # +inf); 0 where b = 0 (not 0 * inf at a = 0): the internal op dpow(a, b, a**b)
+    da = make("mul", g, make("dpow", a, b, n))
     # d/db = a**b log(a), 0 at a = 0 (the limit for b > 0), not 0 * -inf: log(a + [a == 0])
     db = make("mul", g, make("mul", n, make("log", make("add", a, _is_zero(a)))))
     return da, db
+
+
+def _g_dpow(n, g):
+    # dpow(x, y, .) = y x**(y-1); its third argument (x**y, a shortcut) has no derivative of its own
+    x, y, _ = n.args
+    ym1 = make("sub", y, _c(1.0, y))
+    t = make("pow", x, ym1)
+    dx = make("mul", g, make("mul", y, make("dpow", x, ym1, t)))
+    # d/dy = x**(y-1) (1 + y log x), with log(x + [x == 0]) as pow's d/db: at x = 0 the limit
+    # (0 for y > 1: the Hessian's xy entry of x**y at (0, 2)), not 0 * -inf
+    logx = make("log", make("add", x, _is_zero(x)))
+    dy = make("mul", g, make("mul", t, make("add", _c(1.0, y), make("mul", y, logx))))
+    return dx, dy, None
 
 
 def _g_exp(n, g):
@@ -236,8 +298,15 @@ def _g_logaddexp(n, g):
 
 
 def _g_atan(n, g):
+    # 1/(1 + x*x) as (r/(r*r + s*s))*r, r = 1/max(|x|, 1), s = min(|x|, 1): the same
+    # operations for |x| <= 1, and no overflow of x*x (f64 |x| > 1.3e154, f32 > 1.8e19)
     x = n.args[0]
-    return (make("div", g, make("add", _c(1.0, x), make("mul", x, x))),)
+    one = _c(1.0, x)
+    ax = make("abs", x)
+    r = make("div", one, make("max", ax, one))
+    s = make("min", ax, one)
+    d = make("add", make("mul", r, r), make("mul", s, s))
+    return (make("mul", g, make("mul", make("div", r, d), r)),)
 
 
 def _one_minus_sq(x: Node) -> Node:
@@ -253,11 +322,27 @@ def _g_acos(n, g):
     return (make("neg", make("div", g, make("sqrt", _one_minus_sq(n.args[0])))),)
 
 
+def _scaled(a: Node, b: Node, floor: float | None = None) -> tuple[Node, Node, Node, Node]:
+    """(s, a/s, b/s, q): s = max(|a|, |b|) (at least `floor`), q = 1 + (min/max)**2,
+    so that hypot(a, b) = s sqrt(q) and a*a + b*b = s*s q without forming either:
+    no overflow where they exceed the largest float, as hypot(1e308, 1e308) does."""
+    s = make("max", make("abs", a), make("abs", b))
+    if floor is not None:
+        s = make("max", s, _c(floor, a))
+    u, v = make("div", a, s), make("div", b, s)
+    r = make("min", make("abs", u), make("abs", v))  # one of |u|, |v| is 1 (or both 0)
+    return s, u, v, make("add", _c(1.0, a), make("mul", r, r))
+
+
 def _g_atan2(n, g):
-    # d/da atan2(a, b) = b / (a^2 + b^2) = (b/h)/h with h = hypot(a, b): no overflow
+    # d/da atan2(a, b) = b / (a^2 + b^2) = ((b/s)(1/q))/s: no overflow of a^2 + b^2 or of
+    # hypot(a, b) (atan2'(1e308, 1e308) = 2.8e-309, not 0); NaN at the origin (0/0)
     a, b = n.args
-    h = make("hypot", a, b)
-    return make("mul", g, make("div", make("div", b, h), h)), make("neg", make("mul", g, make("div", make("div", a, h), h)))
+    s, u, v, q = _scaled(a, b)
+    k = make("div", _c(1.0, a), q)
+    da = make("div", make("mul", v, k), s)
+    db = make("div", make("mul", u, k), s)
+    return make("mul", g, da), make("neg", make("mul", g, db))
 
 
 def _g_sinh(n, g):
@@ -297,13 +382,15 @@ def _g_erfc(n, g):
 
 
 def _g_log2(n, g):
+    # (g / ln 2) / x, not g / (x ln 2), whose product overflows near the largest x
     x = n.args[0]
-    return (make("div", g, make("mul", x, _c(math.log(2.0), x))),)
+    return (make("div", make("mul", g, _c(1.0 / math.log(2.0), x)), x),)
 
 
 def _g_log10(n, g):
+    # (g / ln 10) / x: x ln 10 overflows for float32 x > 1.5e38 (float64: 7.8e307)
     x = n.args[0]
-    return (make("div", g, make("mul", x, _c(math.log(10.0), x))),)
+    return (make("div", make("mul", g, _c(1.0 / math.log(10.0), x)), x),)
 
 
 def _g_exp2(n, g):
@@ -311,10 +398,12 @@ def _g_exp2(n, g):
 
 
 def _g_hypot(n, g):
-    # a / max(h, tiniest subnormal): a/h, and 0 (not 0/0) at the origin, like abs'(0) = 0
+    # a/h = (a/s)/sqrt(q), s = max(|a|, |b|, tiniest subnormal): right where h overflows
+    # (hypot(1e308, 1e308): 0.707, not a/inf = 0), 0 (not 0/0) at the origin, like abs'(0) = 0
     a, b = n.args
-    h = make("max", n, _c(_TINY[n.dtype], n))
-    return make("mul", g, make("div", a, h)), make("mul", g, make("div", b, h))
+    _, u, v, q = _scaled(a, b, _TINY[n.dtype])
+    root = make("sqrt", q)
+    return make("mul", g, make("div", u, root)), make("mul", g, make("div", v, root))
 
 
 def _g_clip(n, g):
@@ -350,8 +439,20 @@ EXP_NEG_2ABS = "math.exp(F(-2.0) * abs({0}))"
 C_SIGMOID = "(F(1.0) / (F(1.0) + {p}) if {0} >= F(0.0) else {p} / (F(1.0) + {p}))"
 C_SOFTPLUS = "({0} if {0} != {0} else max({0}, F(0.0)) + math.log1p({p}))"
 C_RELU = "({0} if {0} > F(0.0) else (F(0.0) if {0} <= F(0.0) else {0}))"
-C_MAX = "(({0} + {1}) if ({0} != {0} or {1} != {1}) else ({0} if {0} >= {1} else {1}))"
-C_MIN = "(({0} + {1}) if ({0} != {0} or {1} != {1}) else ({0} if {0} <= {1} else {1}))"
+# as np.maximum/np.minimum bit for bit: the first NaN, else the second argument at a tie
+C_MAX = "({0} if ({0} > {1} or {0} != {0}) else {1})"
+C_MIN = "({0} if ({0} < {1} or {0} != {0}) else {1})"
+C_POW = "(math.sqrt({0}) if {1} == F(0.5) else {0} ** {1})"  # as _np_pow
+# dpow(x, y, n = x**y) = y x**(y-1) with p = x**(y-1), in the steps of _np_dpow
+_E = "((({1} - F(1.0)) + F(1.0)) - {1} == F(0.0))"  # y - 1 is exact (or |y| >= 2**53)
+_H = "(abs((({1} - F(1.0)) - {1}) + F(1.0)) < F(0.5))"  # |y| < 2**53: y - 1 did not round to y or y - 2
+_NEG = "({0} < F(0.0) or F(1.0) / {0} < F(0.0))"  # x < 0 or x = -0.0
+C_DPOW = ("({1} if {1} == F(0.0) else "
+          f"(({{1}} * {{p}} if (not {_NEG} or ({_E} and {_H})) else "
+          f"({{1}} * abs({{p}}) if {_H} else -({{1}} * abs({{p}})))) "
+          "if ({0} == F(0.0) or {0} - {0} != F(0.0)) else "
+          f"({{1}} * {{p}} if ({{p}} - {{p}} == F(0.0) and {{p}} != F(0.0) and {_H} and ({_E} or {{0}} > F(0.0))) "
+          "else (({1} / {0}) * {2} if ({1} / {0}) - ({1} / {0}) == F(0.0) else {1} * ({2} / {0})))))")
 C_LOGADDEXP = ("({0} + F(0.6931471805599453) if {0} == {1} else "
                "({0} if {0} > {1} else {1}) + math.log1p(math.exp(-abs({0} - {1}))))")
 C_DSIGMOID = "({p} / ((F(1.0) + {p}) * (F(1.0) + {p})))"
@@ -397,8 +498,9 @@ for _spec in [
     _O("div", 2, np.divide, _g_div, lambda a, b: a / b, "({0} / {1})", "a / b", domain=(REAL, NONZERO),
        operator="/"),
     _O("neg", 1, np.negative, _g_neg, lambda a: -a, "(-{0})", "-a", operator="-"),
-    _O("pow", 2, np.power, _g_pow, lambda a, b: a**b, "({0} ** {1})", "a ** b (also written a**b)",
-       domain=(POSITIVE, REAL), domain_rule=_pow_domains),
+    _O("pow", 2, _np_pow, _g_pow, lambda a, b: a**b, C_POW,
+       "a ** b (also written a**b); a ** 0.5 is sqrt(a), as NumPy's", domain=(POSITIVE, REAL),
+       domain_rule=_pow_domains),
     _O("exp", 1, np.exp, _g_exp, lambda a: _sp().exp(a), "math.exp({0})", "e ** a"),
     _O("log", 1, np.log, _g_log, lambda a: _sp().log(a), "math.log({0})", "natural logarithm",
        domain=(POSITIVE,)),
@@ -469,6 +571,10 @@ for _spec in [
     _O("dtanh", 1, _np_dtanh, _g_dtanh, lambda a: 1 - _sp().tanh(a) ** 2, C_DTANH,
        "tanh'(a) = 1 - tanh(a)**2, from one exp(-2|a|)", internal=True,
        prelude=EXP_NEG_2ABS),
+    _O("dpow", 3, _np_dpow, _g_dpow, lambda a, b, n: b * a ** (b - 1), C_DPOW,
+       "d/da a**b = b a**(b-1), given n = a**b: (b/a) n where a**(b-1) overflows or b - 1 rounds; "
+       "0 where b = 0", internal=True, domain=(POSITIVE, REAL, POSITIVE),
+       prelude=C_POW.format("{0}", "({1} - F(1.0))")),
     _O("step", 1, _np_step, _g_zero, lambda a: _sp().Heaviside(a, 0), C_STEP,
        "1 where a > 0 else 0 (relu')", internal=True),
     _O("cmpw", 2, _np_cmpw, _g_zero, lambda a, b: _sp().Heaviside(a - b, _sp().S.Half), C_CMPW,

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .describe import describe
 from .errors import ArgumentError, GraphcError
 from .ir import DTYPE_NUMPY, Graph, Node, const, input_node, make
 
@@ -70,6 +71,7 @@ class Tracer:
 
     __slots__ = ("node", "trace")
     __array_priority__ = 1000  # NumPy defers binary operators to us
+    graphc_tracer = True  # how graphc.describe names it without importing this module
 
     def __init__(self, node: Node, trace: Trace):
         self.node = node
@@ -345,33 +347,6 @@ def _names(paths: Sequence[str]) -> list[str]:
 
 
 _F64, _F32 = np.dtype("float64"), np.dtype("float32")
-
-
-def _article(word: str) -> str:
-    """'a' or 'an' before `word`, by its sound: an ndarray, an xarray, a uint8, a Python ..."""
-    w = word.lower()
-    if w.startswith(("uni", "use", "usa", "uint", "ufunc", "one")):
-        return "a"
-    return "an" if w[:1] in ("a", "e", "i", "o", "u") or w.startswith(("nd", "x", "hdf", "mx", "lx")) else "a"
-
-
-def describe(x: Any) -> str:
-    """What `x` is, for messages, with its article: 'a Python str', 'a Python complex
-    number', 'an ndarray of complex128', 'a NumPy complex128 scalar', 'a dask Array
-    (dask.array.core.Array)', 'a traced value (a graphc Tracer)'."""
-    t = type(x)
-    if isinstance(x, Tracer):
-        return "a traced value (a graphc Tracer)"
-    if isinstance(x, np.ndarray):
-        return f"an ndarray of {x.dtype}"
-    if isinstance(x, np.generic):
-        return f"a NumPy {t.__name__} scalar"
-    module, name = t.__module__ or "", t.__qualname__
-    if module == "builtins":
-        return {"complex": "a Python complex number", "NoneType": "None"}.get(name, f"a Python {name}")
-    top = module.split(".")[0]
-    full = f" ({module}.{name})" if module != top else ""
-    return f"{_article(top)} {top} {name}{full}"
 
 
 class _TracedArgument(ArgumentError):

@@ -16,7 +16,7 @@ import graphc
 import graphc.nn as nn
 import graphc.numpy as gnp
 from graphc import ArgumentError, api, trace
-from graphc.codegen import tensor_cpu
+from graphc.codegen import memory
 
 MLP_SHAPES = {"X": ("N", "D"), "W1": ("D", "H"), "b1": ("H",), "W2": ("H", "C"), "b2": ("C",), "y": ("N",),
               "reg": ()}
@@ -113,7 +113,7 @@ def test_a_kernel_keeps_about_twice_its_current_pool_not_one_per_size():
         fn(**_mlp_args(n))
         held.append(fn.kernel.pool_bytes())
     last = fn.planned_memory(N=10009, D=D, H=H, C=C)["pool"]
-    assert held[-1] <= 2 * last + tensor_cpu.POOL_SLACK, held  # ten pools of ~21 MB were kept before
+    assert held[-1] <= 2 * last + memory.POOL_SLACK, held  # ten pools of ~21 MB were kept before
     fn(**_mlp_args(200000))
     big = fn.kernel.pool_bytes()
     fn(**_mlp_args(100))
@@ -138,7 +138,7 @@ def test_value_and_grad_serves_every_batch_size_with_one_program_and_bounded_mem
     finally:
         tracemalloc.stop()
     # before: a kernel and a ~21 MB pool per size, +208 MB; now one program, at most two pools held
-    assert held < 2 * pool + tensor_cpu.POOL_SLACK + (4 << 20), (held, pool)
+    assert held < 2 * pool + memory.POOL_SLACK + (4 << 20), (held, pool)
     assert vg.cache_info() == {"hits": 9, "misses": 2, "signatures": 2}
     assert f"%X: f64[N,{D}]" in vg.lower(params, *data[10005]).ir  # the batch dimension by name
     for n in (10003, 7, 1, 10000):  # the symbolic program (and the first size's own) agree with NumPy
@@ -204,3 +204,20 @@ def test_loaded_functions_are_bounded_per_process():
         fn = graphc.compile(f"x * {k + 2}", target="numpy")
         assert pickle.loads(pickle.dumps(fn))(2.0)[0] == 2.0 * (k + 2)
     assert len(api._FUNCTIONS) == api.FUNCTIONS_KEPT
+
+
+def test_loaded_programs_and_kernel_modules_are_bounded(monkeypatch):
+    """Regression (issue 23, same class as the per-size kernels): the per-process memos of
+    unpickled Programs and of loaded kernel modules grew with every distinct formula."""
+    import pickle
+
+    from graphc import program
+    from graphc.codegen import loader
+
+    monkeypatch.setattr(program, "PROGRAMS_KEPT", 3)
+    monkeypatch.setattr(loader, "MODULES_KEPT", 3)
+    for k in range(6):
+        fn = graphc.compile(f"x*y + {k + 2}*x", target="cpu")
+        assert pickle.loads(pickle.dumps(fn))(2.0, 3.0)[0] == 6.0 + (k + 2) * 2.0
+    assert len(program._LOADED) <= 3
+    assert len(loader._LOADED) <= 3 and set(loader._SOURCE) == set(loader._LOADED)

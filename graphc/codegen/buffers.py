@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..describe import describe
 from ..errors import ArgumentError
 
 
@@ -31,8 +32,6 @@ def as_buffer_list(out: Any, names: Sequence[str]) -> list[Any]:
             raise ArgumentError(f"out= lacks buffers for {', '.join(missing)}")
         return [out[k] for k in names]
     if not isinstance(out, (list, tuple)):
-        from ..trace import describe  # the error path only
-
         raise ArgumentError(f"out= must be a list or dict of {n_out} arrays ({', '.join(names)}), "
                             f"got {describe(out)}")
     if len(out) != n_out:

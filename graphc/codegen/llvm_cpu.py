@@ -101,7 +101,7 @@ class Host:
                     self.mvec = None
         from . import llvm_python
 
-        self.pyapi = llvm_python.abi(llvm)  # kernels get METH_FASTCALL entries (llvm_python.py)
+        self.pyapi = llvm_python.link(llvm)  # kernels get METH_FASTCALL entries (llvm_python.py, cpython_abi.py)
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
         self.lock = threading.Lock()
         self._target, self._fast_tm = target, None
@@ -828,13 +828,14 @@ _ENTRIES_LOCK = threading.Lock()
 def _entries(h: Host, dtype: str) -> tuple[int, int]:
     """The addresses of this dtype's two Python entries (llvm_python.py), compiled
     or read from the cache and loaded once per process, their type globals set."""
+    from . import cpython_abi
     from . import llvm_python as py
 
     with _ENTRIES_LOCK:
         got = _ENTRIES.get(dtype)
         if got is not None:
             return got
-        key = machine_key(h, "entries", dtype, str(py.OB_TYPE), str(py.ARRAY), str(py.TUPLE_ITEMS))
+        key = machine_key(h, "entries", dtype, cpython_abi.layout_key())
         names = (f"graphc_pyscalar_{dtype}", f"graphc_pyarrays_{dtype}",
                  *(f"graphc_entries_{dtype}_{g}" for g in ("ndarray_type", "float_type", "descr")))
         obj = machine_code(key, lambda: py.entry_module(dtype, h.triple), h, names, names)
@@ -851,7 +852,7 @@ def _entries(h: Host, dtype: str) -> tuple[int, int]:
 def python_functions(h: Host, kernel: int, n_in: int, n_out: int, dtype: str, names: tuple[str, ...]) -> tuple:
     """(pyscalar, pyarrays) builtins for the kernel at address `kernel`, results
     keyed by `names` (one per gradient); None each where the interpreter's layout
-    is not the one `llvm_python.abi` checked, or the kernel has too many arguments."""
+    is not the one `cpython_abi.abi` checked, or the kernel has too many arguments."""
     from . import llvm_python as py
 
     if not h.pyapi or n_in + n_out > py.MAX_ARGS or len(names) != n_out - 1:

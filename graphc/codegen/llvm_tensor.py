@@ -24,18 +24,20 @@ import numpy as np
 
 from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph, print_graph
+from . import cpython_abi as abi
 from .llvm_cpu import Compiled, Host, Lower, _split, _Types, host, machine_code, machine_key
 from .llvm_ir import count_loop
 from .numpy_ref import evaluate
+from .plan import LoopStep, RowStep
+from .plan_kernel import PlanKernel
 from .scalar import Body
 from .schedule import Region, Xent, describe_schedule, region_graph
-from .tensor_cpu import TensorKernel
 
 _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
 
 
 def _key(h: Host, *parts: str) -> str:
-    return machine_key(h, *parts)  # graphc's source is in every key: no version to bump
+    return machine_key(h, *parts, abi.layout_key())  # graphc's source is in every key: no version to bump
 
 
 # ------------------------------------------------------------------ a fused region
@@ -73,9 +75,6 @@ class RegionPlan:
         return len(self.in_kind) + len(self.out_dtype) + len(self.sum_kind)
 
 
-ARRAY_DATA = object.__basicsize__  # PyArrayObject: data, nd, dimensions, strides follow the object header
-
-
 def scalar_type(dtype: str):
     """The LLVM type of a 0-d value passed by value (as ctypes passes it)."""
     import llvmlite.ir as ir
@@ -83,140 +82,242 @@ def scalar_type(dtype: str):
     return {"f64": ir.DoubleType(), "f32": ir.FloatType(), "i64": ir.IntType(64), "bool": ir.IntType(8)}[dtype]
 
 
-def region_module(p: RegionPlan, h: Host, sym: str):
-    """`<sym>_region(d0.., operands..) -> i32`: the loop nest over dims d0..,
-    each operand a NumPy array object (its data pointer and strides read from the
-    array itself: no marshalling per call) or, for a 0-d input, its value.
-    Returns 1, doing nothing, when an operand read or written as vectors is
-    strided along its last axis (the caller then passes contiguous copies)."""
-    import llvmlite.ir as ir
+class _RegionBuilder:
+    """The pieces of one region's LLVM function (`region_module`): the module,
+    types and function, the element's lines, and per operand its dtype, base
+    pointer and per-axis element strides once `operands` has read them."""
 
-    dt = p.dtype
-    body = Body(p.graph, backend="cpu")
-    consts = [_split(c) for c in body.consts]
-    lines = [_split(ln) for ln in body.lines]
-    names = body.input_vars()
-    n_in, n_out, n_sum = len(p.in_kind), len(p.out_dtype), len(p.sum_kind)
-    mod = ir.Module(name="graphc_region")
-    mod.triple = h.triple
-    W = h.width(dt)
-    t = _Types(mod, dt, W)
-    i64, ptr = t.i64, t.ptr
-    nd = p.nd
-    params = [i64] * nd + [ptr if p.in_rank[k] else scalar_type(p.in_dtype[k]) for k in range(n_in)]
-    fn = ir.Function(mod, ir.FunctionType(t.i32, params + [ptr] * (n_out + n_sum)), name=f"{sym}_region")
-    dims, objs = list(fn.args[:nd]), fn.args[nd:]
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    elem = {d: (t.f if d not in _ELEM else ir.IntType(_ELEM[d])) for d in set(p.in_dtype) | set(p.out_dtype) | {dt}}
-    dtypes = p.in_dtype + p.out_dtype + [dt] * n_sum
-    unit = [kind == "vec" for kind in p.in_kind] + [True] * n_out + [kind == "vec" for kind in p.sum_kind]
+    def __init__(self, p: RegionPlan, h: Host, sym: str, raw: bool = False):
+        import llvmlite.ir as ir
 
-    def field(obj, offset: int):
-        return b.load(b.gep(obj, [ir.Constant(i64, ARRAY_DATA + offset)], source_etype=ir.IntType(8)), typ=ptr)
+        self.p, self.h, self.dt, self.nd, self.raw = p, h, p.dtype, p.nd, raw
+        self.body = Body(p.graph, backend="cpu")
+        self.consts = [_split(c) for c in self.body.consts]
+        self.lines = [_split(ln) for ln in self.body.lines]
+        self.names = self.body.input_vars()
+        self.n_in, self.n_out, self.n_sum = len(p.in_kind), len(p.out_dtype), len(p.sum_kind)
+        self.mod = ir.Module(name="graphc_region")
+        self.mod.triple = h.triple
+        self.W = h.width(self.dt)
+        self.t = t = _Types(self.mod, self.dt, self.W)
+        params = [t.i64] * self.nd + [t.ptr if p.in_rank[k] else scalar_type(p.in_dtype[k]) for k in range(self.n_in)]
+        params += [t.ptr] * (self.n_out + self.n_sum)
+        if raw:  # each array operand's data pointer followed by its nd element strides
+            params = params[:self.nd] + [x for k, a in enumerate(params[self.nd:])
+                                         for x in ([a] + [t.i64] * self.nd if self.is_array(k) else [a])]
+        self.fn = ir.Function(self.mod, ir.FunctionType(t.i32, params), name=f"{sym}_region")
+        self.dims = list(self.fn.args[:self.nd])
+        self.elem = {d: (t.f if d not in _ELEM else ir.IntType(_ELEM[d]))
+                     for d in set(p.in_dtype) | set(p.out_dtype) | {self.dt}}
+        self.dtypes = p.in_dtype + p.out_dtype + [self.dt] * self.n_sum
+        self.zero = ir.Constant(t.vec, [ir.Constant(t.f, 0.0)] * self.W)
+        self.bases: list = []
+        self.strides: list[list] = []
+        self.scalars: dict[int, Any] = {}
+        self.spare = None
 
-    ok = ir.Constant(t.i1, 1)
-    bases, strides, scalars = [], [], {}
-    for k in range(p.operands):
-        if k < n_in and not p.in_rank[k]:
-            bases.append(None)
-            strides.append([ir.Constant(i64, 0)] * nd)
-            scalars[k] = objs[k]
-            continue
-        item = 1 if dtypes[k] == "bool" else 4 if dtypes[k] == "f32" else 8
-        data, shape_p, step_p = field(objs[k], 0), field(objs[k], 16), field(objs[k], 24)
-        row = []
-        for j, q in enumerate(p.axes[k]):
-            if q is None:
-                row.append(ir.Constant(i64, 0))
+    def build(self):
+        import llvmlite.ir as ir
+
+        entry = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        b = self.raw_operands(entry) if self.raw else self.operands(entry)
+        end = self.nest(b, 0, [ir.Constant(self.t.i64, 0)] * self.p.operands)
+        end.ret(ir.Constant(self.t.i32, 0))
+        return self.mod
+
+    def is_array(self, k: int) -> bool:
+        """Operand k is an array (a 0-d input is passed by value)."""
+        return k >= self.n_in or bool(self.p.in_rank[k])
+
+    def raw_operands(self, b):
+        """The raw variant's operands: data pointers and element strides as arguments
+        (the caller applies the broadcasting and layout rules `operands` checks)."""
+        args = iter(self.fn.args[self.nd:])
+        for k in range(self.p.operands):
+            if not self.is_array(k):
+                self.bases.append(None)
+                self.strides.append([self.t.i64(0)] * self.nd)
+                self.scalars[k] = next(args)
                 continue
-            qc = ir.Constant(i64, q)
-            size = b.load(b.gep(shape_p, [qc], source_etype=i64), typ=i64)
-            step = b.load(b.gep(step_p, [qc], source_etype=i64), typ=i64)
-            ok = b.and_(ok, b.icmp_signed("==", b.and_(step, ir.Constant(i64, item - 1)), ir.Constant(i64, 0)))
-            one = b.icmp_signed("==", size, ir.Constant(i64, 1))
-            if j == nd - 1 and unit[k]:  # read or written as vectors: unit stride along the last axis
-                ok = b.and_(ok, b.or_(one, b.icmp_signed("==", step, ir.Constant(i64, item))))
-            row.append(b.select(one, ir.Constant(i64, 0), b.sdiv(step, ir.Constant(i64, item))))
-        bases.append(data)
-        strides.append(row)
-    spare = b.alloca(i64)  # where the lanes past the end of a row are stored
-    go, refuse = fn.append_basic_block("go"), fn.append_basic_block("refuse")
-    b.cbranch(ok, go, refuse)
-    ir.IRBuilder(refuse).ret(ir.Constant(t.i32, 1))
-    b = ir.IRBuilder(go)
+            self.bases.append(next(args))
+            self.strides.append([next(args) for _ in range(self.nd)])
+        self.spare = b.alloca(self.t.i64)
+        return b
 
-    def masked_load(e):
+    def operands(self, b):
+        """Each operand's data pointer and element strides, read from its array object
+        (a 0-d input is its value); returns the builder where they all fit (the
+        function returns 1 otherwise)."""
+        import llvmlite.ir as ir
+
+        p, t, nd, n_in, fn, dtypes = self.p, self.t, self.nd, self.n_in, self.fn, self.dtypes
+        i64, objs = t.i64, fn.args[nd:]
+        unit = [kind == "vec" for kind in p.in_kind] + [True] * self.n_out + [kind == "vec" for kind in p.sum_kind]
+        ok = ir.Constant(t.i1, 1)
+        bases, strides, scalars = self.bases, self.strides, self.scalars
+        for k in range(p.operands):
+            if k < n_in and not p.in_rank[k]:
+                bases.append(None)
+                strides.append([ir.Constant(i64, 0)] * nd)
+                scalars[k] = objs[k]
+                continue
+            item = 1 if dtypes[k] == "bool" else 4 if dtypes[k] == "f32" else 8
+            data, shape_p, step_p = abi.array_fields(b, objs[k])  # read where cpython_abi.abi() said so
+            row = []
+            for j, q in enumerate(p.axes[k]):
+                if q is None:
+                    row.append(ir.Constant(i64, 0))
+                    continue
+                qc = ir.Constant(i64, q)
+                size = b.load(b.gep(shape_p, [qc], source_etype=i64), typ=i64)
+                step = b.load(b.gep(step_p, [qc], source_etype=i64), typ=i64)
+                ok = b.and_(ok, b.icmp_signed("==", b.and_(step, ir.Constant(i64, item - 1)), ir.Constant(i64, 0)))
+                one = b.icmp_signed("==", size, ir.Constant(i64, 1))
+                if j == nd - 1 and unit[k]:  # read or written as vectors: unit stride along the last axis
+                    ok = b.and_(ok, b.or_(one, b.icmp_signed("==", step, ir.Constant(i64, item))))
+                row.append(b.select(one, ir.Constant(i64, 0), b.sdiv(step, ir.Constant(i64, item))))
+            bases.append(data)
+            strides.append(row)
+        self.spare = b.alloca(i64)  # where the lanes past the end of a row are stored
+        go, refuse = fn.append_basic_block("go"), fn.append_basic_block("refuse")
+        b.cbranch(ok, go, refuse)
+        ir.IRBuilder(refuse).ret(ir.Constant(t.i32, 1))
+        return ir.IRBuilder(go)
+
+    # ------------------------------------------------ vectors
+
+    def masked_load(self, e):
         """llvm.masked.load over <W x e> (stores go lane by lane: `_Types.store_lanes`)."""
-        vt = ir.VectorType(e, W)
-        name = f"llvm.masked.load.v{W}{'f' if e is t.f else 'i'}{_bits(e)}.p0"
-        return mod.globals.get(name) or ir.Function(mod, ir.FunctionType(vt, [ptr, t.i32, t.mask_t, vt]), name=name)
+        import llvmlite.ir as ir
 
-    def _bits(e) -> int:
-        return t.size * 8 if e is t.f else e.width
-
-    def splat(bb, v, e):
+        t, W = self.t, self.W
         vt = ir.VectorType(e, W)
-        s = bb.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(t.i32, 0))
+        name = f"llvm.masked.load.v{W}{'f' if e is t.f else 'i'}{self.bits(e)}.p0"
+        return self.mod.globals.get(name) or ir.Function(self.mod, ir.FunctionType(vt, [t.ptr, t.i32, t.mask_t, vt]),
+                                                         name=name)
+
+    def bits(self, e) -> int:
+        return self.t.size * 8 if e is self.t.f else e.width
+
+    def splat(self, bb, v, e):
+        import llvmlite.ir as ir
+
+        i32, W = self.t.i32, self.W
+        vt = ir.VectorType(e, W)
+        s = bb.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(i32, 0))
         return bb.shuffle_vector(s, ir.Constant(vt, ir.Undefined),
-                                 ir.Constant(ir.VectorType(t.i32, W), [ir.Constant(t.i32, 0)] * W))
+                                 ir.Constant(ir.VectorType(i32, W), [ir.Constant(i32, 0)] * W))
 
-    def as_lanes(bb, v, d: str) -> tuple:
+    def as_lanes(self, bb, v, d: str) -> tuple:
         """A loaded vector as Lower's (value, kind): floats as they are, bools as i1 lanes,
         integers converted to the float type."""
+        import llvmlite.ir as ir
+
         if d == "bool":
             return bb.icmp_unsigned("!=", v, ir.Constant(v.type, None)), "b"
         if d == "i64":
-            return bb.sitofp(v, t.vec), "f"
+            return bb.sitofp(v, self.t.vec), "f"
         return v, "f"
 
-    def nest(bb, j: int, offs: list) -> Any:
+    # ------------------------------------------------ the loops
+
+    def nest(self, bb, j: int, offs: list) -> Any:
         """Loops over axes j.. with each operand's element offset `offs`; returns the
         builder after them."""
-        if j < nd - 1:
+        if j < self.nd - 1:
             def step(sb, i):
-                return nest(sb, j + 1, [sb.add(o, sb.mul(i, strides[k][j])) for k, o in enumerate(offs)])
-            return count_loop(fn, bb, dims[j], f"axis{j}", step)
-        return inner(bb, offs)
+                return self.nest(sb, j + 1, [sb.add(o, sb.mul(i, self.strides[k][j])) for k, o in enumerate(offs)])
+            return count_loop(self.fn, bb, self.dims[j], f"axis{j}", step)
+        return self.inner(bb, offs)
 
-    def compute(cb, vals: dict, mask) -> tuple[list, list]:
-        """The element's lines over input vectors `vals` (by input index; 0-d and row
-        inputs come from `rows`): the outputs to store and the summands, masked-off
-        lanes (mask not None) zeroed in the summands."""
-        low = Lower(cb, mod, dt, W, h)
-        for name, rhs in consts:
+    def compute(self, cb, vals: dict, mask) -> tuple[list, list]:
+        """The element's lines over input vectors `vals` (by input index): the outputs
+        to store and the summands, masked-off lanes (mask not None) zeroed in the
+        summands."""
+        import llvmlite.ir as ir
+
+        p, body, W = self.p, self.body, self.W
+        low = Lower(cb, self.mod, self.dt, W, self.h)
+        for name, rhs in self.consts:
             low.line(name, rhs)
-        for k in range(n_in):
-            low.env[names[k]] = vals[k]
-        for name, rhs in lines:
+        for k in range(self.n_in):
+            low.env[self.names[k]] = vals[k]
+        for name, rhs in self.lines:
             low.line(name, rhs)
         results = []
         for j, d in enumerate(p.out_dtype):
             v = low.env[body.outputs[j]]
             if d == "bool":
-                results.append(cb.zext(low.as_bool(v), ir.VectorType(elem[d], W)))
+                results.append(cb.zext(low.as_bool(v), ir.VectorType(self.elem[d], W)))
             elif d == "i64":
                 raise GraphcError("the llvm target stores no integer region outputs")
             else:
                 results.append(low.as_float(v))
-        summands = [low.as_float(low.env[body.outputs[n_out + s]]) for s in range(n_sum)]
+        summands = [low.as_float(low.env[body.outputs[self.n_out + s]]) for s in range(self.n_sum)]
         if mask is not None:
-            zero = ir.Constant(t.vec, [ir.Constant(t.f, 0.0)] * W)
-            summands = [cb.select(mask, v, zero) for v in summands]
+            summands = [cb.select(mask, v, self.zero) for v in summands]
         return results, summands
 
-    def inner(bb, offs: list) -> Any:
-        """The innermost axis: full vectors in a loop of plain loads and stores (LLVM
-        unrolls it), then the last partial vector once, masked loads and lane stores."""
-        n = dims[nd - 1]
-        addr = [bb.gep(bases[k], [offs[k]], source_etype=elem[d]) if bases[k] is not None else None
-                for k, d in enumerate(dtypes)]
-        rows = {}
-        for k, kind in enumerate(p.in_kind):  # one value per row, splat to a vector
+    def row_inputs(self, bb, addr: list) -> dict:
+        """The inputs read once per row (0-d or broadcast along the innermost axis), splat."""
+        p, rows = self.p, {}
+        for k, kind in enumerate(p.in_kind):
             if kind == "row":
-                e = elem[p.in_dtype[k]]
-                v = scalars[k] if k in scalars else bb.load(addr[k], typ=e)
-                rows[k] = as_lanes(bb, splat(bb, v, e), p.in_dtype[k])
-        zero = ir.Constant(t.vec, [ir.Constant(t.f, 0.0)] * W)
+                e = self.elem[p.in_dtype[k]]
+                v = self.scalars[k] if k in self.scalars else bb.load(addr[k], typ=e)
+                rows[k] = self.as_lanes(bb, self.splat(bb, v, e), p.in_dtype[k])
+        return rows
+
+    def vector_inputs(self, bb, addr: list, i, rows: dict, mask=None) -> dict:
+        """Every input's vector at column i: plain loads, or masked (the last vector)."""
+        import llvmlite.ir as ir
+
+        p, W, vals = self.p, self.W, dict(rows)
+        for k, kind in enumerate(p.in_kind):
+            if kind != "vec":
+                continue
+            e = self.elem[p.in_dtype[k]]
+            vt = ir.VectorType(e, W)
+            if mask is None:
+                v = bb.load(bb.gep(addr[k], [i], source_etype=e), typ=vt, align=self.bits(e) // 8)
+            else:
+                one = ir.Constant(vt, [ir.Constant(e, 1.0 if e is self.t.f else 1)] * W)  # no trap in dead lanes
+                v = bb.call(self.masked_load(e), [bb.gep(addr[k], [i], source_etype=e),
+                                                  ir.Constant(self.t.i32, self.bits(e) // 8), mask, one])
+            vals[k] = self.as_lanes(bb, v, p.in_dtype[k])
+        return vals
+
+    def store(self, sb, addr: list, i, results: list, summands: list, left=None) -> None:
+        """The outputs at column i and the kept-axis sums added there; lane by lane
+        below `left` when given (the last vector)."""
+        p, t, n_in, n_out = self.p, self.t, self.n_in, self.n_out
+        for j, d in enumerate(p.out_dtype):
+            a = sb.gep(addr[n_in + j], [i], source_etype=self.elem[d])
+            if left is not None:
+                t.store_lanes(sb, results[j], a, left, self.spare)
+            else:
+                sb.store(results[j], a, align=self.bits(self.elem[d]) // 8)
+        for s, kind in enumerate(p.sum_kind):
+            if kind != "vec":
+                continue
+            a = sb.gep(addr[n_in + n_out + s], [i], source_etype=t.f)
+            if left is not None:
+                old = sb.call(self.masked_load(t.f), [a, t.align, t.mask(sb, left), self.zero])
+                t.store_lanes(sb, sb.fadd(old, summands[s]), a, left, self.spare)
+            else:
+                sb.store(sb.fadd(sb.load(a, typ=t.vec, align=t.size), summands[s]), a, align=t.size)
+
+    def inner(self, bb, offs: list) -> Any:
+        """The innermost axis: full vectors in a loop of plain loads and stores (LLVM
+        unrolls it), then the last partial vector once, masked loads and lane stores;
+        the innermost-axis sums in a register each, added into their cells after."""
+        import llvmlite.ir as ir
+
+        p, t, fn, W, i64 = self.p, self.t, self.fn, self.W, self.t.i64
+        n = self.dims[self.nd - 1]
+        addr = [bb.gep(self.bases[k], [offs[k]], source_etype=self.elem[d]) if self.bases[k] is not None else None
+                for k, d in enumerate(self.dtypes)]
+        rows = self.row_inputs(bb, addr)
         wc = ir.Constant(i64, W)
         pre = bb.block
         head, full, check, tail, after = (fn.append_basic_block(x) for x in
@@ -228,35 +329,12 @@ def region_module(p: RegionPlan, h: Host, sym: str):
         hsums = [s for s, kind in enumerate(p.sum_kind) if kind == "hsum"]
         accs = {s: hb.phi(t.vec) for s in hsums}  # a register per row
         for a in accs.values():
-            a.add_incoming(zero, pre)
+            a.add_incoming(self.zero, pre)
         hb.cbranch(hb.icmp_signed("<=", hb.add(i, wc), n), full, check)
 
-        def store(sb, results, summands, masked_: bool, left=None):
-            for j, d in enumerate(p.out_dtype):
-                a = sb.gep(addr[n_in + j], [i], source_etype=elem[d])
-                if masked_:
-                    t.store_lanes(sb, results[j], a, left, spare)
-                else:
-                    sb.store(results[j], a, align=_bits(elem[d]) // 8)
-            for s, kind in enumerate(p.sum_kind):
-                if kind != "vec":
-                    continue
-                a = sb.gep(addr[n_in + n_out + s], [i], source_etype=t.f)
-                if masked_:
-                    old = sb.call(masked_load(t.f), [a, t.align, t.mask(sb, left), zero])
-                    t.store_lanes(sb, sb.fadd(old, summands[s]), a, left, spare)
-                else:
-                    sb.store(sb.fadd(sb.load(a, typ=t.vec, align=t.size), summands[s]), a, align=t.size)
-
         fb = ir.IRBuilder(full)
-        vals = dict(rows)
-        for k, kind in enumerate(p.in_kind):
-            if kind == "vec":
-                e = elem[p.in_dtype[k]]
-                v = fb.load(fb.gep(addr[k], [i], source_etype=e), typ=ir.VectorType(e, W), align=_bits(e) // 8)
-                vals[k] = as_lanes(fb, v, p.in_dtype[k])
-        results, summands = compute(fb, vals, None)
-        store(fb, results, summands, False)
+        results, summands = self.compute(fb, self.vector_inputs(fb, addr, i, rows), None)
+        self.store(fb, addr, i, results, summands)
         i.add_incoming(fb.add(i, wc), fb.block)
         for s in hsums:
             accs[s].add_incoming(fb.fadd(accs[s], summands[s]), fb.block)
@@ -267,17 +345,8 @@ def region_module(p: RegionPlan, h: Host, sym: str):
         tb = ir.IRBuilder(tail)
         left = tb.sub(n, i)
         mask = t.mask(tb, left)
-        vals = dict(rows)
-        for k, kind in enumerate(p.in_kind):
-            if kind == "vec":
-                e = elem[p.in_dtype[k]]
-                vt = ir.VectorType(e, W)
-                one = ir.Constant(vt, [ir.Constant(e, 1.0 if e is t.f else 1)] * W)  # no trap in dead lanes
-                v = tb.call(masked_load(e), [tb.gep(addr[k], [i], source_etype=e),
-                                                   ir.Constant(t.i32, _bits(e) // 8), mask, one])
-                vals[k] = as_lanes(tb, v, p.in_dtype[k])
-        results, summands = compute(tb, vals, mask)
-        store(tb, results, summands, True, left)
+        results, summands = self.compute(tb, self.vector_inputs(tb, addr, i, rows, mask), mask)
+        self.store(tb, addr, i, results, summands, left)
         tail_accs = {s: tb.fadd(accs[s], summands[s]) for s in hsums}
         tb.branch(after)
         ab = ir.IRBuilder(after)
@@ -289,13 +358,21 @@ def region_module(p: RegionPlan, h: Host, sym: str):
             total = ab.extract_element(acc, ir.Constant(t.i32, 0))
             for lane in range(1, W):
                 total = ab.fadd(total, ab.extract_element(acc, ir.Constant(t.i32, lane)))
-            cell = addr[n_in + n_out + s]
+            cell = addr[self.n_in + self.n_out + s]
             ab.store(ab.fadd(ab.load(cell, typ=t.f), total), cell)
         return ab
 
-    end = nest(b, 0, [ir.Constant(i64, 0)] * p.operands)
-    end.ret(ir.Constant(t.i32, 0))
-    return mod
+
+def region_module(p: RegionPlan, h: Host, sym: str, raw: bool = False):
+    """`<sym>_region(d0.., operands..) -> i32`: the loop nest over dims d0..,
+    each operand a NumPy array object (its data pointer and strides read from the
+    array itself: no marshalling per call) or, for a 0-d input, its value.
+    Returns 1, doing nothing, when an operand read or written as vectors is
+    strided along its last axis (the caller then passes contiguous copies).
+    `raw`: each array operand is its data pointer and its nd element strides
+    instead (0 on a broadcast axis; unit along the last axis where read or written
+    as vectors), returning 0 (the LLVM whole step, `llvm_step.py`)."""
+    return _RegionBuilder(p, h, sym, raw).build()
 
 
 # ------------------------------------------------------------------ cross_entropy rows
@@ -306,12 +383,8 @@ def _array(b, obj, rank: int, item: int):
     and whether it is C-contiguous (an axis of size 1 may have any stride)."""
     import llvmlite.ir as ir
 
-    i64, ptr, i8 = ir.IntType(64), ir.PointerType(), ir.IntType(8)
-
-    def field(offset: int):
-        return b.load(b.gep(obj, [ir.Constant(i64, ARRAY_DATA + offset)], source_etype=i8), typ=ptr)
-
-    data, shape_p, step_p = field(0), field(16), field(24)
+    i64 = ir.IntType(64)
+    data, shape_p, step_p = abi.array_fields(b, obj)
     sizes = [b.load(b.gep(shape_p, [ir.Constant(i64, q)], source_etype=i64), typ=i64) for q in range(rank)]
     steps = [b.load(b.gep(step_p, [ir.Constant(i64, q)], source_etype=i64), typ=i64) for q in range(rank)]
     ok, span = ir.Constant(ir.IntType(1), 1), ir.Constant(i64, item)
@@ -322,12 +395,14 @@ def _array(b, obj, rank: int, item: int):
     return data, sizes, steps, ok
 
 
-def xent_module(dtype: str, h: Host, sym: str):
+def xent_module(dtype: str, h: Host, sym: str, raw: bool = False):
     """`<sym>_xent(s, y, p, d, losses, with_diff) -> i32`: XENT_ROW (schedule.py)
     per row of the scores, each row in vectors of the host's width (masked last
     vector; libmvec's exp where present). The arguments are NumPy array objects;
     returns 1, doing nothing, unless they are C-contiguous. Labels are checked in
-    range by the caller."""
+    range by the caller. `raw`: `<sym>_xent(s, y, p, d, losses, n, c, with_diff)`
+    over C-contiguous data pointers, returning 2, doing nothing, when a label is
+    out of range (the LLVM whole step, `llvm_step.py`)."""
     import llvmlite.ir as ir
 
     mod = ir.Module(name="graphc_xent")
@@ -335,21 +410,34 @@ def xent_module(dtype: str, h: Host, sym: str):
     W = h.width(dtype)
     t = _Types(mod, dtype, W)
     i64, i32, ptr, f, vec = t.i64, t.i32, t.ptr, t.f, t.vec
-    fn = ir.Function(mod, ir.FunctionType(i32, [ptr] * 5 + [i64]), name=f"{sym}_xent")
-    so, yo, po, do, lo, with_diff = fn.args
+    fn = ir.Function(mod, ir.FunctionType(i32, [ptr] * 5 + [i64] * (3 if raw else 1)), name=f"{sym}_xent")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    s, (n, c), _, ok = _array(b, so, 2, t.size)
-    y, _, _, ok_y = _array(b, yo, 1, 8)
-    p, _, _, ok_p = _array(b, po, 2, t.size)
-    d, _, _, ok_d = _array(b, do, 2, t.size)
-    losses, _, _, ok_l = _array(b, lo, 1, t.size)
-    diff = b.icmp_signed("!=", with_diff, ir.Constant(i64, 0))
-    ok = b.and_(b.and_(ok, ok_y), b.and_(b.and_(ok_p, ok_l), b.or_(b.not_(diff), ok_d)))
     m_slot, z_slot = b.alloca(vec), b.alloca(vec)  # in the entry block: promoted to registers
     spare = b.alloca(i64)
     go, refuse = fn.append_basic_block("go"), fn.append_basic_block("refuse")
+    if raw:
+        s, y, p, d, losses, n, c, with_diff = fn.args
+        diff = b.icmp_signed("!=", with_diff, ir.Constant(i64, 0))
+        bad = b.alloca(i64)
+        b.store(ir.Constant(i64, 0), bad)
+
+        def check(lb, i):  # a label outside [0, c), counted without a branch
+            label = lb.load(lb.gep(y, [i], source_etype=i64), typ=i64)
+            out = lb.or_(lb.icmp_signed("<", label, ir.Constant(i64, 0)), lb.icmp_signed(">=", label, c))
+            lb.store(lb.add(lb.load(bad, typ=i64), lb.zext(out, i64)), bad)
+        b = count_loop(fn, b, n, "labels", check)
+        ok = b.icmp_signed("==", b.load(bad, typ=i64), ir.Constant(i64, 0))
+    else:
+        so, yo, po, do, lo, with_diff = fn.args
+        s, (n, c), _, ok = _array(b, so, 2, t.size)
+        y, _, _, ok_y = _array(b, yo, 1, 8)
+        p, _, _, ok_p = _array(b, po, 2, t.size)
+        d, _, _, ok_d = _array(b, do, 2, t.size)
+        losses, _, _, ok_l = _array(b, lo, 1, t.size)
+        diff = b.icmp_signed("!=", with_diff, ir.Constant(i64, 0))
+        ok = b.and_(b.and_(ok, ok_y), b.and_(b.and_(ok_p, ok_l), b.or_(b.not_(diff), ok_d)))
     b.cbranch(ok, go, refuse)
-    ir.IRBuilder(refuse).ret(ir.Constant(i32, 1))
+    ir.IRBuilder(refuse).ret(ir.Constant(i32, 2 if raw else 1))
     b = ir.IRBuilder(go)
     zero, one = ir.Constant(f, 0.0), ir.Constant(f, 1.0)
     vzero = ir.Constant(vec, [zero] * W)
@@ -444,64 +532,55 @@ def _strides(a: np.ndarray, nd: int, item: int) -> list[int]:
     return [0] * off + [0 if d == 1 else s // item for d, s in zip(a.shape, a.strides)]
 
 
-class LlvmTensorKernel(TensorKernel):
-    """The cpu target's tensor schedule with its fused steps compiled by llvmlite."""
+class LlvmTensorKernel(PlanKernel):
+    """The tensor plan with its loop and row steps compiled by llvmlite."""
 
     def __init__(self, graph: Graph, target: str, parallel: bool):
-        self._host = host()
         super().__init__(graph, target, parallel)
-
-    def _kernel_sources(self) -> None:
-        h = self._host
+        self._host = h = host()
+        self._loops: dict[str, RegionPlan] = {}  # a region's key -> its static loop layout
         for s in self.steps:
             if isinstance(s, Region):
-                plan = RegionPlan(s, self.graph.dtype)
-                s.key = _key(h, "region", plan.signature)
-                s.plan = plan
+                layout = RegionPlan(s, graph.dtype)
+                s.key = _key(h, "region", layout.signature)
+                self._loops[s.key] = layout
             elif isinstance(s, Xent):
-                s.key = _key(h, "xent", self.graph.dtype)
+                s.key = _key(h, "xent", graph.dtype)
 
-    def _whole_step(self, plan: list) -> None:
-        self._whole = None  # the one-function form is Numba's; here every step runs from the plan
-
-    def _module(self, s) -> str:
+    def _module(self, s: Region | Xent) -> str:
         sym = "graphc_t" + s.key[:20]
         if isinstance(s, Region):
-            return str(region_module(s.plan, self._host, sym))
+            return str(region_module(self._loops[s.key], self._host, sym))
         return str(xent_module(self.graph.dtype, self._host, sym))
 
-    def _region_fn(self, r: Region | Xent, name: str = "region"):
-        fn = self._compiled.get(r.key)
-        if fn is None:
-            fn = self._compiled[r.key] = self._load(r)
-        return fn
-
-    def _load(self, s):
-        h = self._host
-        sym = "graphc_t" + s.key[:20]
-        if isinstance(s, Xent):
-            proto = ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.py_object] * 5), ctypes.c_int64)
-            obj = machine_code(s.key, lambda: self._module(s), h, (f"{sym}_xent",), (f"{sym}_",))
-            entry = Compiled(obj, h, sym, "xent", proto).kernel
-            return _xent_caller(entry, np.dtype(DTYPE_NUMPY[self.graph.dtype]))
+    def loop_function(self, step: LoopStep):
+        r = step.region
+        if not abi.abi():  # the LLVM steps read array objects' fields: not on a layout cpython_abi did not check
+            return _numpy_region(r)
+        h, layout = self._host, self._loops[r.key]
+        sym = "graphc_t" + r.key[:20]
         try:
-            obj = machine_code(s.key, lambda: self._module(s), h, (f"{sym}_region",), (f"{sym}_",))
+            obj = machine_code(r.key, lambda: self._module(r), h, (f"{sym}_region",), (f"{sym}_",))
         except GraphcError:  # a template outside what Lower handles: the region's NumPy form
-            return _numpy_region(s)
-        return _region_caller(Compiled(obj, h, sym, "region", region_prototype(s.plan)).kernel, s.plan)
+            return _numpy_region(r)
+        return _region_caller(Compiled(obj, h, sym, "region", region_prototype(layout)).kernel, layout)
 
-    @property
-    def source(self) -> str:
+    def row_function(self, step: RowStep):
+        if not abi.abi():
+            return _numpy_xent
+        x, h = step.xent, self._host
+        sym = "graphc_t" + x.key[:20]
+        proto = ctypes.CFUNCTYPE(ctypes.c_int32, *([ctypes.py_object] * 5), ctypes.c_int64)
+        obj = machine_code(x.key, lambda: self._module(x), h, (f"{sym}_xent",), (f"{sym}_",))
+        return _xent_caller(Compiled(obj, h, sym, "xent", proto).kernel, self.np_dtype)
+
+    def describe(self) -> str:
         """The schedule, then each fused step's LLVM IR (built on demand)."""
         text = describe_schedule(self.graph, self.steps, self.target)
         kernels = [s for s in self.steps if isinstance(s, (Region, Xent))]
         head = text.split("\n\n# ---- kernel 0")[0]
         parts = [head] + [f"\n# ---- kernel {k}\n{self._module(s)}" for k, s in enumerate(kernels)]
         return "\n".join(parts)
-
-    @source.setter
-    def source(self, value) -> None:  # the base class's placeholder; here it is derived
-        pass
 
 
 _CTYPE = {"f64": ctypes.c_double, "f32": ctypes.c_float, "i64": ctypes.c_int64, "bool": ctypes.c_bool}
@@ -589,3 +668,20 @@ def _numpy_region(r: Region):
             v = np.broadcast_to(v, tuple(args[:nd]))
             acc += np.sum(v, axis=ax, keepdims=keep).reshape(acc.shape)
     return call
+
+
+def _numpy_xent(scores, labels, p, d, losses, with_diff) -> bool:
+    """XENT_ROW (schedule.py) over every row at once in NumPy, with the LLVM xent's
+    signature: the step where the LLVM one may not read array objects."""
+    s, y = np.asarray(scores), np.asarray(labels, dtype=np.int64)
+    m = np.max(s, axis=1)  # NaN propagates
+    m = np.where(m - m == 0, m, np.zeros_like(m))  # an infinite or NaN max shifts by 0
+    np.exp(s - m[:, None], out=p)
+    z = np.sum(p, axis=1)
+    p /= z[:, None]
+    rows = np.arange(s.shape[0])
+    losses[...] = -(s[rows, y] - (np.log(z) + m))
+    if with_diff:
+        d[...] = p
+        d[rows, y] -= 1
+    return True

@@ -113,7 +113,7 @@ def _xents(order: list[Node]) -> list[Xent]:
 
 
 
-def _regions(graph: Graph) -> list:
+def regions(graph: Graph) -> list:
     """Steps in order: a Node (run by NumPy), a Region or an Xent.
 
     A node joins the region of an argument of its shape when the region can run
@@ -130,7 +130,7 @@ def _regions(graph: Graph) -> list:
     xents = _xents(order)
     taken = {id(n): x for x in xents for n in x.nodes}
     member: dict[int, Region] = {}
-    regions: list[Region] = []
+    found: list[Region] = []
 
     def when(v: Node) -> int:
         """When a value is ready: its region's run position, else its own."""
@@ -173,10 +173,10 @@ def _regions(graph: Graph) -> list:
         # reads one of its arguments too (one pass reads that argument once)
         homes = [member[id(a)] for a in n.args if id(a) in member]
         shared = {id(a) for a in n.args if a.op != "const"}
-        homes += [r for r in regions if any(id(b) in shared for m in r.nodes for b in m.args)]
+        homes += [r for r in found if any(id(b) in shared for m in r.nodes for b in m.args)]
         if not any(r.shape == n.shape and join(r, n) for r in homes):
             r = Region(n.shape, k, at=k)
-            regions.append(r)
+            found.append(r)
             r.nodes.append(n)
             member[id(n)] = r
     # sums over a region's values join it as epilogues, accumulated in the same loop (the bias
@@ -190,14 +190,14 @@ def _regions(graph: Graph) -> list:
                 r.reductions.append(n)
                 member[id(n)] = r
     # regions of one op and no epilogue run as NumPy
-    for r in regions:
+    for r in found:
         if len(r.nodes) + len(r.reductions) < MIN_FUSED:
             for n in r.nodes + r.reductions:
                 del member[id(n)]
             r.reductions = []
-    regions = [r for r in regions if len(r.nodes) + len(r.reductions) >= MIN_FUSED]
+    found = [r for r in found if len(r.nodes) + len(r.reductions) >= MIN_FUSED]
     out_ids = {id(v) for _, v in graph.outputs}
-    for r in regions:
+    for r in found:
         inside = {id(n) for n in r.nodes}
         seen: set[int] = set()
         for n in r.nodes:

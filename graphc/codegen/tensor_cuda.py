@@ -1,8 +1,8 @@
 """Tensor programs on the GPU (target "cuda"): the CPU schedule's steps as
 numba-cuda kernels.
 
-The schedule is `tensor_cpu`'s (same fused regions, same one-pass-per-row
-cross_entropy, same GEMM list); each step becomes:
+The plan is the CPU backends' (`plan.py`: same fused regions, same
+one-pass-per-row cross_entropy, same GEMM list); each step becomes:
 - a fused region: a grid-stride kernel over the region's elements (the flat
   index unravelled into the loop indices, inputs broadcast by indexing), its
   sums accumulated with `cuda.atomic.add` (so their order, and the last bits,
@@ -27,15 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import DTYPE_NUMPY, Graph, Node, print_graph
+from ..ir import DTYPE_NUMPY, Graph, print_graph
 from ..shapes import bound
 from . import cache
 from .buffers import is_device
 from .kernel import Kernel, fill_out
 from .numba_cuda import _namespace, require_gpu, simulator
-from .numpy_ref import op_step, run_op
+from .numpy_ref import run_op
+from .plan import GemmStep, HostStep, LoopStep, Plan, RowStep, lower
 from .scalar import indent
-from .schedule import Region, Xent, _regions, describe_schedule, region_code, xent_function
+from .schedule import Region, Xent, describe_schedule, region_code, regions, xent_function
 
 TILE = 16  # the shared-memory GEMM's tile edge
 
@@ -121,19 +122,16 @@ def region_cuda_source(r: Region, dtype: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _folded(steps: list) -> set[int]:
-    """Transposes whose every reader is a GEMM: the GEMM reads their argument with a flag."""
+def _folded(plan: Plan) -> dict[int, int]:
+    """Transposes whose every reader is a GEMM (and that are no output): their slot
+    -> their argument's slot, which the GEMM reads with a flag."""
     readers: dict[int, list] = {}
-    for s in steps:
-        ins = s.inputs if isinstance(s, Region) else s.ce.args if isinstance(s, Xent) else s.args
-        for a in ins:
-            readers.setdefault(id(a), []).append(s)
-    return {id(s) for s in steps if isinstance(s, Node) and s.op == "transpose" and s.type.ndim == 2
-            and all(isinstance(u, Node) and _is_gemm(u) for u in readers.get(id(s), []))}
-
-
-def _is_gemm(n: Node) -> bool:
-    return n.op == "matmul" and n.type.ndim == 2 and all(a.type.ndim == 2 for a in n.args)
+    for s in plan.steps:
+        for k in s.reads:
+            readers.setdefault(k, []).append(s)
+    return {s.out: s.ins[0] for s in plan.steps if isinstance(s, HostStep) and s.node.op == "transpose"
+            and s.node.type.ndim == 2 and s.out not in plan.out_slots
+            and all(isinstance(u, GemmStep) for u in readers.get(s.out, []))}
 
 
 def _cupy():
@@ -152,10 +150,11 @@ class TensorCudaKernel(Kernel):
     def __init__(self, graph: Graph, device: bool = True):
         self.cuda = require_gpu() if device else None  # device=False: the schedule's text only (emit)
         super().__init__(graph)
-        steps = _regions(graph)
-        folded = _folded(steps)
-        self.steps = [s for s in steps if id(s) not in folded]
-        self.folded = folded
+        steps = regions(graph)
+        self.plan = lower(graph, steps)
+        self.folded = _folded(self.plan)
+        hidden = {id(s.node) for s in self.plan.steps if isinstance(s, HostStep) and s.out in self.folded}
+        self.steps = [s for s in steps if id(s) not in hidden]  # the schedule as `describe_schedule` lists it
         dt = DTYPE_NUMPY[graph.dtype]
         ir_text = print_graph(graph)
         for s in self.steps:
@@ -202,53 +201,56 @@ class TensorCudaKernel(Kernel):
             return fill_out(self._run(arrays, dims), out)
 
     def _run(self, arrays: Sequence[np.ndarray], dims: dict[str, int]) -> list:
-        cuda = self.cuda
-        env: dict[int, Any] = {}
-        for n, a in zip(self.graph.inputs, arrays):
-            env[id(n)] = self._device(a) if np.ndim(a) else np.dtype(DTYPE_NUMPY[n.dtype]).type(a)
-        for n in self.graph.body:
-            if n.op == "const":
-                env[id(n)] = np.dtype(DTYPE_NUMPY[n.dtype]).type(n.value)
-        fdt = np.dtype(DTYPE_NUMPY[self.graph.dtype])
-        for s in self.steps:
-            if isinstance(s, Region):
-                shape = bound(s.shape, dims)
-                total = int(np.prod(shape, dtype=np.int64))
-                args = [env[id(a)] if a.shape else np.dtype(DTYPE_NUMPY[a.dtype]).type(env[id(a)]) for a in s.inputs]
-                outs = [cuda.device_array(shape, dtype=DTYPE_NUMPY[o.dtype]) for o in s.outputs]
-                sums = [cuda.to_device(np.zeros(bound(n.shape, dims) or (1,), dtype=DTYPE_NUMPY[n.dtype]))
-                        for n in s.reductions]
-                if total:
-                    blocks, threads = self._launch(total)
-                    self._fn(s.key, s.source, "region")[blocks, threads](total, *shape, *args, *outs, *sums)
-                for o, v in zip(s.outputs, outs):
-                    env[id(o)] = v
-                for n, v in zip(s.reductions, sums):
-                    env[id(n)] = v if n.shape else fdt.type(v.copy_to_host()[0])
-            elif isinstance(s, Xent):
-                self._xent(s, env)
-            elif _is_gemm(s):
-                env[id(s)] = self._gemm(s, env)
-            else:
-                fn, attrs, symbolic, dt = op_step(s)
-                val = run_op(fn, [self._host(env[id(a)]) for a in s.args], attrs, symbolic, dims, dt)
-                env[id(s)] = self._device(val)
+        plan = self.plan
+        env: list = [None] * plan.nslots
+        for v, a in zip(plan.inputs, arrays):
+            env[v.slot] = self._device(a) if np.ndim(a) else v.dtype.type(a)
+        for k, c in plan.consts:
+            env[k] = c
+        for s in plan.steps:
+            match s:
+                case LoopStep():
+                    self._loop(s, env, dims)
+                case RowStep():
+                    self._rows(s, env)
+                case GemmStep():
+                    env[s.out] = self._gemm(s, env)
+                case HostStep() if s.out in self.folded:
+                    continue  # read by its GEMMs through a flag
+                case HostStep():
+                    val = run_op(s.fn, [self._host(env[j]) for j in s.ins], s.attrs, s.symbolic, dims, s.dtype)
+                    env[s.out] = self._device(val)
         if any(is_device(a) for a in arrays):  # GPU data in: results stay there
-            return [env[id(v)] if v.shape else np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype])
-                    for _, v in self.graph.outputs]
-        return [np.asarray(self._host(env[id(v)]), dtype=DTYPE_NUMPY[v.dtype]) for _, v in self.graph.outputs]
+            return [env[v.slot] if v.shape else np.asarray(self._host(env[v.slot]), dtype=v.dtype)
+                    for v in plan.outputs]
+        return [np.asarray(self._host(env[v.slot]), dtype=v.dtype) for v in plan.outputs]
 
-    def _operand(self, a: Node, env: dict) -> tuple[Any, bool]:
-        if id(a) in self.folded:
-            return env[id(a.args[0])], True
-        return env[id(a)], False
+    def _loop(self, s: LoopStep, env: list, dims: dict[str, int]) -> None:
+        cuda = self.cuda
+        shape = bound(s.region.shape, dims)
+        total = int(np.prod(shape, dtype=np.int64))
+        args = [env[k] if t is None else t(env[k]) for k, t in zip(s.ins, s.scalars)]
+        outs = [cuda.device_array(shape, dtype=o.dtype) for o in s.outs]
+        sums = [cuda.to_device(np.zeros(bound(o.shape, dims) or (1,), dtype=o.dtype)) for o in s.sums]
+        if total:
+            blocks, threads = self._launch(total)
+            self._fn(s.region.key, s.region.source, "region")[blocks, threads](total, *shape, *args, *outs, *sums)
+        for o, v in zip(s.outs, outs):
+            env[o.slot] = v
+        for o, v in zip(s.sums, sums):
+            env[o.slot] = v if o.shape else o.dtype.type(v.copy_to_host()[0])
 
-    def _gemm(self, s: Node, env: dict) -> Any:
-        (a, ta), (b, tb) = (self._operand(x, env) for x in s.args)
+    def _operand(self, k: int, env: list) -> tuple[Any, bool]:
+        if k in self.folded:
+            return env[self.folded[k]], True
+        return env[k], False
+
+    def _gemm(self, s: GemmStep, env: list) -> Any:
+        (a, ta), (b, tb) = self._operand(s.a, env), self._operand(s.b, env)
         m = a.shape[1] if ta else a.shape[0]
         k = a.shape[0] if ta else a.shape[1]
         n = b.shape[0] if tb else b.shape[1]
-        c = self.cuda.device_array((m, n), dtype=DTYPE_NUMPY[s.dtype])
+        c = self.cuda.device_array((m, n), dtype=s.dtype)
         if self.cupy is not None:
             cp = self.cupy
             x, y = cp.asarray(a), cp.asarray(b)
@@ -259,29 +261,30 @@ class TensorCudaKernel(Kernel):
             if k:
                 self._fn("gemm", self._gemm_source, "gemm")[grid, (TILE, TILE)](a, b, c, ta, tb, m, n, k)
             else:
-                c = self.cuda.to_device(np.zeros((m, n), dtype=DTYPE_NUMPY[s.dtype]))
+                c = self.cuda.to_device(np.zeros((m, n), dtype=s.dtype))
         return c
 
-    def _xent(self, x: Xent, env: dict) -> None:
+    def _rows(self, s: RowStep, env: list) -> None:
         from ..tensor_ops import _check_labels
 
-        scores, labels = env[id(x.ce.args[0])], env[id(x.ce.args[1])]
+        scores, labels = env[s.scores], env[s.labels]
         n, c = scores.shape
         _check_labels(self._host(labels), c)
-        dt = np.dtype(DTYPE_NUMPY[x.ce.dtype])
+        dt = s.dtype
         p = self.cuda.device_array((n, c), dtype=dt)
-        d = self.cuda.device_array((n, c) if x.diff is not None else (1, 1), dtype=dt)
+        d = self.cuda.device_array((n, c) if s.diff is not None else (1, 1), dtype=dt)
         losses = self.cuda.device_array(max(n, 1), dtype=dt)
         if n and c:
             blocks, threads = self._launch(n)
-            self._fn(x.key, x.source, "xent")[blocks, threads](scores, labels, p, d, losses, x.diff is not None)
+            self._fn(s.xent.key, s.xent.source, "xent")[blocks, threads](scores, labels, p, d, losses,
+                                                                           s.diff is not None)
         per_row = losses.copy_to_host()[:n]
-        red = x.ce.attrs["reduction"]
-        env[id(x.ce)] = self._device(per_row) if red == "none" else \
+        red = s.reduction
+        env[s.loss] = self._device(per_row) if red == "none" else \
             dt.type(np.sum(per_row) if red == "sum" else np.mean(per_row))
-        env[id(x.softmax)] = p
-        if x.diff is not None:
-            env[id(x.diff)] = d
+        env[s.softmax] = p
+        if s.diff is not None:
+            env[s.diff] = d
 
     def run(self, arrays, shape, out=None, **options):
         from ..errors import UnsupportedError
@@ -290,30 +293,31 @@ class TensorCudaKernel(Kernel):
 
 
 def ptx(graph: Graph, cc: tuple[int, int] = (9, 0)) -> str:
-    """PTX of every kernel of a tensor program's schedule, compiled without a GPU."""
+    """PTX of every kernel of a tensor program's plan, compiled without a GPU."""
     from numba import cuda, types
 
-    steps = _regions(graph)
+    plan = lower(graph, regions(graph))
     dt = DTYPE_NUMPY[graph.dtype]
     f = getattr(types, dt)
     texts = []
-    for s in steps:
-        if isinstance(s, Region):
-            src, name = region_cuda_source(s, graph.dtype), "region"
-            arr = [types.Array(getattr(types, DTYPE_NUMPY[a.dtype]), len(a.shape), "A") if a.shape
-                   else getattr(types, DTYPE_NUMPY[a.dtype]) for a in s.inputs]
-            sig = (types.int64, *(types.int64 for _ in s.shape), *arr,
-                   *(types.Array(f, len(s.shape), "C") for _ in s.outputs),
-                   *(types.Array(f, max(len(n.shape), 1), "C") for n in s.reductions))
-        elif isinstance(s, Xent):
-            src, name = XENT_CUDA.format(dtype=dt), "xent"
-            a2 = types.Array(f, 2, "A")
-            sig = (a2, types.Array(types.int64, 1, "A"), a2, a2, types.Array(f, 1, "C"), types.boolean)
-        else:
-            continue
+    for s in plan.steps:
+        match s:
+            case LoopStep(region=r):
+                src, name = region_cuda_source(r, graph.dtype), "region"
+                arr = [types.Array(getattr(types, DTYPE_NUMPY[a.dtype]), len(a.shape), "A") if a.shape
+                       else getattr(types, DTYPE_NUMPY[a.dtype]) for a in r.inputs]
+                sig = (types.int64, *(types.int64 for _ in r.shape), *arr,
+                       *(types.Array(f, len(r.shape), "C") for _ in r.outputs),
+                       *(types.Array(f, max(len(n.shape), 1), "C") for n in r.reductions))
+            case RowStep():
+                src, name = XENT_CUDA.format(dtype=dt), "xent"
+                a2 = types.Array(f, 2, "A")
+                sig = (a2, types.Array(types.int64, 1, "A"), a2, a2, types.Array(f, 1, "C"), types.boolean)
+            case _:
+                continue
         kern = _namespace(src.replace("@cuda.jit\n", ""), f"graphc_cuda_ptx_{name}")[name]
         texts.append(cuda.compile_ptx(kern, sig, cc=cc)[0])
-    if any(isinstance(s, Node) and _is_gemm(s) for s in steps):
+    if any(isinstance(s, GemmStep) for s in plan.steps):
         kern = _namespace(GEMM_CUDA.format(dtype=dt, tile=TILE).replace("@cuda.jit\n", ""), "graphc_cuda_ptx_gemm")
         a2 = types.Array(f, 2, "A")
         sig = (a2, a2, types.Array(f, 2, "C"), types.boolean, types.boolean, types.int64, types.int64, types.int64)

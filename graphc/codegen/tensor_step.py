@@ -1,14 +1,14 @@
 """The whole training step as one Numba function (targets "cpu" and "parallel").
 
-The schedule of `tensor_cpu` runs its steps from Python: a Numba call per
-fused loop, a NumPy call per GEMM and per small op, 5-15 µs each. At the seed's
-small size (300 points) that overhead is most of the step. When every step of
-a schedule has a Numba form, this module writes them into one `step` function
+`PlanKernel` runs a plan's steps from Python: a Numba call per fused loop, a
+NumPy call per GEMM and per small op, 5-15 µs each. At the seed's small size
+(300 points) that overhead is most of the step. When every step of a plan
+(`plan.py`) has a Numba form, this module writes them into one `step` function
 -- the fused loops and the cross_entropy rows as functions it calls, the GEMMs
 as `np.dot` into their planned buffers (BLAS through SciPy, transposes as
 views), the scalar ops inline -- so a call is one dispatch. The buffers are
 the same memory plan's, passed in; `TensorKernel` falls back to the step-wise
-schedule when a step has no Numba form here (a reshape, a softmax on its own,
+plan when a step has no Numba form here (a reshape, a softmax on its own,
 a reduction that is not a loop's epilogue, ...) or SciPy is missing.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..ir import DTYPE_NUMPY, Graph, Node, input_node, make
 from ..registry import REGISTRY
+from .plan import GemmStep, HostStep, LoopStep, Plan, RowStep
 from .scalar import Body, indent, literal
 from .schedule import Region, region_code, xent_function
 
@@ -45,82 +46,75 @@ def _dim(d: int | str, dims: list[str]) -> str:
     return str(d) if isinstance(d, int) else f"D{dims.index(d)}"
 
 
-def whole_step_source(graph: Graph, steps: list, plan: list, buffers: list[int], out_slots: list[int],
-                      n_inputs: int, consts: list[tuple[int, object]]) -> str | None:
+def whole_step_source(graph: Graph, plan: Plan) -> str | None:
     """The module source of `step(D0.., v0.., b.., o..)`, or None when a step has
-    no Numba form here. `buffers`: the slots that arrive as buffers (the memory
-    plan's, in this order); `out_slots`: each graph output's slot (a 0-d or
-    non-buffer output arrives as an `o` buffer and is written at the end)."""
+    no Numba form here. The `b` buffers are the plan's (`plan.buffers`, in its
+    order: the memory plan's views or fresh arrays); a 0-d or non-buffer output
+    arrives as an `o` buffer and is written at the end."""
     dims = dims_of(graph)
     dt = DTYPE_NUMPY[graph.dtype]
-    val: dict[int, str] = {k: f"v{k}" for k in range(n_inputs)}
-    bufset = set(buffers)
+    val: dict[int, str] = {v.slot: f"v{v.slot}" for v in plan.inputs}
+    buffers = list(plan.buffers)
     for k in buffers:
         val[k] = f"b{k}"
     head = ["import math", "", "import numpy as np", "from numba import njit", "", f"F = np.{dt}", ""]
     fns: list[str] = []
-    body: list[str] = [f"v{k} = {literal(float(v))}" if np.ndim(v) == 0 else None for k, v in consts]
+    body: list[str] = [f"v{k} = {literal(float(v))}" if np.ndim(v) == 0 else None for k, v in plan.consts]
     if None in body:
         return None
-    for k, _ in consts:
+    for k, _ in plan.consts:
         val[k] = f"v{k}"
     has_xent = False
-    for i, (step, s) in enumerate(zip(plan, steps)):
-        kind = step[0]
-        if kind is True:
-            _, r, ins, _, outs, sums = step
-            _loop(r, f"region{i}", fns)
-            body += [f"b{k}.fill(0)" for k, _, _ in sums]
-            args = [_dim(d, dims) for d in r.shape] + [val[k] for k in ins] + [f"b{k}" for k, _ in outs] + \
-                [f"b{k}" for k, _, _ in sums]
-            body.append(f"region{i}({', '.join(args)})")
-            for k, shape, _ in sums:
-                if not shape:
-                    val[k] = f"v{k}"
-                    body.append(f"v{k} = b{k}[0]")
-        elif kind == "xent":
-            _, x, si, yi, ks, _ = step
-            has_xent = True
-            n, c = (_dim(d, dims) for d in x.ce.args[0].shape)
-            d = f"b{ks[2]}" if x.diff is not None else f"np.empty((0, {c}), dtype=F)"
-            body += [f"losses = np.empty({n}, dtype=F)",
-                     f"if not xent({val[si]}, {val[yi]}, b{ks[1]}, {d}, losses, {x.diff is not None}):",
-                     "    return False"]
-            red = x.ce.attrs["reduction"]
-            ce = ks[0]
-            val[ce] = f"v{ce}"
-            body.append(f"v{ce} = " + ("losses" if red == "none" else f"F(np.{'sum' if red == 'sum' else 'mean'}"
-                                                                         f"(losses))"))
-        elif kind == "gemm":
-            _, a, b, k, _ = step
-            body.append(f"np.dot({val[a]}, {val[b]}, b{k})")
-        elif REGISTRY[s.op].per_element and s.shape and all(a.op != "broadcast_to" for a in s.args):
-            # an elementwise op of its own (the step-wise schedule runs it as NumPy): a loop, into a new array
-            _, _, ins, _, _, _, k = step
-            r = Region(s.shape, i, i, nodes=[s], outputs=[s])
-            r.inputs = [a for a in dict.fromkeys(s.args) if a.op != "const"]
-            slots = {id(a): j for a, j in zip(s.args, ins)}
-            _loop(r, f"region{i}", fns)
-            shape = ", ".join(_dim(d, dims) for d in s.shape)
-            val[k] = f"v{k}"
-            body.append(f"v{k} = np.empty(({shape},), dtype=np.{DTYPE_NUMPY[s.dtype]})")
-            body.append(f"region{i}({', '.join([_dim(d, dims) for d in s.shape] + [val[slots[id(a)]] for a in r.inputs] + [f'v{k}'])})")
-        else:
-            _, _, ins, attrs, _, _, k = step
-            line = _small(s, [val[j] for j in ins], dims, i, fns)
-            if line is None:
-                return None
-            val[k] = f"v{k}"
-            body.append(f"v{k} = {line}")
+    for i, step in enumerate(plan.steps):
+        match step:
+            case LoopStep(region=r, ins=ins, outs=outs, sums=sums):
+                _loop(r, f"region{i}", fns)
+                body += [f"b{o.slot}.fill(0)" for o in sums]
+                args = [_dim(d, dims) for d in r.shape] + [val[k] for k in ins] + [f"b{o.slot}" for o in outs + sums]
+                body.append(f"region{i}({', '.join(args)})")
+                for o in sums:
+                    if not o.shape:
+                        val[o.slot] = f"v{o.slot}"
+                        body.append(f"v{o.slot} = b{o.slot}[0]")
+            case RowStep(xent=x, scores=si, labels=yi, loss=ce, softmax=p, diff=diff):
+                has_xent = True
+                n, c = (_dim(d, dims) for d in x.ce.args[0].shape)
+                d = f"b{diff}" if diff is not None else f"np.empty((0, {c}), dtype=F)"
+                body += [f"losses = np.empty({n}, dtype=F)",
+                         f"if not xent({val[si]}, {val[yi]}, b{p}, {d}, losses, {diff is not None}):",
+                         "    return False"]
+                red = step.reduction
+                val[ce] = f"v{ce}"
+                body.append(f"v{ce} = " + ("losses" if red == "none" else f"F(np.{'sum' if red == 'sum' else 'mean'}"
+                                                                             f"(losses))"))
+            case GemmStep(a=a, b=b, out=k):
+                body.append(f"np.dot({val[a]}, {val[b]}, b{k})")
+            case HostStep(node=s, ins=ins, out=k) if REGISTRY[s.op].per_element and s.shape and \
+                    all(a.op != "broadcast_to" for a in s.args):
+                # an elementwise op of its own (the step-wise plan runs it as NumPy): a loop, into a new array
+                r = Region(s.shape, i, i, nodes=[s], outputs=[s])
+                r.inputs = [a for a in dict.fromkeys(s.args) if a.op != "const"]
+                slots = {id(a): j for a, j in zip(s.args, ins)}
+                _loop(r, f"region{i}", fns)
+                shape = ", ".join(_dim(d, dims) for d in s.shape)
+                val[k] = f"v{k}"
+                body.append(f"v{k} = np.empty(({shape},), dtype=np.{DTYPE_NUMPY[s.dtype]})")
+                body.append(f"region{i}({', '.join([_dim(d, dims) for d in s.shape] + [val[slots[id(a)]] for a in r.inputs] + [f'v{k}'])})")
+            case HostStep(node=s, ins=ins, out=k):
+                line = _small(s, [val[j] for j in ins], dims, i, fns)
+                if line is None:
+                    return None
+                val[k] = f"v{k}"
+                body.append(f"v{k} = {line}")
     if has_xent:
         fns.append(XENT_FN)
     ends = []
-    for j, k in enumerate(out_slots):
-        if k in bufset and graph.outputs[j][1].shape:
+    for j, v in enumerate(plan.outputs):
+        if v.slot in plan.buffers and v.shape:
             continue
-        ends.append(f"o{j}[0] = {val[k]}" if not graph.outputs[j][1].shape else f"o{j}[:] = {val[k]}")
-    params = [f"D{j}" for j in range(len(dims))] + [f"v{k}" for k in range(n_inputs)] + \
-        [f"b{k}" for k in buffers] + [f"o{j}" for j in range(len(out_slots))]
+        ends.append(f"o{j}[:] = {val[v.slot]}" if v.shape else f"o{j}[0] = {val[v.slot]}")
+    params = [f"D{j}" for j in range(len(dims))] + [f"v{v.slot}" for v in plan.inputs] + \
+        [f"b{k}" for k in buffers] + [f"o{j}" for j in range(len(plan.outputs))]
     lines = head + fns + ["", "", '@njit(error_model="numpy", cache=True, nogil=True)',
                           f"def step({', '.join(params)}):"]
     lines += indent(body + ends + ["return True"], 4)

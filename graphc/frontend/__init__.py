@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..describe import describe
 from ..errors import GraphcError
 from ..ir import Graph
 from .sympy_import import from_sympy
@@ -28,6 +29,4 @@ def parse(source: object, dtype: str = "f64", inputs: tuple[str, ...] | None = N
             raise GraphcError("shapes=/dtypes= are for formula text; a SymPy expression is pointwise "
                               "(MatrixSymbol input is not supported yet)")
         return from_sympy(source, dtype=dtype, inputs=inputs)
-    from ..trace import describe  # the error path only: trace imports the frontend
-
     raise GraphcError(f"cannot compile {describe(source)}: pass formula text, a SymPy expression or a Graph")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 
+from ..describe import describe
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, const, input_node, make
 from ..registry import pointwise_functions, version
@@ -51,8 +52,6 @@ def from_sympy(expr, dtype: str = "f64", inputs: tuple[str, ...] | None = None) 
     if isinstance(expr, (int, float)):
         expr = sp.Float(expr)
     if not isinstance(expr, sp.Basic) or not isinstance(expr, sp.Expr):
-        from ..trace import describe  # the error path only: trace imports the frontend
-
         raise UnsupportedError(f"expected a SymPy expression, got {describe(expr)}")
     if expr.has(sp.I):
         raise UnsupportedError("complex numbers (I) are not supported: graphc computes real functions")

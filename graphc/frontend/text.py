@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any  # noqa: F401
 
+from ..describe import describe
 from ..errors import ArityError, IRError, LimitError, ParseError, ShapeError, UnknownFunctionError
 from ..ir import Graph, Node, canonical_any_dtype, canonical_shape, const, input_node, make
 from ..registry import get, user_function, user_functions
@@ -203,8 +204,6 @@ def parse_formula(text: str, dtype: str = "f64", inputs: tuple[str, ...] | None 
     is then a tensor program and every variable must be declared (() for a
     scalar). dtypes: variable -> 'int64' for integer labels."""
     if not isinstance(text, str):
-        from ..trace import describe  # the error path only: trace imports the frontend
-
         raise ParseError(f"a formula must be a string, got {describe(text)}")
     if len(text) > MAX_FORMULA_CHARS:
         raise LimitError(f"formula is {len(text):,} characters; the limit is {MAX_FORMULA_CHARS:,}")

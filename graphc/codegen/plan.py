@@ -1,0 +1,212 @@
+"""The loop plan of a tensor program: its schedule (`schedule.py`) lowered once
+to typed steps over value slots, which every tensor backend renders.
+
+Each value of the program has a slot (inputs first, then constants, then what
+the steps make). A step says what it reads and writes:
+
+- `LoopStep`: a fused region, one loop nest over its shape (inputs broadcast by
+  indexing, 0-d inputs by value; outputs stored per element; sums accumulated
+  in the loop into cells);
+- `RowStep`: cross_entropy with its softmax (and softmax - one_hot), one pass
+  per row of the scores;
+- `GemmStep`: a 2-D matrix product into a buffer;
+- `HostStep`: any other op, its NumPy form.
+
+`lower(graph, steps)` makes the `Plan`; `memory.py` plans its buffers; a
+backend decides how to spell each step, never which steps there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..ir import DTYPE_NUMPY, Graph, Node
+from .numpy_ref import op_step
+from .schedule import Region, Xent
+
+
+def np_dtype(n: Node) -> np.dtype:
+    return np.dtype(DTYPE_NUMPY[n.dtype])
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A slot with the shape (symbolic dimensions) and dtype of its value."""
+
+    slot: int
+    shape: tuple
+    dtype: np.dtype
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LoopStep:
+    """A fused region: `region.shape`'s loop nest reading `ins` (a 0-d input is
+    passed by value, converted by its `scalars` type; arrays have None), storing
+    `outs` per element and accumulating `sums` (each into a cell of its shape, or
+    of shape (1,) when 0-d)."""
+
+    region: Region
+    ins: tuple[int, ...]
+    scalars: tuple[type | None, ...]
+    outs: tuple[Value, ...]
+    sums: tuple[Value, ...]
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        return self.ins
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        return tuple(v.slot for v in self.outs + self.sums)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RowStep:
+    """cross_entropy(scores, labels) with its softmax (and softmax - one_hot when
+    `diff` is not None), one pass per row; `loss` is a NumPy scalar or vector, the
+    others (n, c) buffers."""
+
+    xent: Xent
+    scores: int
+    labels: int
+    loss: int
+    softmax: int
+    diff: int | None
+    dtype: np.dtype
+
+    @property
+    def reduction(self) -> str:
+        return self.xent.ce.attrs["reduction"]
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        return (self.scores, self.labels)
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        return (self.loss, self.softmax) + ((self.diff,) if self.diff is not None else ())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GemmStep:
+    """out = a @ b, all 2-D, into a buffer."""
+
+    node: Node
+    a: int
+    b: int
+    out: int
+    dtype: np.dtype
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        return (self.a, self.b)
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        return (self.out,)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HostStep:
+    """One op's NumPy form (`numpy_ref.op_step`): out = fn(*ins, **attrs)."""
+
+    node: Node
+    fn: Any
+    ins: tuple[int, ...]
+    attrs: Mapping | None
+    symbolic: bool
+    dtype: np.dtype
+    out: int
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        return self.ins
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        return (self.out,)
+
+
+Step = LoopStep | RowStep | GemmStep | HostStep
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The lowered schedule. `inputs` are slots 0..; `consts` (slot, value);
+    `buffers` each value a step writes into a buffer (its buffer's shape: a 0-d
+    sum has a cell of shape (1,)), in step order; `pooled` those of them that are
+    no output (the memory plan shares them by lifetime); `outputs` the graph's."""
+
+    steps: tuple[Step, ...]
+    nslots: int
+    inputs: tuple[Value, ...]
+    consts: tuple[tuple[int, Any], ...]
+    outputs: tuple[Value, ...]
+    buffers: Mapping[int, tuple[tuple, np.dtype]]
+    pooled: Mapping[int, tuple[tuple, np.dtype]]
+
+    @property
+    def out_slots(self) -> frozenset[int]:
+        return frozenset(v.slot for v in self.outputs)
+
+
+def is_gemm(n: Node) -> bool:
+    """A matrix product the plan runs as a GEMM: 2-D by 2-D."""
+    return n.op == "matmul" and n.type.ndim == 2 and all(a.type.ndim == 2 for a in n.args)
+
+
+def lower(graph: Graph, steps: list) -> Plan:
+    """The plan of a schedule (`schedule.regions(graph)`): slots for values,
+    typed steps over them, and which values go into buffers."""
+    slot: dict[int, int] = {}
+    for n in graph.inputs:
+        slot[id(n)] = len(slot)
+    inputs = tuple(Value(slot[id(n)], n.shape, np_dtype(n)) for n in graph.inputs)
+    consts = []
+    for n in graph.body:
+        if n.op == "const":
+            consts.append((len(slot), np_dtype(n).type(n.value)))
+            slot[id(n)] = len(slot)
+    out_ids = {id(v) for _, v in graph.outputs}
+    buffers: dict[int, tuple[tuple, np.dtype]] = {}
+    pooled: dict[int, tuple[tuple, np.dtype]] = {}
+
+    def new(n: Node) -> int:
+        slot[id(n)] = len(slot)
+        return slot[id(n)]
+
+    def keep(n: Node, shape: tuple | None = None) -> Value:
+        """A slot for a value its step writes into a buffer."""
+        k = new(n)
+        buffers[k] = (shape if shape is not None else n.shape, np_dtype(n))
+        if id(n) not in out_ids:
+            pooled[k] = buffers[k]
+        return Value(k, n.shape, np_dtype(n))
+
+    out: list[Step] = []
+    for s in steps:
+        if isinstance(s, Xent):
+            scores, labels = (slot[id(a)] for a in s.ce.args)
+            loss = new(s.ce)  # the loss itself is a NumPy scalar or vector
+            p = keep(s.softmax).slot
+            d = keep(s.diff).slot if s.diff is not None else None
+            out.append(RowStep(s, scores, labels, loss, p, d, np_dtype(s.ce)))
+        elif isinstance(s, Region):
+            ins = tuple(slot[id(a)] for a in s.inputs)
+            scalars = tuple(np_dtype(a).type if not a.shape else None for a in s.inputs)
+            outs = tuple(keep(o) for o in s.outputs)
+            sums = tuple(keep(n, n.shape or (1,)) for n in s.reductions)
+            out.append(LoopStep(s, ins, scalars, outs, sums))
+        elif is_gemm(s):
+            a, b = (slot[id(x)] for x in s.args)
+            out.append(GemmStep(s, a, b, keep(s).slot, np_dtype(s)))
+        else:
+            ins = tuple(slot[id(a)] for a in s.args)
+            fn, attrs, symbolic, dt = op_step(s)
+            out.append(HostStep(s, fn, ins, attrs, symbolic, dt, new(s)))
+    outputs = tuple(Value(slot[id(v)], v.shape, np_dtype(v)) for _, v in graph.outputs)
+    return Plan(tuple(out), len(slot), inputs, tuple(consts), outputs, buffers, pooled)

@@ -1,0 +1,187 @@
+"""The CPU runner of a tensor `Plan`, shared by the cpu/parallel (Numba) and
+llvm backends.
+
+`PlanKernel` schedules and lowers the graph once, owns its `MemoryPlan`, and
+runs the steps in order from Python: host steps as their NumPy forms, GEMMs as
+NumPy's matmul (BLAS) into their pooled buffers, and each `LoopStep` and
+`RowStep` through the function its backend compiles for it (`loop_function`,
+`row_function`, each made once per cache key). The backends' functions share one
+calling convention: a loop `f(*dims, *inputs, *outputs, *sums)`, the rows
+`f(scores, labels, p, d, losses, with_diff)`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..ir import Graph
+from ..shapes import bound
+from .kernel import Kernel
+from .memory import MemoryPlan
+from .numpy_ref import run_op
+from .plan import GemmStep, HostStep, LoopStep, RowStep, lower
+from .schedule import regions
+
+
+class PlanKernel(Kernel):
+    """Runs a tensor program's plan; a backend subclass supplies `loop_function`,
+    `row_function` and `describe`."""
+
+    def __init__(self, graph: Graph, target: str, parallel: bool, in_place: bool = False):
+        super().__init__(graph)
+        self.target = target
+        self.parallel = parallel
+        self.steps = regions(graph)  # the schedule: what `describe` lists
+        self.plan = lower(graph, self.steps)
+        self.memory = MemoryPlan(self.plan, in_place)
+        self._compiled: dict[str, Callable] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------ what a backend supplies
+
+    def loop_function(self, step: LoopStep) -> Callable:
+        """The compiled loop nest of a fused region."""
+        raise NotImplementedError
+
+    def row_function(self, step: RowStep) -> Callable:
+        """The compiled cross_entropy rows."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The schedule and its kernels as text."""
+        raise NotImplementedError
+
+    def _run_fast(self, arrays: Sequence, dims: dict[str, int], buffer: Callable, given: dict) -> list | None:
+        """A backend's faster form of the whole plan for this call; None = not taken."""
+        return None
+
+    # ------------------------------------------------ shared
+
+    @property
+    def source(self) -> str:
+        """`fn.source`: the schedule and its kernels (`describe`), made when asked for."""
+        return self.describe()
+
+    @source.setter
+    def source(self, value) -> None:  # the base class's placeholder; the text is derived
+        pass
+
+    @property
+    def _alias(self) -> dict[int, int]:  # in-place aliases (tests ask)
+        return self.memory.alias
+
+    def _function(self, step: LoopStep | RowStep) -> Callable:
+        key = step.region.key if isinstance(step, LoopStep) else step.xent.key
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = self._compiled[key] = self.loop_function(step) if isinstance(step, LoopStep) else \
+                self.row_function(step)
+        return fn
+
+    def planned_memory(self, dims: dict[str, int]) -> dict[str, int]:
+        """Bytes for these dimensions (`MemoryPlan.planned`): computed, never allocated."""
+        return self.memory.planned(dims)
+
+    def pool_bytes(self) -> int:
+        """Bytes of the pool held between calls (all signatures kept)."""
+        return self.memory.pool_bytes()
+
+    def release_pools(self) -> None:
+        """Drop every pool (and what holds views of them); the next call makes its own."""
+        with self._lock:
+            self.memory.clear()
+
+    def run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None = None) -> list:
+        with self._lock:  # the pool's buffers belong to one call at a time
+            return self._run_tensor(arrays, dims, out)
+
+    def _run_tensor(self, arrays: Sequence[np.ndarray], dims: dict[str, int], out: list | None) -> list:
+        plan = self.plan
+        arena, pool, _ = self.memory.arena(dims)
+        given = dict(zip((v.slot for v in plan.outputs), out)) if out is not None else {}
+
+        def buffer(k: int, shape: tuple, dt: np.dtype) -> np.ndarray:
+            b = pool.get(k)
+            if b is None:
+                b = given.get(k)
+                if b is None or b.shape != shape:  # a 0-d output accumulates in a cell, then is copied
+                    b = np.empty(shape, dtype=dt)
+            return b
+
+        fast = self._run_fast(arrays, dims, buffer, given)
+        if fast is not None:
+            return fast
+        env: list = [None] * plan.nslots
+        for v, a in zip(plan.inputs, arrays):
+            env[v.slot] = a if type(a) is np.ndarray and a.dtype == v.dtype else np.asarray(a, dtype=v.dtype)
+        for k, c in plan.consts:
+            env[k] = c
+        release = self.memory.release
+        with np.errstate(all="ignore"):
+            for i, step in enumerate(plan.steps):
+                match step:
+                    case LoopStep():
+                        self._run_loop(step, env, dims, buffer)
+                    case HostStep(fn=fn, ins=ins, attrs=attrs, symbolic=symbolic, dtype=dt, out=k):
+                        env[k] = run_op(fn, [env[j] for j in ins], attrs, symbolic, dims, dt)
+                    case GemmStep(a=a, b=b, out=k, dtype=dt):
+                        x, y = env[a], env[b]
+                        env[k] = np.matmul(x, y, out=buffer(k, (x.shape[0], y.shape[1]), dt))
+                    case RowStep():
+                        self._run_rows(step, env, buffer)
+                for k in release[i]:
+                    env[k] = None
+        results = []
+        for v in plan.outputs:
+            r = env[v.slot]
+            b = given.get(v.slot)
+            if b is not None:
+                if r is not b:
+                    np.copyto(b, r)
+                r = b
+            elif type(r) is not np.ndarray or r.dtype != v.dtype:
+                r = np.asarray(r, dtype=v.dtype)
+            elif arena.size and r.base is not None and np.may_share_memory(r, arena):
+                r = r.copy()  # a view of a pooled buffer (a reshape of an intermediate): the caller keeps it
+            results.append(r)
+        return results
+
+    def _run_loop(self, s: LoopStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
+        shape = bound(s.region.shape, dims)
+        args = [env[k] if t is None else t(env[k]) for k, t in zip(s.ins, s.scalars)]
+        outs = [buffer(o.slot, shape, o.dtype) for o in s.outs]
+        acc = [buffer(o.slot, bound(o.shape, dims) or (1,), o.dtype) for o in s.sums]
+        for a in acc:
+            a.fill(0)
+        if 0 not in shape:
+            self._function(s)(*shape, *args, *outs, *acc)
+        for o, v in zip(s.outs, outs):
+            env[o.slot] = v
+        for o, v in zip(s.sums, acc):
+            env[o.slot] = v if o.shape else v[0]
+
+    def _run_rows(self, s: RowStep, env: list, buffer: Callable) -> None:
+        from ..tensor_ops import _check_labels
+
+        scores, labels = env[s.scores], env[s.labels]
+        n, c = scores.shape
+        _check_labels(labels, c)
+        dt = s.dtype
+        p = buffer(s.softmax, (n, c), dt)
+        d = buffer(s.diff, (n, c), dt) if s.diff is not None else np.empty((0, c), dtype=dt)
+        losses = np.empty(n, dtype=dt)
+        if n and c:
+            self._function(s)(scores, labels, p, d, losses, s.diff is not None)
+        red = s.reduction
+        env[s.loss] = losses if red == "none" else dt.type(np.sum(losses) if red == "sum" else np.mean(losses))
+        env[s.softmax] = p
+        if s.diff is not None:
+            env[s.diff] = d
+
+    def run(self, arrays, shape, out=None, **options):
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError("a tensor program is called through CompiledFunction (shapes are bound there)")
