@@ -259,7 +259,7 @@ def transpose(a: Any, axes: Any = None) -> Any:
 
 def reshape(a: Any, /, shape: Any = None, order: Any = "C", *, newshape: Any = None, copy: Any = None) -> Any:
     """numpy.reshape in C order; newshape= is NumPy's older name for shape."""
-    from .trace import _fill_reshape
+    from .trace import fill_reshape
 
     if newshape is not None:
         if shape is not None:
@@ -270,7 +270,7 @@ def reshape(a: Any, /, shape: Any = None, order: Any = "C", *, newshape: Any = N
     if order != "C" or not (copy is None or copy is True):
         _refuse("reshape", (a,), order=(order, "C"), copy=(copy, None))
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return apply("reshape", a, shape=_fill_reshape(tuple(getattr(a, "shape", ())), shape))
+    return apply("reshape", a, shape=fill_reshape(tuple(getattr(a, "shape", ())), shape))
 
 
 def broadcast_to(array: Any, shape: Any, subok: Any = False) -> Any:

@@ -443,7 +443,7 @@ def _infer_pick(op, args, attrs):
     return {}, _type(x.dtype, x.shape[:-1])
 
 
-def _check_labels(y: np.ndarray, n: int) -> None:
+def check_labels(y: np.ndarray, n: int) -> None:
     from .errors import ArgumentError
 
     if y.size and (int(np.min(y)) < 0 or int(np.max(y)) >= n):
@@ -453,7 +453,7 @@ def _check_labels(y: np.ndarray, n: int) -> None:
 
 def _np_pick(x, y):
     y = np.asarray(y)
-    _check_labels(y, np.shape(x)[-1])
+    check_labels(y, np.shape(x)[-1])
     return np.take_along_axis(np.asarray(x), y[..., None].astype(np.intp), axis=-1)[..., 0]
 
 
@@ -478,7 +478,7 @@ def _infer_one_hot(op, args, attrs):
 
 def _np_one_hot(y, n, dtype):
     y = np.asarray(y)
-    _check_labels(y, n)
+    check_labels(y, n)
     return (y[..., None] == np.arange(n)).astype("float64" if dtype == "f64" else "float32")
 
 

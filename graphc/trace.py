@@ -128,7 +128,7 @@ class Tracer:
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return apply("reshape", self, shape=_fill_reshape(self.shape, shape))
+        return apply("reshape", self, shape=fill_reshape(self.shape, shape))
 
     def transpose(self, *axes):
         return apply("transpose", self, axes=tuple(axes[0]) if len(axes) == 1 else (tuple(axes) or None))
@@ -192,7 +192,7 @@ _UFUNCS = {
 }
 
 
-def _fill_reshape(shape: tuple, new: tuple) -> tuple:
+def fill_reshape(shape: tuple, new: tuple) -> tuple:
     """reshape's -1: the one size that keeps the number of entries."""
     new = tuple(int(d) for d in new)
     if new.count(-1) == 1:

@@ -280,7 +280,7 @@ def _number(e: ast.AST) -> float:
     raise GraphcError(f"not a constant: {text!r}")
 
 
-def _split(line: str) -> tuple[str, str]:
+def split_line(line: str) -> tuple[str, str]:
     name, _, rhs = line.partition(" = ")
     return name.strip(), rhs.split("  #")[0].strip()
 
@@ -298,7 +298,7 @@ INLINE_MAX, WIDE, HUGE, CHUNK = 400, 64, 4000, 64
 _NAME = re.compile(r"\b[xctp]\d+\b")
 
 
-class _Types:
+class LlvmTypes:
     """The LLVM types and masked-memory intrinsics one module's segments share."""
 
     def __init__(self, mod, dt: str, width: int):
@@ -369,7 +369,7 @@ class _Segment:
         self.loads, self.stores = loads, stores  # [(name, slot)]
 
 
-def _lines(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
+def _lines(t: LlvmTypes, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
            values: list, scratch) -> list:
     """A segment's lines over its input vectors `values`: constants, values from
     scratch slots, the lines, values to scratch slots; returns its outputs."""
@@ -389,7 +389,7 @@ def _lines(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], 
     return [low.as_float(low.env[out_names[j]]) for j in seg.outputs]
 
 
-def _emit_segment(t: _Types, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
+def _emit_segment(t: LlvmTypes, fn, b, h: Host, dt: str, seg: _Segment, names: list[str], out_names: list[str],
                   i, left, in_ptr, in_stride, out_ptr, scratch, after):
     """One iteration's work for a segment, from builder `b` to block `after`:
     full vectors load and store plainly; only the last, partial one is masked
@@ -520,12 +520,12 @@ def build_module(graph: Graph, h: Host):
     sym = symbol(graph)
     body = Body(graph, backend="cpu")
     dt = graph.dtype
-    consts = [_split(c) for c in body.consts]
-    lines = [_split(ln) for ln in body.lines]
+    consts = [split_line(c) for c in body.consts]
+    lines = [split_line(ln) for ln in body.lines]
     names, out_names = body.input_vars(), list(body.outputs)
     mod = ir.Module(name="graphc")
     mod.triple = h.triple
-    t = _Types(mod, dt, h.width(dt))
+    t = LlvmTypes(mod, dt, h.width(dt))
     i64, ptr = t.i64, t.ptr
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i64, ptr, ptr, ptr]), name=f"{sym}_kernel")
     n, ins, strides, outs = fn.args
@@ -598,7 +598,7 @@ def build_module(graph: Graph, h: Host):
     return mod
 
 
-def _staged_tail(t: _Types, fn, b, parts, i, n, ins, strides, outs, scratch, n_in: int, n_out: int, done) -> None:
+def _staged_tail(t: LlvmTypes, fn, b, parts, i, n, ins, strides, outs, scratch, n_in: int, n_out: int, done) -> None:
     """The last n - i < width elements of a big kernel: inputs copied lane by lane
     into a buffer (lanes past n read 1.0), the parts run on it at index 0, and
     the valid lanes of each output copied back."""

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import GraphcError
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cpython_abi as abi
-from .llvm_cpu import Compiled, Host, Lower, _split, _Types, host, machine_code, machine_key
+from .llvm_cpu import Compiled, Host, LlvmTypes, Lower, host, machine_code, machine_key, split_line
 from .llvm_ir import count_loop
 from .numpy_ref import evaluate
 from .plan import LoopStep, RowStep
@@ -92,14 +92,14 @@ class _RegionBuilder:
 
         self.p, self.h, self.dt, self.nd, self.raw = p, h, p.dtype, p.nd, raw
         self.body = Body(p.graph, backend="cpu")
-        self.consts = [_split(c) for c in self.body.consts]
-        self.lines = [_split(ln) for ln in self.body.lines]
+        self.consts = [split_line(c) for c in self.body.consts]
+        self.lines = [split_line(ln) for ln in self.body.lines]
         self.names = self.body.input_vars()
         self.n_in, self.n_out, self.n_sum = len(p.in_kind), len(p.out_dtype), len(p.sum_kind)
         self.mod = ir.Module(name="graphc_region")
         self.mod.triple = h.triple
         self.W = h.width(self.dt)
-        self.t = t = _Types(self.mod, self.dt, self.W)
+        self.t = t = LlvmTypes(self.mod, self.dt, self.W)
         params = [t.i64] * self.nd + [t.ptr if p.in_rank[k] else scalar_type(p.in_dtype[k]) for k in range(self.n_in)]
         params += [t.ptr] * (self.n_out + self.n_sum)
         if raw:  # each array operand's data pointer followed by its nd element strides
@@ -187,7 +187,7 @@ class _RegionBuilder:
     # ------------------------------------------------ vectors
 
     def masked_load(self, e):
-        """llvm.masked.load over <W x e> (stores go lane by lane: `_Types.store_lanes`)."""
+        """llvm.masked.load over <W x e> (stores go lane by lane: `LlvmTypes.store_lanes`)."""
         import llvmlite.ir as ir
 
         t, W = self.t, self.W
@@ -408,7 +408,7 @@ def xent_module(dtype: str, h: Host, sym: str, raw: bool = False):
     mod = ir.Module(name="graphc_xent")
     mod.triple = h.triple
     W = h.width(dtype)
-    t = _Types(mod, dtype, W)
+    t = LlvmTypes(mod, dtype, W)
     i64, i32, ptr, f, vec = t.i64, t.i32, t.ptr, t.f, t.vec
     fn = ir.Function(mod, ir.FunctionType(i32, [ptr] * 5 + [i64] * (3 if raw else 1)), name=f"{sym}_xent")
     b = ir.IRBuilder(fn.append_basic_block("entry"))

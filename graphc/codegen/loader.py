@@ -32,7 +32,7 @@ def _remember(key: str, source: str, mod: object) -> object:
     return mod
 
 
-def _load(key: str, source: str):
+def load_module(key: str, source: str):
     """Import the generated module from the disk cache, or in memory."""
     mod = _LOADED.get(key)
     if mod is not None:
@@ -54,7 +54,7 @@ def _store_and_import(key: str, source: str):
         except Exception:
             sys.modules.pop(f"graphc_kernel_{key}", None)
             cache.purge_numba(path)
-    return _exec_in_memory(key, source.replace("cache=True", "cache=False"))
+    return exec_in_memory(key, source.replace("cache=True", "cache=False"))
 
 
 def _import_file(key: str, path: Path):
@@ -68,7 +68,7 @@ def _import_file(key: str, path: Path):
     return mod
 
 
-def _exec_in_memory(key: str, source: str):
+def exec_in_memory(key: str, source: str):
     import types
 
     name = f"graphc_kernel_{key}"
@@ -79,7 +79,7 @@ def _exec_in_memory(key: str, source: str):
     return mod
 
 
-def _first_use(key: str, mod, use):
+def first_use(key: str, mod, use):
     """`use(mod)` on a freshly loaded module. A corrupted Numba cache entry, or a
     cache folder deleted since the module was loaded, makes the first use fail: the
     entry's files are purged, the entry written again (its folder recreated) and

@@ -18,7 +18,7 @@ from ..ir import DTYPE_NUMPY, Graph, print_graph
 from . import cache
 from .buffers import OverlapMemo, host_outputs
 from .kernel import Kernel, is_tensor_graph
-from .loader import _exec_in_memory, _first_use, _load
+from .loader import exec_in_memory, first_use, load_module
 from .scalar import Body, indent
 from .targets import Target
 from .tensor_cpu import TensorKernel
@@ -122,14 +122,14 @@ class NumbaKernel(Kernel):
             hit = (cache.cache_key(self.ir_text, self.target, self.graph.dtype, variant, src), src)
             self._variants[mask] = hit
         key, src = hit
-        return key, _load(key, src)  # the module already loaded, or (re)loaded
+        return key, load_module(key, src)  # the module already loaded, or (re)loaded
 
     def dispatcher(self, mask: tuple[bool, ...], name: str):
         """The compiled loop `name` of a variant (compiled, or loaded from cache, once)."""
         d = self._dispatchers.get((mask, name))
         if d is None:
             key, mod = self.module(mask)
-            d = _first_use(key, mod, lambda m: m.compiled(name))
+            d = first_use(key, mod, lambda m: m.compiled(name))
             self._dispatchers[(mask, name)] = d
             if mask == self._full:
                 if name == "kernel":
@@ -141,7 +141,7 @@ class NumbaKernel(Kernel):
     # ------------------------------------------------------------- scalars
     def run_scalar(self, *args: float) -> tuple:
         key, mod = self.module(self._full)
-        res = _first_use(key, mod, lambda m: m.scalar(*args))
+        res = first_use(key, mod, lambda m: m.scalar(*args))
         self.fast_scalar = self.module(self._full)[1].scalar  # Numba's dispatcher, compiled now
         return tuple(float(r) for r in res)
 
@@ -192,7 +192,7 @@ class NumbaKernel(Kernel):
         """LLVM IR Numba made for the all-array serial kernel. Compiled afresh
         in memory: Numba keeps no LLVM IR for machine code loaded from its cache."""
         key, src = self._variants.get(self._full) or (cache.cache_key(self.ir_text, "llvm"), self.source)
-        mod = _exec_in_memory(f"{key}_llvm", src.replace("cache=True", "cache=False"))
+        mod = exec_in_memory(f"{key}_llvm", src.replace("cache=True", "cache=False"))
         return "\n".join(mod.compiled("kernel").inspect_llvm().values())
 
 

@@ -101,7 +101,7 @@ def generate_source(graph: Graph, mask: Sequence[bool]) -> str:
     return "\n".join(src)
 
 
-def _namespace(source: str, name: str) -> dict:
+def kernel_namespace(source: str, name: str) -> dict:
     ns: dict[str, Any] = {"__name__": name}
     exec(compile(source, f"<graphc cuda kernel {name}>", "exec"), ns)  # exec of generated source, verified IR
     return ns
@@ -111,7 +111,7 @@ def ptx(graph: Graph, cc: tuple[int, int] = (9, 0)) -> str:
     """PTX for the all-array kernel, compiled without a GPU."""
     cuda = _cuda()
     src = generate_source(graph, (True,) * len(graph.inputs))
-    ns = _namespace(src, "graphc_cuda_ptx")
+    ns = kernel_namespace(src, "graphc_cuda_ptx")
     try:
         text, _ = cuda.compile_ptx(ns["kernel"], ns["SIGNATURE"], cc=cc)
     except Exception as exc:
@@ -156,7 +156,7 @@ class CudaKernel(Kernel):
         k = self._kernels.get(mask)
         if k is None:
             src = self.source if all(mask) else generate_source(self.graph, mask)
-            k = self._kernels[mask] = _namespace(src, "graphc_cuda")["compiled"]()
+            k = self._kernels[mask] = kernel_namespace(src, "graphc_cuda")["compiled"]()
         return k
 
     def launch_config(self, kern, n: int) -> tuple[int, int]:

@@ -164,11 +164,11 @@ class PlanKernel(Kernel):
             env[o.slot] = v if o.shape else v[0]
 
     def _run_rows(self, s: RowStep, env: list, buffer: Callable) -> None:
-        from ..tensor_ops import _check_labels
+        from ..tensor_ops import check_labels
 
         scores, labels = env[s.scores], env[s.labels]
         n, c = scores.shape
-        _check_labels(labels, c)
+        check_labels(labels, c)
         dt = s.dtype
         p = buffer(s.softmax, (n, c), dt)
         d = buffer(s.diff, (n, c), dt) if s.diff is not None else np.empty((0, c), dtype=dt)

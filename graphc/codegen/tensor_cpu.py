@@ -23,7 +23,7 @@ import numpy as np
 from ..ir import DTYPE_NUMPY, Graph, print_graph
 from ..shapes import bound
 from . import cache
-from .loader import _first_use, _load
+from .loader import first_use, load_module
 from .plan import GemmStep, LoopStep, RowStep
 from .plan_kernel import PlanKernel
 from .scalar import indent
@@ -105,11 +105,11 @@ class TensorKernel(PlanKernel):
 
     def loop_function(self, step: LoopStep):
         r = step.region
-        return _first_use(r.key, _load(r.key, r.source), lambda m: m.region)
+        return first_use(r.key, load_module(r.key, r.source), lambda m: m.region)
 
     def row_function(self, step: RowStep):
         x = step.xent
-        return _first_use(x.key, _load(x.key, x.source), lambda m: m.xent)
+        return first_use(x.key, load_module(x.key, x.source), lambda m: m.xent)
 
     def _whole_step(self) -> tuple | None:
         """The one-function form of the plan (tensor_step), where every step has one."""
@@ -153,7 +153,7 @@ class TensorKernel(PlanKernel):
         key, src, names = self._whole
         fn = self._compiled.get(key)
         if fn is None:
-            fn = self._compiled[key] = _first_use(key, _load(key, src), lambda m: m.step)
+            fn = self._compiled[key] = first_use(key, load_module(key, src), lambda m: m.step)
         plan = self._whole_plans.get(tuple(dims.values()))
         if plan is None:  # per signature: the pooled buffers, and the shapes of the fresh ones
             _, pool, _ = self.memory.arena(dims)
@@ -197,9 +197,9 @@ class TensorKernel(PlanKernel):
     def _bad_labels(self, arrays, dims) -> None:
         """The ArgumentError naming the label the whole-step function found out of range."""
         from ..errors import ArgumentError
-        from ..tensor_ops import _check_labels
+        from ..tensor_ops import check_labels
 
         for s in self.plan.steps:
             if isinstance(s, RowStep) and s.labels < len(arrays):
-                _check_labels(np.asarray(arrays[s.labels]), bound(s.xent.ce.args[0].shape, dims)[-1])
+                check_labels(np.asarray(arrays[s.labels]), bound(s.xent.ce.args[0].shape, dims)[-1])
         raise ArgumentError("a label is out of range for its number of classes")

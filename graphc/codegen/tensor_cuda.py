@@ -32,7 +32,7 @@ from ..shapes import bound
 from . import cache
 from .buffers import is_device
 from .kernel import Kernel, fill_out
-from .numba_cuda import _namespace, require_gpu, simulator
+from .numba_cuda import kernel_namespace, require_gpu, simulator
 from .numpy_ref import run_op
 from .plan import GemmStep, HostStep, LoopStep, Plan, RowStep, lower
 from .scalar import indent
@@ -176,7 +176,7 @@ class TensorCudaKernel(Kernel):
     def _fn(self, key: str, source: str, name: str):
         fn = self._compiled.get(key)
         if fn is None:
-            fn = self._compiled[key] = _namespace(source, f"graphc_cuda_{name}")[name]
+            fn = self._compiled[key] = kernel_namespace(source, f"graphc_cuda_{name}")[name]
         return fn
 
     def _launch(self, n: int) -> tuple[int, int]:
@@ -265,11 +265,11 @@ class TensorCudaKernel(Kernel):
         return c
 
     def _rows(self, s: RowStep, env: list) -> None:
-        from ..tensor_ops import _check_labels
+        from ..tensor_ops import check_labels
 
         scores, labels = env[s.scores], env[s.labels]
         n, c = scores.shape
-        _check_labels(self._host(labels), c)
+        check_labels(self._host(labels), c)
         dt = s.dtype
         p = self.cuda.device_array((n, c), dtype=dt)
         d = self.cuda.device_array((n, c) if s.diff is not None else (1, 1), dtype=dt)
@@ -315,10 +315,10 @@ def ptx(graph: Graph, cc: tuple[int, int] = (9, 0)) -> str:
                 sig = (a2, types.Array(types.int64, 1, "A"), a2, a2, types.Array(f, 1, "C"), types.boolean)
             case _:
                 continue
-        kern = _namespace(src.replace("@cuda.jit\n", ""), f"graphc_cuda_ptx_{name}")[name]
+        kern = kernel_namespace(src.replace("@cuda.jit\n", ""), f"graphc_cuda_ptx_{name}")[name]
         texts.append(cuda.compile_ptx(kern, sig, cc=cc)[0])
     if any(isinstance(s, GemmStep) for s in plan.steps):
-        kern = _namespace(GEMM_CUDA.format(dtype=dt, tile=TILE).replace("@cuda.jit\n", ""), "graphc_cuda_ptx_gemm")
+        kern = kernel_namespace(GEMM_CUDA.format(dtype=dt, tile=TILE).replace("@cuda.jit\n", ""), "graphc_cuda_ptx_gemm")
         a2 = types.Array(f, 2, "A")
         sig = (a2, a2, types.Array(f, 2, "C"), types.boolean, types.boolean, types.int64, types.int64, types.int64)
         texts.append(cuda.compile_ptx(kern["gemm"], sig, cc=cc)[0])
