@@ -37,7 +37,7 @@ class Target:
 
 _TARGETS: dict[str, Target] = {}
 TARGETS: Mapping[str, Target] = MappingProxyType(_TARGETS)
-DEFAULT_TARGET = "llvm"  # by measurement: README "Which target is the default, and why"
+DEFAULT_TARGET = "llvm"  # by measurement: benchmarks/README.md, "Which target is the default, and why"
 
 
 def register_target(target: Target) -> Target:
