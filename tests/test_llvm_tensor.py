@@ -88,13 +88,37 @@ def test_masks_and_where_in_a_fused_loop():
     np.testing.assert_allclose(g["y"], rg["y"], rtol=1e-12, equal_nan=True)
 
 
-def test_the_emitted_loops_use_vector_math_and_masks():
+def test_the_emitted_loops_use_vector_math():
     h = llvm_cpu.host()
     text = graphc.emit(graphc.Program("sum(exp(x) * y)", shapes={"x": ("n", 7), "y": (7,)}), target="llvm")
-    assert "fused loop nest over (n, 7)" in text and "llvm.masked.load" in text
+    assert "fused loop nest over (n, 7)" in text
     if h.mvec is not None:
         assert f"_ZGV{h.isa}N{h.width('f64')}v_exp" in text
     assert "broadcast_to" not in text.split("# ----")[0] or "numpy: " in text  # y is read through stride 0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_vector_loop_tails_are_right_for_every_length(dtype):
+    """Every row length and row count from 0 to two vectors and one lane past them: the
+    last partial vector of a loop reads and writes only its own lanes. x is a view whose
+    rows are followed by NaN, so a lane read past a row's end would show in the sum."""
+    width = llvm_cpu.host().width("f64" if dtype == "float64" else "f32")
+    formula, shapes = "sum(exp(x) * y) + sum(x * x, axis=1) @ z", {"x": ("n", "m"), "y": ("m",), "z": ("n",)}
+    fn = graphc.compile(formula, shapes=shapes, target="llvm", dtype=dtype)
+    ref = graphc.compile(formula, shapes=shapes, target="numpy", dtype=dtype)
+    rng = np.random.default_rng(0)
+    for n in range(2 * width + 2):
+        for m in range(2 * width + 2):
+            padded = np.full((n, m + width), np.nan, dtype=dtype)
+            padded[:, :m] = rng.normal(size=(n, m))
+            pt = {"x": padded[:, :m], "y": rng.normal(size=m).astype(dtype), "z": rng.normal(size=n).astype(dtype)}
+            v, g = fn(**pt)
+            rv, rg = ref(**pt)
+            tol = TOL[dtype] * (1 + n * m)  # sums of n*m terms, in another order than NumPy's
+            assert np.isfinite(v) and v == pytest.approx(rv, rel=tol, abs=tol), (n, m, v, rv)
+            for k in rg:
+                assert g[k].shape == pt[k].shape, (n, m, k)
+                np.testing.assert_allclose(g[k], rg[k], rtol=tol, atol=tol, err_msg=f"d/d{k} at n={n}, m={m}")
 
 
 def test_a_region_the_lowering_refuses_runs_as_its_numpy_form(monkeypatch):
@@ -139,4 +163,4 @@ def test_a_tensor_program_runs_and_loads_from_cache_without_numba(tmp_path):
     for r in runs:
         assert r.returncode == 0, r.stderr[-2000:]
     assert runs[0].stdout == runs[1].stdout  # the second run: machine code from the cache
-    assert len(list(tmp_path.glob("graphc_*.o"))) >= 3  # two fused loops and the cross_entropy rows at least
+    assert len(list(tmp_path.glob("graphc_*.o"))) >= 1  # the whole step (llvm_step.py), or its fused loops and rows

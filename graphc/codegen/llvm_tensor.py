@@ -481,7 +481,9 @@ def xent_module(dtype: str, h: Host, sym: str, raw: bool = False):
 
         def expo(eb, k):
             j, mask = lanes(eb, k)
-            v = eb.call(t.mload, [eb.gep(srow, [j], source_etype=f), t.align, mask, vninf])
+            # lanes past the row read the max: exp(0) there, not exp(-inf), which sends libmvec's
+            # vector exp to its scalar fallback for every such lane (3 classes in 16 lanes: 13 calls)
+            v = eb.call(t.mload, [eb.gep(srow, [j], source_etype=f), t.align, mask, vm])
             e = Lower(eb, mod, dtype, W, h).libm("exp", eb.fsub(v, vm))
             e = eb.select(mask, e, vzero)
             eb.store(eb.fadd(eb.load(z_slot, typ=vec), e), z_slot)
@@ -546,6 +548,38 @@ class LlvmTensorKernel(PlanKernel):
                 self._loops[s.key] = layout
             elif isinstance(s, Xent):
                 s.key = _key(h, "xent", graph.dtype)
+        from .llvm_step import whole_step
+
+        self._step = whole_step(self)  # the plan as one LLVM function, where every step has a form there
+
+    def run_tensor(self, arrays, dims, out=None):
+        if self._step is not None and out is None:  # the whole step makes its outputs: no Python between
+            with self._lock:
+                got = self._step.call(arrays, dims)
+            if got is not None:
+                return got
+        return super().run_tensor(arrays, dims, out)
+
+    def _run_fast(self, arrays, dims, buffer, given):
+        return self._step.run(arrays, dims, given) if self._step is not None and given else None
+
+    # what the whole step (llvm_step.py) builds from: this module's loops and rows, raw variants
+    @property
+    def host(self) -> Host:
+        return self._host
+
+    def cache_key(self, *parts: str) -> str:
+        return _key(self._host, *parts)
+
+    def region_plan(self, r: Region) -> RegionPlan:
+        return self._loops.get(r.key) or RegionPlan(r, self.graph.dtype)
+
+    def raw_region(self, p: RegionPlan, sym: str):
+        """The raw loop nest's builder: `.fn.ftype` its type, `.build()` its module."""
+        return _RegionBuilder(p, self._host, sym, raw=True)
+
+    def raw_xent(self, sym: str) -> str:
+        return str(xent_module(self.graph.dtype, self._host, sym, raw=True))
 
     def _module(self, s: Region | Xent) -> str:
         sym = "graphc_t" + s.key[:20]
@@ -580,6 +614,8 @@ class LlvmTensorKernel(PlanKernel):
         kernels = [s for s in self.steps if isinstance(s, (Region, Xent))]
         head = text.split("\n\n# ---- kernel 0")[0]
         parts = [head] + [f"\n# ---- kernel {k}\n{self._module(s)}" for k, s in enumerate(kernels)]
+        if self._step is not None:
+            parts.append(self._step.describe())
         return "\n".join(parts)
 
 
