@@ -141,12 +141,16 @@ def _numpy_new():
         capsule = np._core._multiarray_umath._ARRAY_API
     except AttributeError:  # NumPy 1.x
         capsule = np.core.multiarray._ARRAY_API
-    name = ctypes.pythonapi.PyCapsule_GetName
-    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    table = get(capsule, name(capsule))
+    table = capsule_pointer(capsule)
     fp = ctypes.c_void_p.from_address(table + NEW_ARRAY * PTR).value
     return ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64),
                              ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                              ctypes.c_void_p)(fp)
+
+
+def capsule_pointer(capsule: object) -> int:
+    """The C pointer a PyCapsule holds (NumPy's API table, SciPy's BLAS functions), or 0."""
+    name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
+    get = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi))
+    return get(capsule, name(capsule)) or 0

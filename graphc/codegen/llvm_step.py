@@ -104,10 +104,7 @@ def gemm_address(dtype: str) -> int:
     cap = cython_blas.__pyx_capi__.get("dgemm" if dtype == "f64" else "sgemm")
     if cap is None:
         return 0
-    name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
-    pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
-        ("PyCapsule_GetPointer", ctypes.pythonapi))
-    return pointer(cap, name(cap)) or 0
+    return abi.capsule_pointer(cap)
 
 
 def whole_step(kernel) -> WholeStep | None:
