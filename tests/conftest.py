@@ -10,11 +10,33 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Tests use a private kernel cache, never the user's ~/.cache/graphc.
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-cache-"))
 
+from graphc.codegen.targets import DEFAULT_TARGET  # noqa: E402
 from graphc.codegen.targets import TARGETS as _TABLE  # noqa: E402
 
 # Every target that runs on this machine, read from the target table (the default, llvm, included);
 # device targets are tested through their simulator and PTX in test_cuda.py.
 TARGETS = [name for name, t in _TABLE.items() if not t.device]
+# Those of them that run tensor programs (shapes, reductions, matmul).
+TENSOR_TARGETS = [name for name, t in _TABLE.items() if t.tensors and not t.device]
+
+
+def on_every_target(cases, ids, sample=4):
+    """Parameters (*case, target) for each case on every host target. The fast tier runs every
+    case on the reference (numpy) and the default target, and every `sample`-th case on each
+    other target (Numba's cpu and parallel compile for a second or so a case; staggered, so they
+    run different cases); the rest is marked slow."""
+    params = []
+    for k, (case, name) in enumerate(zip(cases, ids)):
+        for i, t in enumerate(TARGETS):
+            slow = t not in ("numpy", DEFAULT_TARGET) and (k + i) % sample != 0
+            params.append(pytest.param(*case, t, id=f"{name}-{t}", marks=[pytest.mark.slow] if slow else []))
+    return params
+
+
+def tiers(quick, long):
+    """A sweep's two sizes as test parameters: `quick` runs in the test command (the fast
+    tier), `long` is marked slow and runs with `-m slow` (.ci/run's second tier)."""
+    return [pytest.param(quick, id="quick"), pytest.param(long, id="long", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(autouse=True, scope="session")

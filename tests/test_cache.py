@@ -62,6 +62,7 @@ def test_second_process_hits_the_cache(tmp_path):
     assert second["hits"] == 1 and second["misses"] == 0, second
 
 
+@pytest.mark.slow  # three compiling processes
 def test_corrupted_source_entry_is_rebuilt(tmp_path):
     check_result(run_probe(tmp_path))
     (entry,) = tmp_path.glob("graphc_*.py")
@@ -75,6 +76,7 @@ def test_corrupted_source_entry_is_rebuilt(tmp_path):
     assert entry.read_text() == text
 
 
+@pytest.mark.slow  # three compiling processes
 def test_corrupted_numba_cache_is_rebuilt(tmp_path):
     check_result(run_probe(tmp_path))
     for f in (tmp_path / "__pycache__").glob("graphc_*"):
@@ -84,6 +86,7 @@ def test_corrupted_numba_cache_is_rebuilt(tmp_path):
     check_result(run_probe(tmp_path))
 
 
+@pytest.mark.slow  # several compiling processes at once; test_second_process_hits_the_cache stays fast
 def test_concurrent_compiles_of_one_formula(tmp_path):
     env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path))
     procs = [subprocess.Popen([sys.executable, "-c", PROBE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -182,6 +185,7 @@ def test_clear_read_only_error_path(tmp_path, monkeypatch):
         cache.clear()
 
 
+@pytest.mark.slow  # two compiling processes
 def test_non_utf8_entry_is_rebuilt(tmp_path):
     """Regression: random bytes in a cached .py gave UnicodeDecodeError on every compile."""
     run_probe(tmp_path)

@@ -67,13 +67,14 @@ def entries(d: Path) -> set[str]:
 # ----------------------------------------------------------------- item 4: keys follow the source
 
 
+@pytest.mark.slow  # a copy of the package and six compiling processes
 def test_editing_a_code_generator_misses_the_cache(tmp_path):
     """Regression: keys changed only with hand-bumped version constants, so object
     code made by an edited generator was served (0 new entries)."""
     pkg = tmp_path / "pkg"
     shutil.copytree(PKG, pkg / "graphc", ignore=shutil.ignore_patterns("__pycache__"))
     store = tmp_path / "cache"
-    for target in ("llvm", "cpu"):
+    for target in ("llvm", "cpu"):  # the two kinds of cached kernel: object code and Numba source
         res = compile_in(store, target, pkg)
         assert res["file"].startswith(str(pkg)) and res["value"] == pytest.approx(neuron_value(), rel=1e-14)
     first = entries(store)
@@ -140,6 +141,7 @@ def test_planted_object_code_in_a_shared_folder_is_not_run(tmp_path, monkeypatch
     assert compile_in(d, before=trusting)["value"] == pytest.approx(np.tanh(w0 * x0 + w1 * x1 + w2), rel=1e-14)
 
 
+@pytest.mark.slow  # three compiling processes
 def test_planted_numba_index_in_a_shared_folder_is_not_run(tmp_path):
     """Regression: a planted Numba index pickle in a shared folder's `__pycache__`
     ran in the next process."""
@@ -169,6 +171,7 @@ def test_planted_numba_index_in_a_shared_folder_is_not_run(tmp_path):
     assert mark.exists()
 
 
+@pytest.mark.slow  # two compiling processes
 def test_planted_source_in_a_shared_folder_is_not_run(tmp_path):
     """Regression: a planted `graphc_<key>.py` whose checksum line matches its own
     text ran in the next process."""
@@ -277,6 +280,7 @@ def test_python_entries_object_of_another_dtype_is_rebuilt(tmp_path, monkeypatch
     assert b"graphc_pyscalar_f64" in cache.load_blob(k64, ".o")
 
 
+@pytest.mark.slow  # two compiling processes
 def test_sealed_source_with_a_syntax_error_is_rebuilt(tmp_path):
     """Regression: a sealed `.py` entry with a syntax error raised SyntaxError."""
     check_result(run_probe(tmp_path))
@@ -307,6 +311,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # a process compiling for three targets
 def test_cache_folder_deleted_while_running(tmp_path):
     """Regression: the cache folder deleted while a process ran: a compiled cpu
     function failed its first array call with FileNotFoundError."""

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from conftest import TARGETS
 
 import graphc
 from graphc import checker
@@ -18,7 +19,7 @@ def run(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "graphc", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("formula", [NEURON, "1/(1+exp(-(w0*x0 + w1*x1 + w2)))"])
+@pytest.mark.parametrize("formula", [NEURON, pytest.param("1/(1+exp(-(w0*x0 + w1*x1 + w2)))", marks=pytest.mark.slow)])
 def test_check_neuron_json(formula):
     r = run("check", formula, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -39,7 +40,7 @@ def test_check_text_report_names_worst_point():
     assert "0 outside the domain" in r.stdout  # log/sqrt/div arguments sampled positive
 
 
-@pytest.mark.parametrize("target,dtype", [("numpy", "float64"), ("cpu", "float32"), ("parallel", "float64")])
+@pytest.mark.parametrize("target,dtype", [(t, ("float64", "float32")[k % 2]) for k, t in enumerate(TARGETS)])
 def test_check_targets_and_dtypes(target, dtype):
     rep = graphc.check("softplus(x*y) + tanh(x) - logaddexp(x, y)", target=target, dtype=dtype, points=24)
     assert rep.ok, str(rep)
@@ -65,6 +66,7 @@ def test_bad_input_exits_2():
     assert r.returncode == 2 and "expected ')'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # SymPy on a 16-deep chain, up to its time limit
 def test_deep_tanh_chain_returns_in_time():
     formula = "tanh(" * 16 + "x" + ")" * 16
     t0 = time.perf_counter()
@@ -120,6 +122,7 @@ def test_error_measures():
     assert checker.output_passes(1.00001, 1.0, 1.0, "float32")[0]
 
 
+@pytest.mark.slow  # a process and SymPy differentiating eight neurons
 def test_swell_report():
     neurons = " + ".join(f"sigmoid(w{i}*x + b{i})" for i in range(8))
     r = run("check", neurons, "--swell")

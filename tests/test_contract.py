@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TARGETS as HOST_TARGETS
 from formulas import CORE, sample
 
 import graphc
@@ -131,7 +132,7 @@ def _numba_cuda():
     ([np.empty(3), np.empty(3), np.empty((3, 1))], "of shape"),
     ([np.empty(3), np.empty(3), np.empty(6)[::2]], "C-contiguous"),
 ])
-@pytest.mark.parametrize("target", ["numpy", "cpu"])
+@pytest.mark.parametrize("target", HOST_TARGETS)
 def test_one_out_validator(target, bad, match):
     fn = graphc.compile("x*y", target=target)
     with pytest.raises(ArgumentError, match=match):

@@ -1,6 +1,8 @@
 """The CUDA target without a GPU: Numba's simulator (in a process of its own),
 real PTX for cc 8.0 and 9.0 (assembled by ptxas where present), and a clean
-error when CUDA is unusable. Tests that need a real GPU are marked `gpu`."""
+error when CUDA is unusable. Tests that need a real GPU are marked `gpu`. The fast
+tier runs a few formulas and programs in the simulator and PTX for one (cc, dtype);
+the slow tier (-m slow) runs all of them."""
 
 import json
 import os
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiers
 from formulas import CORE, FUNCTIONS
 
 import graphc
@@ -30,14 +33,15 @@ GPU = _gpu_present()
 gpu = pytest.mark.skipif(not GPU, reason="needs an NVIDIA GPU")
 
 
-def test_simulator_matches_cpu_on_core_set():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+# every 8th formula or program (the first included) in the fast tier, every one in the slow tier
+@pytest.mark.parametrize("stride", tiers(8, 1))
+def test_simulator_matches_cpu_on_core_set(stride):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", GRAPHC_CUDA_SIM_STRIDE=str(stride))
     script = Path(__file__).with_name("cuda_sim_run.py")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    n = len(CORE + FUNCTIONS) if os.environ.get("GRAPHC_CUDA_SIM_ALL") == "1" else len((CORE + FUNCTIONS)[::2])
-    assert res["checked"] == 2 * n
+    assert res["checked"] == 2 * len((CORE + FUNCTIONS)[::stride])
     assert res["failures"] == []
     assert set(res["extra"]) == {"device_out", "device_grads", "out_buffers", "broadcast", "scalar"}
 
@@ -49,10 +53,14 @@ def _needs_nvvm():
         pytest.fail(f"PTX compilation unavailable: {exc}")
 
 
-@pytest.mark.parametrize("cc,dtype", [((8, 0), "float64"), ((9, 0), "float64"), ((9, 0), "float32")])
-def test_ptx_compiles_for_core_set(cc, dtype):
+# the fast tier: every fourth formula for one (cc, dtype); the slow tier: every formula for each
+@pytest.mark.parametrize("cc,dtype,stride", [pytest.param((8, 0), "float64", 1, marks=pytest.mark.slow),
+                                             pytest.param((9, 0), "float64", 1, marks=pytest.mark.slow),
+                                             pytest.param((9, 0), "float32", 1, marks=pytest.mark.slow),
+                                             ((9, 0), "float32", 4)])
+def test_ptx_compiles_for_core_set(cc, dtype, stride):
     _needs_nvvm()
-    for formula, _ in CORE + FUNCTIONS:
+    for formula, _ in (CORE + FUNCTIONS)[::stride]:
         g = graphc.compile(formula, target="numpy", dtype=dtype).graph
         text = numba_cuda.ptx(g, cc)
         assert ".entry" in text and f".target sm_{cc[0]}{cc[1]}" in text, formula
@@ -75,6 +83,7 @@ def test_ptx_assembles_for_sm90(tmp_path):
         assert (tmp_path / "k.cubin").stat().st_size > 0
 
 
+@pytest.mark.slow  # two processes; test_cli covers the command, the rest of this file the emitted text
 def test_cli_emit_cuda_source_and_ptx():
     r = subprocess.run([sys.executable, "-m", "graphc", "emit", "sigmoid(w0*x0 + w1*x1 + w2)", "--target", "cuda"],
                        capture_output=True, text=True, timeout=300)
@@ -139,26 +148,29 @@ def test_real_gpu_device_arrays_zero_copy():
     np.testing.assert_allclose(g["y"].copy_to_host(), np.linspace(-1, 1, 1000))
 
 
-def test_simulator_runs_tensor_programs_like_the_numpy_target():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+@pytest.mark.parametrize("stride", tiers(8, 1))
+def test_simulator_runs_tensor_programs_like_the_numpy_target(stride):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", GRAPHC_CUDA_SIM_STRIDE=str(stride),
+               GRAPHC_CUDA_SIM_QUICK="1" if stride > 1 else "0")  # quick: the net called once, not four times
     script = Path(__file__).with_name("cuda_tensor_sim_run.py")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     from test_tensor import PROGRAMS
 
-    n = len(PROGRAMS) if os.environ.get("GRAPHC_CUDA_SIM_ALL") == "1" else len(PROGRAMS[::2])
+    n = len(PROGRAMS[::stride])
     assert res["extra"]["programs"] == n and res["checked"] == 2 * n + 1
     assert res["failures"] == []
     extra = res["extra"]
-    assert extra["mlp"] and extra["schedule"] and extra["out"] and extra["device"] and extra["pickle"], extra
+    calls = ("mlp", "schedule") if stride > 1 else ("mlp", "schedule", "out", "device", "pickle")
+    assert all(extra.get(k) for k in calls), extra
     assert extra["domain_retries"] <= 2, extra  # only where(x <= 0, 0, log1p(x)): see the script
 
 
 @gpu
 def test_real_gpu_runs_tensor_programs_like_the_numpy_target():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env.update(GRAPHC_CUDA_REAL="1")  # half the programs, as the quick simulator pass (time on a lent GPU is short)
+    env.update(GRAPHC_CUDA_REAL="1")  # half the programs, the script's default stride (time on a lent GPU is short)
     script = Path(__file__).with_name("cuda_tensor_sim_run.py")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -179,6 +191,7 @@ def test_ptx_of_a_tensor_program_has_every_kernel(cc):
     assert src.count("gemm (tiled 16x16 shared-memory kernel)") == 5 and "cuda.atomic.add" in src
 
 
+@pytest.mark.slow  # a sweep: test_ptx_of_a_tensor_program_has_every_kernel is the fast tier's tensor PTX
 def test_ptx_compiles_for_tensor_programs():
     from test_tensor import PROGRAMS
 

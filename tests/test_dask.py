@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 from test_tensor import MLP_L2, MLP_SHAPES, _mlp_args, _mlp_numpy
 
 import graphc
@@ -28,7 +29,7 @@ def _net(target="numpy"):
 
 
 # ------------------------------------------------------------------ pickling
-@pytest.mark.parametrize("target", ["cpu", "parallel", "numpy", "llvm"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_compiled_functions_pickle_as_ir_text_and_options(target):
     fn = graphc.compile(NEURON, target=target, dtype="float32" if target == "llvm" else "float64")
     blob = pickle.dumps(fn)
@@ -189,6 +190,7 @@ def test_dask_errors_are_clear():
         pw(da.ones(4, chunks=2), 2.0, out=[np.empty(4)] * 3)
 
 
+@pytest.mark.slow  # starts a cluster of two worker processes; the other tests run Dask in this one
 def test_on_a_local_cluster_of_two_worker_processes(tmp_path):
     distributed = pytest.importorskip("distributed")
     fn = graphc.compile(NEURON, target="cpu")

@@ -16,6 +16,8 @@ import graphc
 import graphc.numpy as gnp
 from graphc import GraphcError, ShapeError
 
+# a subset on purpose: the reference and the default; cpu and parallel run the same schedule with
+# Numba loops (a compile of seconds per program), which test_tensor and the tensor fuzzer cover
 TARGETS = ["numpy", "llvm"]
 
 
@@ -66,7 +68,7 @@ def check_vjp(fun, args, target, argnums=None, seed=0, rtol=1e-6, atol=1e-8):
     return grads
 
 
-@pytest.mark.parametrize("target", ["llvm", "cpu"])
+@pytest.mark.parametrize("target", ["llvm", "cpu"])  # the targets with pooled buffers (parallel: cpu's kernel)
 def test_output_that_views_a_pooled_gemm_result_is_not_overwritten(target):
     """Regression: the cpu/llvm memory plan freed a pooled GEMM result once the reshape
     reading it ran, although a program output is that reshape (a view of the buffer),

@@ -32,6 +32,7 @@ def test_small_examples_train(name):
     assert _load(name).main(["--fast"]) == 0
 
 
+@pytest.mark.slow  # 10^6 rows in chunks; test_dask covers the same calls on small data
 def test_dask_logistic_regression_learns_the_true_model(capsys):
     pytest.importorskip("dask.array")
     assert _load("dask_logistic").main(["--fast"]) == 0  # 10^6 rows generated lazily in chunks

@@ -151,6 +151,7 @@ def test_deep_call_chain():
     assert v == pytest.approx(ref, rel=1e-12) and g["x"] == pytest.approx(d, rel=1e-10)
 
 
+@pytest.mark.slow  # 20,000 terms; test_llvm compiles 2,000 inputs in the fast tier
 def test_long_sum():
     n = 20000
     fn = graphc.compile(" + ".join(f"{i % 7}*x{i % 50} * y" for i in range(n)), target="numpy")

@@ -1,9 +1,9 @@
 """Property tests over random formulas (see strategies.py): gradients equal
 SymPy's, the optimised pipeline equals passes=(), every backend equals the
-NumPy reference, print/parse round-trips. The test command runs
-GRAPHC_FUZZ_EXAMPLES formulas (default 150; half as many through Numba and llvm), which
-keeps the whole suite under ten minutes on two cores; CI runs a second, longer
-pass with 600 (.ci/run)."""
+NumPy reference, print/parse round-trips. Each sweep runs in two sizes: a quick one
+of 60 formulas in the test command (the fast tier) and a long one of
+GRAPHC_FUZZ_EXAMPLES formulas (default 600) in the slow tier (-m slow, .ci/run);
+half as many go through Numba and llvm."""
 
 import dataclasses
 import itertools
@@ -11,7 +11,9 @@ import math
 import os
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, example, given, settings
+import pytest
+from conftest import tiers
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 from strategies import covered_ops, formulas
 
@@ -20,10 +22,22 @@ from graphc import ir, oracle
 from graphc.checker import output_passes
 from graphc.registry import REGISTRY, register_op
 
-EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
+EXAMPLES = {"quick": 60, "long": int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "600"))}
+FUZZ = settings(deadline=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
                 phases=[Phase.explicit, Phase.generate, Phase.shrink])
+
+
+TIERS = tiers("quick", "long")
+
+
+def fuzz(tier: str, examples: int):
+    """FUZZ with `examples` cases: the quick sweep's are derandomized (the same every run),
+    the long sweep is seeded by its size, so it does not start with the quick sweep's cases."""
+    def apply(test):
+        test = settings(FUZZ, max_examples=examples)(test)
+        return seed(examples)(test) if tier == "long" else test
+    return apply
 
 
 def test_strategy_covers_every_op():
@@ -75,18 +89,30 @@ def _close(a, b, rtol):
                 and np.all(np.abs(a[fin] - b[fin]) <= rtol * np.maximum(np.abs(b[fin]), scale)))
 
 
-@FUZZ
-@given(formulas())
-def test_gradients_match_sympy(formula):
-    assert gradient_disagreements(formula) == []
+@pytest.mark.parametrize("tier", TIERS)
+def test_gradients_match_sympy(tier):
+    @fuzz(tier, EXAMPLES[tier])
+    @given(formulas())
+    def check(formula):
+        assert gradient_disagreements(formula) == []
+
+    check()
 
 
-@FUZZ
-@given(formulas(), st.integers(0, 2**16))
-@example("max(x, 0) * y", 0)  # kinks that rewrites have broken before
-@example("min(0, sin(x)) + max(x, y) + relu(z) + abs(x - y)", 1)
-@example("clip(x, y, z) + floor(x) + sign(y)", 2)
-def test_pipeline_agrees_with_autodiff_alone(formula, seed):
+@pytest.mark.parametrize("tier", TIERS)
+def test_pipeline_agrees_with_autodiff_alone(tier):
+    @fuzz(tier, EXAMPLES[tier])
+    @given(formulas(), st.integers(0, 2**16))
+    @example("max(x, 0) * y", 0)  # kinks that rewrites have broken before
+    @example("min(0, sin(x)) + max(x, y) + relu(z) + abs(x - y)", 1)
+    @example("clip(x, y, z) + floor(x) + sign(y)", 2)
+    def check(formula, rng_seed):
+        _pipeline_agrees_with_autodiff_alone(formula, rng_seed)
+
+    check()
+
+
+def _pipeline_agrees_with_autodiff_alone(formula, seed):
     opt = graphc.compile(formula, target="numpy")
     raw = graphc.compile(formula, target="numpy", passes=())
     assert opt.graph.op_count() <= raw.graph.op_count()
@@ -113,10 +139,18 @@ def test_pipeline_agrees_with_autodiff_alone(formula, seed):
 BATCH = 10  # formulas per compiled kernel: Numba's fixed cost per compile dominates small kernels
 
 
-@settings(FUZZ, max_examples=max(1, EXAMPLES // (2 * BATCH)))
-@given(st.lists(formulas(), min_size=BATCH, max_size=BATCH), st.integers(0, 2**16))
-def test_compiled_backends_agree_with_the_reference(batch, seed):
-    """EXAMPLES / 2 formulas in all (Numba compiles ~10 ms per op), BATCH per
+@pytest.mark.parametrize("tier", TIERS)
+def test_compiled_backends_agree_with_the_reference(tier):
+    @fuzz(tier, max(1, EXAMPLES[tier] // (2 * BATCH)))
+    @given(st.lists(formulas(), min_size=BATCH, max_size=BATCH), st.integers(0, 2**16))
+    def check(batch, rng_seed):
+        _compiled_backends_agree_with_the_reference(batch, rng_seed)
+
+    check()
+
+
+def _compiled_backends_agree_with_the_reference(batch, seed):
+    """examples / 2 formulas in all (Numba compiles ~10 ms per op), BATCH per
     kernel: every value+gradient graph of
     the batch becomes an output of one graph, compiled once for the cpu target
     (the parallel target's loop body is the same code; test_ops runs every op's
@@ -139,6 +173,7 @@ def test_compiled_backends_agree_with_the_reference(batch, seed):
             assert _close(a, b, 1e-12 if target == "cpu" else 1e-10), (target, name, batch[int(name.split(":")[0])])
 
 
+@pytest.mark.slow  # a search of up to 2,000 formulas
 def test_broken_rule_is_caught_and_shrunk():
     """A deliberately wrong derivative rule: check exits 1, the fuzzer finds a small formula."""
     from hypothesis import find

@@ -1,13 +1,20 @@
 """Property tests over random tensor programs (tensor_strategies.py): the
 default pipeline equals passes=(), gradients equal central finite differences
-and, on a sample, SymPy's exact derivatives element by element. CI runs
-GRAPHC_TENSOR_FUZZ_EXAMPLES programs (default 200)."""
+and, on a sample, SymPy's exact derivatives element by element; the llvm and cpu
+schedules equal the numpy target. Each sweep runs in two sizes: a quick one in the
+test command (the fast tier) and a long one in the slow tier (-m slow, .ci/run) of
+GRAPHC_TENSOR_FUZZ_EXAMPLES programs (default 500; GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES,
+default 400, and GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES, default 30, for the compiled
+schedules)."""
 
 import dataclasses
+import math
 import os
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+import pytest
+from conftest import tiers
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from tensor_strategies import tensor_programs
 
 import graphc
@@ -15,10 +22,24 @@ from graphc import ir
 from graphc.registry import REGISTRY, register_op
 from graphc.tensor_check import check_tensor
 
-EXAMPLES = int(os.environ.get("GRAPHC_TENSOR_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
+EXAMPLES = {"quick": 60, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_EXAMPLES", "500"))}
+LLVM_EXAMPLES = {"quick": 50, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "400"))}
+CPU_EXAMPLES = {"quick": 4, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES", "30"))}  # Numba compiles
+FUZZ = settings(deadline=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
                 phases=[Phase.explicit, Phase.generate, Phase.shrink])
+
+
+TIERS = tiers("quick", "long")
+
+
+def fuzz(tier: str, examples: int):
+    """FUZZ with `examples` cases: the quick sweep's are derandomized (the same every run),
+    the long sweep is seeded by its size, so it does not start with the quick sweep's cases."""
+    def apply(test):
+        test = settings(FUZZ, max_examples=examples)(test)
+        return seed(examples)(test) if tier == "long" else test
+    return apply
 
 
 def _point(fn, seed):
@@ -79,22 +100,39 @@ def _near_kink(fn, pt, k, i, h):
     return abs(left - right) > 1e-3 * (1 + abs(left))
 
 
-@FUZZ
-@given(tensor_programs())
-def test_random_tensor_programs(program):
-    text, shapes = program
-    assert not disagreements(text, shapes, sympy=len(text) % 5 == 0), text
+def _sympy_sample(text: str, shapes: dict) -> bool:
+    """A fifth of the programs are checked against SymPy too, but not max/min over inputs of
+    more than four entries: SymPy's Max/Min of nine entries takes minutes to differentiate and
+    evaluate (or exceeds its recursion limit); finite differences and passes=() check those."""
+    many = any(math.prod(s) > 4 for s in shapes.values())
+    return len(text) % 5 == 0 and not (many and ("max(" in text or "min(" in text))
 
 
-@FUZZ
-@given(tensor_programs())
-def test_tensor_ir_round_trips(program):
-    text, shapes = program
-    fn = graphc.compile(text, shapes=shapes, target="numpy")
-    assert ir.parse_graph(fn.ir) == fn.graph
-    assert ir.from_json(ir.to_json(fn.graph)) == fn.graph
+@pytest.mark.parametrize("tier", TIERS)
+def test_random_tensor_programs(tier):
+    @fuzz(tier, EXAMPLES[tier])
+    @given(tensor_programs())
+    def check(program):
+        text, shapes = program
+        assert not disagreements(text, shapes, sympy=_sympy_sample(text, shapes)), text
+
+    check()
 
 
+@pytest.mark.parametrize("tier", TIERS)
+def test_tensor_ir_round_trips(tier):
+    @fuzz(tier, EXAMPLES[tier])
+    @given(tensor_programs())
+    def check(program):
+        text, shapes = program
+        fn = graphc.compile(text, shapes=shapes, target="numpy")
+        assert ir.parse_graph(fn.ir) == fn.graph
+        assert ir.from_json(ir.to_json(fn.graph)) == fn.graph
+
+    check()
+
+
+@pytest.mark.slow  # two searches of up to 1,000 programs
 def test_broken_matmul_and_broadcast_rules_are_caught_and_shrunk():
     from hypothesis import find
 
@@ -143,21 +181,26 @@ def _agrees_with_numpy(text: str, shapes: dict, target: str):
     return fn, pt, rv, rg
 
 
-@settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "150")), deadline=None,
-          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(tensor_programs())
-def test_llvm_schedule_equals_the_numpy_target(program):
+@pytest.mark.parametrize("tier", TIERS)
+def test_llvm_schedule_equals_the_numpy_target(tier):
     """The llvm target's loops (the cpu schedule, llvmlite kernels) against the
     numpy target; they compile in milliseconds, so many more examples."""
-    _agrees_with_numpy(*program, "llvm")
+    @fuzz(tier, LLVM_EXAMPLES[tier])
+    @given(tensor_programs())
+    def check(program):
+        _agrees_with_numpy(*program, "llvm")
+
+    check()
 
 
-@settings(max_examples=int(os.environ.get("GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES", "12")), deadline=None,
-          derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(tensor_programs())
-def test_compiled_cpu_schedule_equals_the_numpy_target(program):
+@pytest.mark.parametrize("tier", TIERS)
+def test_compiled_cpu_schedule_equals_the_numpy_target(tier):
     """The cpu target's schedule (fused regions, reduction epilogues, GEMMs) against
     the numpy target; few examples, since each compiles Numba kernels."""
+    fuzz(tier, CPU_EXAMPLES[tier])(given(tensor_programs())(_cpu_schedule_agrees))()
+
+
+def _cpu_schedule_agrees(program):
     text, shapes = program
     fn, pt, rv, rg = _agrees_with_numpy(text, shapes, "cpu")
     if getattr(fn.kernel, "_whole", None) is not None:  # the one-function form: the step-wise schedule too

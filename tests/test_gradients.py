@@ -3,7 +3,7 @@ central finite differences, on the core formula set; Hessians against SymPy."""
 
 import numpy as np
 import pytest
-from conftest import TARGETS
+from conftest import TARGETS, on_every_target
 from formulas import CORE, SECOND_ORDER, sample
 
 import graphc
@@ -24,8 +24,7 @@ TOL = {"float64": (1e-10, 1e-13), "float32": (1e-4, 1e-5)}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("formula,ranges", CORE, ids=[f for f, _ in CORE])
+@pytest.mark.parametrize("formula,ranges,target", on_every_target(CORE, [f for f, _ in CORE]))
 def test_gradient_matches_sympy(formula, ranges, target, dtype):
     fn = graphc.compile(formula, target=target, dtype=dtype)
     rel, absol = TOL[dtype]
@@ -42,8 +41,7 @@ def test_gradient_matches_sympy(formula, ranges, target, dtype):
             assert rel_err(g, r) <= rel or abs(g - r) <= absol * scale, (name, pt, g, r)
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("formula,ranges", CORE, ids=[f for f, _ in CORE])
+@pytest.mark.parametrize("formula,ranges,target", on_every_target(CORE, [f for f, _ in CORE]))
 def test_gradient_matches_finite_differences(formula, ranges, target):
     fn = graphc.compile(formula, target=target)
     rng = np.random.default_rng(7)
@@ -57,8 +55,7 @@ def test_gradient_matches_finite_differences(formula, ranges, target):
         assert abs(grads[name] - fd) <= 1e-6 * max(1.0, abs(fd)), (name, grads[name], fd)
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("formula,ranges", SECOND_ORDER, ids=[f for f, _ in SECOND_ORDER])
+@pytest.mark.parametrize("formula,ranges,target", on_every_target(SECOND_ORDER, [f for f, _ in SECOND_ORDER]))
 def test_hessian_matches_sympy(formula, ranges, target):
     fn = graphc.hessian(formula, target=target)
     rng = np.random.default_rng(3)

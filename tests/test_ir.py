@@ -111,6 +111,7 @@ def test_json_and_dot_exports():
     assert dot.count("->") >= 5
 
 
+@pytest.mark.slow  # 10^5-node chains through every traversal; test_frontend, test_cli_errors keep deep formulas fast
 def test_deep_chain_traversals_are_iterative():
     x = ir.input_node("x")
     n = x

@@ -69,7 +69,7 @@ def _agrees(vg, params, X, y):
 # ------------------------------------------------------------------ planned_memory asks, never allocates
 
 
-@pytest.mark.parametrize("target", ["llvm", "cpu"])
+@pytest.mark.parametrize("target", ["llvm", "cpu"])  # the targets with pooled buffers (parallel: cpu's kernel)
 def test_planned_memory_of_a_huge_size_allocates_nothing_and_counts_right(target):
     fn = _mlp(target)
     small = fn.planned_memory(**_mlp_args(1000))
@@ -106,6 +106,7 @@ def test_planned_memory_of_a_huge_size_allocates_nothing_and_counts_right(target
 # ------------------------------------------------------------------ pools per kernel
 
 
+@pytest.mark.slow  # eleven calls of the net on 10^4-2*10^5 rows
 def test_a_kernel_keeps_about_twice_its_current_pool_not_one_per_size():
     fn = _mlp()
     held = []

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 
 import graphc
 from graphc.codegen import numba_cpu
@@ -36,6 +37,7 @@ def test_float32_kernels_compute_in_float32():
     assert "double" in f64
 
 
+# the Numba targets, this file's subject (test_llvm runs llvm's kernel over every scalar/array mix)
 @pytest.mark.parametrize("target,dtype", [("cpu", "float64"), ("cpu", "float32"), ("parallel", "float64")])
 def test_broadcast_variants_match_reference(target, dtype):
     fn = graphc.compile(MIXED, target=target, dtype=dtype)
@@ -77,7 +79,7 @@ def test_parallel_large_n_matches_serial():
         np.testing.assert_array_equal(gp[k], gs[k])
 
 
-@pytest.mark.parametrize("target", ["cpu", "parallel", "numpy"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_out_buffers_are_filled_and_returned(target):
     fn = graphc.compile(NEURON, target=target)
     rng = np.random.default_rng(2)

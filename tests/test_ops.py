@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 
 from graphc import ir
 from graphc.oracle import derivative, to_sympy
@@ -93,7 +94,9 @@ def _all_ops_graph(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["f64", "f32"])
-@pytest.mark.parametrize("target", ["cpu", "parallel"])
+# numpy is the reference itself; parallel's loop body is cpu's (the same templates), so it runs in the slow tier
+@pytest.mark.parametrize("target", [pytest.param(t, marks=[pytest.mark.slow] if t == "parallel" else [])
+                                    for t in TARGETS if t != "numpy"])
 def test_every_template_matches_numpy_on_compiled_targets(target, dtype):
     from graphc.codegen.numpy_ref import evaluate
     from graphc.codegen.targets import build

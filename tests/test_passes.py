@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 from formulas import CORE, sample
 
 import graphc
@@ -251,7 +252,7 @@ def test_tanh_is_preferred_over_expm1():
     assert [v.op for _, v in g.outputs] == ["tanh"]
 
 
-@pytest.mark.parametrize("target", ["numpy", "cpu"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_fusion_keeps_kink_gradients(target):
     """Regression: max(x, 0) was fused to relu, so its gradient at 0 was 0 through
     the pipeline and 1/2 (max's tie rule) without it."""

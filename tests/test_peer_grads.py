@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 from test_dot_matmul import check_vjp
 
-TARGETS = ["numpy", "llvm"]
+TARGETS = ["numpy", "llvm"]  # a subset on purpose, as in test_dot_matmul: the reference and the default
 
 
 def _r(*shape, seed=0):

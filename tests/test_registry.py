@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TARGETS
 from strategies import covered_ops
 
 import graphc
@@ -59,7 +60,7 @@ def test_late_registration_works_everywhere(softsign):
     # the printed IR parses back with the new op
     assert ir.parse_graph(fn.ir) == fn.graph
     # checked against SymPy's exact derivative, on the reference and a compiled target
-    for target in ("numpy", "cpu", "parallel"):
+    for target in TARGETS:
         rep = graphc.check("softsign(x) * y + softsign(x*y)", target=target, points=16)
         assert rep.ok, str(rep)
         assert all(o.symbolic in ("proved", "undecided") for o in rep.outputs)
@@ -69,7 +70,7 @@ def test_late_op_compiles_on_every_target(softsign):
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-3, 3, 101), rng.uniform(-3, 3, 101)
     ref_v, ref_g = graphc.compile("softsign(x*y) - x", target="numpy")(x, y)
-    for target in ("cpu", "parallel"):
+    for target in TARGETS:
         v, g = graphc.compile("softsign(x*y) - x", target=target)(x, y)
         np.testing.assert_allclose(v, ref_v, rtol=1e-14)
         np.testing.assert_allclose(g["x"], ref_g["x"], rtol=1e-14)

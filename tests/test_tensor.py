@@ -350,9 +350,11 @@ def test_cuda_takes_tensor_programs_and_says_when_it_has_no_gpu():
 CPU_PROGRAMS = [PROGRAMS[i] for i in (1, 6, 12, 15, 23, 30, 34)]  # the fuzzer compiles more
 
 
-# Numba compiles a kernel per fused region (~0.5 s each, more with prange): a sample, to keep the suite short
+# Numba compiles a kernel per fused region (~0.5 s each, more with prange): a sample, to keep the suite short;
+# the fast tier runs half of the float64 sample and the parallel one, the slow tier the rest
 @pytest.mark.parametrize("target,dtype,programs", [
-    ("cpu", "float64", CPU_PROGRAMS), ("cpu", "float32", CPU_PROGRAMS[::3]), ("parallel", "float64", CPU_PROGRAMS[1::4])])
+    ("cpu", "float64", CPU_PROGRAMS[::2]), pytest.param("cpu", "float64", CPU_PROGRAMS[1::2], marks=pytest.mark.slow),
+    pytest.param("cpu", "float32", CPU_PROGRAMS[::3], marks=pytest.mark.slow), ("parallel", "float64", CPU_PROGRAMS[1::4])])
 def test_compiled_tensor_programs_equal_the_numpy_target(target, dtype, programs):
     for formula, shapes, dtypes in programs:
         for dt, tol in ((dtype, 1e-12 if dtype == "float64" else 1e-5),):
@@ -634,7 +636,7 @@ def test_a_loop_never_waits_for_a_value_that_waits_for_it():
         np.testing.assert_allclose(g["x"], rg["x"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("target", ["cpu", "numpy", "llvm"])
+@pytest.mark.parametrize("target", ["cpu", "numpy", "llvm"])  # not parallel: cpu's kernel, another Numba compile
 def test_out_buffers_for_tensor_outputs(target):
     fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
                         target=target)
@@ -680,6 +682,7 @@ def test_the_memory_plan_shares_buffers_by_lifetime():
         graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, target="numpy").planned_memory(**args)
 
 
+@pytest.mark.slow  # a dozen programs compiled twice by Numba; test_fuzz_tensor compares the two forms quickly
 def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise_schedule(monkeypatch):
     from graphc.codegen import tensor_cpu
 

@@ -6,6 +6,7 @@ same function (identical optimised IR), finite differences, SymPy via check.
 
 import numpy as np
 import pytest
+from conftest import TENSOR_TARGETS
 
 import graphc
 import graphc.nn as nn
@@ -43,7 +44,7 @@ def _data(rng, n=40, d=3, h=8, c=4, dtype=np.float64):
     return params, rng.normal(size=(n, d)).astype(dtype), rng.integers(0, c, n)
 
 
-@pytest.mark.parametrize("target", ["numpy", "cpu", "parallel"])  # every target that runs tensor programs
+@pytest.mark.parametrize("target", TENSOR_TARGETS)
 def test_value_and_grad_of_an_mlp_equals_hand_written_numpy(target):
     rng = np.random.default_rng(0)
     params, X, y = _data(rng)
