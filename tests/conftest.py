@@ -33,6 +33,12 @@ def on_every_target(cases, ids, sample=4):
     return params
 
 
+# Every host target, those whose per-element code is another's run on more threads (parallel: cpu's
+# loop body under prange) in the slow tier only: the numerics they test are the same code.
+TARGETS_THREADS_SLOW = [pytest.param(t, marks=pytest.mark.slow) if _TABLE[t].options.get("parallel") else t
+                        for t in TARGETS]
+
+
 def tiers(quick, long):
     """A sweep's two sizes as test parameters: `quick` runs in the test command (the fast
     tier), `long` is marked slow and runs with `-m slow` (.ci/run's second tier)."""

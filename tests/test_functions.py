@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import TARGETS_THREADS_SLOW
 from formulas import FUNCTIONS, sample
 
 import graphc
@@ -27,7 +28,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-4)])
-@pytest.mark.parametrize("target", ["numpy", "cpu", "parallel"])
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("formula,ranges", FUNCTIONS, ids=[f for f, _ in FUNCTIONS])
 def test_gradients_match_sympy(formula, ranges, target, dtype, tol):
     fn = graphc.compile(formula, target=target, dtype=dtype)

@@ -10,7 +10,7 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
-from conftest import TARGETS
+from conftest import TARGETS_THREADS_SLOW
 
 import graphc
 
@@ -154,7 +154,7 @@ def _pow_table(dtype: str):
     return pts, want
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pow_value_and_gradients_at_extremes(dtype, target):
     pts, want = _pow_table(dtype)
@@ -162,7 +162,7 @@ def test_pow_value_and_gradients_at_extremes(dtype, target):
     _check(fn, {"x": [p[0] for p in pts], "y": [p[1] for p in pts]}, want, dtype, target)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pow_values_agree_with_numpy(dtype, target):
     # NumPy's answer, including the sign of zeros and where pow and sqrt differ
@@ -178,7 +178,7 @@ def test_pow_values_agree_with_numpy(dtype, target):
     assert all(_agrees(g, float(w), dtype) for g, w in zip(value, want)), (target, value, want)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_half_power_is_numpy_sqrt(dtype, target):
     # np.power(-inf, 0.5) is nan (C's pow: +inf) and np.power(-0.0, 0.5) is -0.0: a constant
@@ -212,7 +212,7 @@ CONST = {
 }
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_constant_exponent_gradients_at_extremes(dtype, target):
     formula, cols = CONST[dtype]
@@ -222,7 +222,7 @@ def test_constant_exponent_gradients_at_extremes(dtype, target):
     _check(graphc.compile(formula, target=target, dtype=dtype), cols, want, dtype, target)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 def test_pow_headline_points(target):
     # the points of the issue, and ordinary ones that must stay exact
     fn = graphc.compile("x**y", target=target)
@@ -249,7 +249,7 @@ def _bits(a, dtype):
     return np.asarray(a, dtype=dtype).view(np.uint64 if dtype == "float64" else np.uint32)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_min_are_numpy_bit_for_bit(dtype, target):
     # np.maximum(0.0, -0.0) = -0.0 (the second argument at a tie), the first NaN if any
@@ -297,7 +297,7 @@ def _unary_table(dtype):
     return cols, want
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_log_and_atan_gradients_do_not_overflow(dtype, target):
     # log10'(3e38) in float32 is 1.45e-39 (x ln 10 overflowed: 0); atan'(1e155) 1e-310 (x*x overflowed)
@@ -329,7 +329,7 @@ def _binary_table(dtype):
     return cols, want
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", TARGETS_THREADS_SLOW)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_atan2_and_hypot_gradients_where_hypot_overflows(dtype, target):
     # hypot'(max, max) = 0.707 (a/hypot = a/inf gave 0); atan2's b/(a^2+b^2) = 2.8e-309 (gave 0)
