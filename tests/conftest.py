@@ -4,6 +4,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, seed, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -37,6 +38,22 @@ def on_every_target(cases, ids, sample=4):
 # loop body under prange) in the slow tier only: the numerics they test are the same code.
 TARGETS_THREADS_SLOW = [pytest.param(t, marks=pytest.mark.slow) if _TABLE[t].options.get("parallel") else t
                         for t in TARGETS]
+
+
+# The fuzzers' Hypothesis settings: no deadline (a compile can take a second), the quick sweep
+# derandomized (the same cases every run).
+FUZZ = settings(deadline=None, derandomize=True, print_blob=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+                phases=[Phase.explicit, Phase.generate, Phase.shrink])
+
+
+def fuzz(tier: str, examples: int):
+    """FUZZ with `examples` cases: the quick sweep's are derandomized (the same every run),
+    the long sweep is seeded by its size, so it does not start with the quick sweep's cases."""
+    def apply(test):
+        test = settings(FUZZ, max_examples=examples)(test)
+        return seed(examples)(test) if tier == "long" else test
+    return apply
 
 
 def tiers(quick, long):

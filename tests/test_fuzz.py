@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiers
-from hypothesis import HealthCheck, Phase, example, given, seed, settings
+from conftest import fuzz, tiers
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from strategies import covered_ops, formulas
 
@@ -23,21 +23,7 @@ from graphc.checker import output_passes
 from graphc.registry import REGISTRY, register_op
 
 EXAMPLES = {"quick": 60, "long": int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "600"))}
-FUZZ = settings(deadline=None, derandomize=True, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                phases=[Phase.explicit, Phase.generate, Phase.shrink])
-
-
 TIERS = tiers("quick", "long")
-
-
-def fuzz(tier: str, examples: int):
-    """FUZZ with `examples` cases: the quick sweep's are derandomized (the same every run),
-    the long sweep is seeded by its size, so it does not start with the quick sweep's cases."""
-    def apply(test):
-        test = settings(FUZZ, max_examples=examples)(test)
-        return seed(examples)(test) if tier == "long" else test
-    return apply
 
 
 def test_strategy_covers_every_op():

@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiers
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from conftest import fuzz, tiers
+from hypothesis import given, settings
 from tensor_strategies import tensor_programs
 
 import graphc
@@ -25,21 +25,7 @@ from graphc.tensor_check import check_tensor
 EXAMPLES = {"quick": 60, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_EXAMPLES", "500"))}
 LLVM_EXAMPLES = {"quick": 50, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "400"))}
 CPU_EXAMPLES = {"quick": 4, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_CPU_EXAMPLES", "30"))}  # Numba compiles
-FUZZ = settings(deadline=None, derandomize=True, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                phases=[Phase.explicit, Phase.generate, Phase.shrink])
-
-
 TIERS = tiers("quick", "long")
-
-
-def fuzz(tier: str, examples: int):
-    """FUZZ with `examples` cases: the quick sweep's are derandomized (the same every run),
-    the long sweep is seeded by its size, so it does not start with the quick sweep's cases."""
-    def apply(test):
-        test = settings(FUZZ, max_examples=examples)(test)
-        return seed(examples)(test) if tier == "long" else test
-    return apply
 
 
 def _point(fn, seed):
