@@ -367,7 +367,7 @@ def llvm_compile_sizes() -> dict:
 import json, os, sys, tempfile, time
 os.environ["GRAPHC_CACHE_DIR"] = tempfile.mkdtemp()
 import numpy as np, graphc
-from graphc.codegen import llvm_cpu
+from graphc.backends.llvm import pointwise as llvm_cpu
 llvm_cpu.host()
 out = {}
 t = time.perf_counter()

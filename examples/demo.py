@@ -2,7 +2,7 @@
 gradients, and check them against SymPy's exact derivatives."""
 
 import graphc
-from graphc import oracle
+from graphc.verify import oracle
 
 FORMULA = "1/(1+exp(-(w0*x0 + w1*x1 + w2)))"
 POINT = dict(w0=2.0, x0=-1.0, w1=-3.0, x1=-2.0, w2=-3.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 # graphc.nn are the namespaces for traced functions (and eager arrays)
 from . import nn, numpy, ops, tensor_ops  # noqa: F401
 from .api import CompiledFunction, compile, hessian, targets
-from .checker import CheckReport, check
 from .errors import (
     ArgumentError,
     ArityError,
@@ -26,13 +25,14 @@ from .passes.autodiff import autodiff, gradients, hessian_graph
 from .program import Program
 from .registry import Domain, OpSpec, register_op, unregister_op
 from .trace import TracingError, grad, jit, value_and_grad
+from .verify.pointwise import CheckReport, check
 from .version import __version__
 
 
 def emit(source: object, target: str | None = None, kind: str = "source", **opts: object) -> str:
     """The generated kernel of a formula (or Program) for a target, as text:
     kind "source", "llvm" (cpu, parallel) or "ptx" (cuda; cc="9.0"). Needs no GPU."""
-    from .codegen.targets import emit as _emit
+    from .backends.targets import emit as _emit
 
     program = source if isinstance(source, Program) else Program(source)
     return _emit(program.graph, target, kind, **opts)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from . import shapes
-from .codegen.buffers import check_out
-from .codegen.kernel import Kernel
-from .codegen.targets import TARGETS, build, emit, get_target
+from .backends.buffers import check_out
+from .backends.kernel import Kernel
+from .backends.targets import TARGETS, build, emit, get_target
 from .errors import ArgumentError, GraphcError, UnsupportedError
 from .ir import Graph
 from .passes.autodiff import grad_name

@@ -95,7 +95,7 @@ def _parse_dims(items: Sequence[str] | None, shapes: dict[str, tuple] | None = N
 
 def _check_numbers(args: argparse.Namespace) -> None:
     """graphc check's numeric options in range, or a one-line error naming the option."""
-    from .checker import MAX_POINTS, MAX_TIME_LIMIT
+    from .verify.pointwise import MAX_POINTS, MAX_TIME_LIMIT
 
     if not 1 <= args.points <= MAX_POINTS:
         raise GraphcError(f"points must be an integer from 1 to {MAX_POINTS:,}, got {args.points}")
@@ -237,7 +237,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .checker import check, format_swell, swell
+    from .verify.pointwise import check, format_swell, swell
 
     _check_numbers(args)
     if args.swell:
@@ -250,7 +250,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if topts["shapes"] is not None:
         import graphc
 
-        from .tensor_check import check_tensor
+        from .verify.tensor import check_tensor
 
         dims = _parse_dims(args.dims, topts["shapes"])
         fn = graphc.compile(args.formula, wrt=args.wrt, dtype=args.dtype, **topts)
@@ -265,7 +265,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .codegen import cache
+    from .backends import cache
 
     if args.action == "info":
         i = cache.info()
@@ -279,7 +279,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _emitting(kind: str | None = None) -> list[str]:
-    from .codegen.targets import TARGETS
+    from .backends.targets import TARGETS
 
     return [n for n, t in TARGETS.items() if t.emits and (kind is None or kind in t.emits)]
 

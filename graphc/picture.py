@@ -34,7 +34,7 @@ def _fmt(v: Any, node: Node) -> str:
 def annotations(graph: Graph, point: Mapping[str, Any]) -> tuple[dict, dict]:
     """(node notes, edge notes) for `to_dot`: forward values and gradients of the
     graph's first output at `point`, computed by graphc's own reverse sweep."""
-    from .codegen.numpy_ref import Plan
+    from .backends.numpy_ref import Plan
     from .passes.autodiff import adjoints
 
     root = graph.outputs[0][1]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .codegen.buffers import is_device
+from .backends.buffers import is_device
 from .errors import ArgumentError
 from .ir import DTYPE_NUMPY, Node, fmt_shape
 

@@ -242,7 +242,7 @@ def apply(op: str, *args: Any, **attrs: Any) -> Any:
 
 def _eager(op: str, args: Sequence[Any], attrs: dict[str, Any]) -> Any:
     """The same op on NumPy values: a one-node graph on the numpy target."""
-    from .codegen.numpy_ref import evaluate
+    from .backends.numpy_ref import evaluate
 
     arrays = [np.asarray(a) for a in args]
     floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
@@ -598,7 +598,7 @@ class Traced:
         return sig, dims
 
     def _trace(self, dyn, static, leaves, paths, trees, types) -> Signature:
-        from .codegen.targets import build, get_target
+        from .backends.targets import build, get_target
         from .program import Program
 
         floats = {t for _, t in types if t not in ("float", "int64")}

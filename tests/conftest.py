@@ -11,8 +11,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Tests use a private kernel cache, never the user's ~/.cache/graphc.
 os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-test-cache-"))
 
-from graphc.codegen.targets import DEFAULT_TARGET  # noqa: E402
-from graphc.codegen.targets import TARGETS as _TABLE  # noqa: E402
+from graphc.backends.targets import DEFAULT_TARGET  # noqa: E402
+from graphc.backends.targets import TARGETS as _TABLE  # noqa: E402
 
 # Every target that runs on this machine, read from the target table (the default, llvm, included);
 # device targets are tested through their simulator and PTX in test_cuda.py.
@@ -65,7 +65,7 @@ def tiers(quick, long):
 @pytest.fixture(autouse=True, scope="session")
 def _parallel_kernels_for_every_size():
     """The parallel target runs its prange kernel even on the small arrays of tests."""
-    from graphc.codegen import numba_cpu
+    from graphc.backends.numba import pointwise as numba_cpu
 
     old = numba_cpu.PARALLEL_MIN
     numba_cpu.PARALLEL_MIN = 1

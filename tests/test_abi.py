@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc.codegen import cpython_abi, llvm_cpu, llvm_python, llvm_tensor
+from graphc.backends import cpython_abi
+from graphc.backends.llvm import entries as llvm_python
+from graphc.backends.llvm import pointwise as llvm_cpu
+from graphc.backends.llvm import tensor as llvm_tensor
 
 ROOT = Path(graphc.__file__).resolve().parent
 NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
@@ -66,7 +69,7 @@ def test_no_object_layout_outside_the_abi_module():
     """grep: no other module of graphc computes, names or hard-codes an offset into
     a Python object: no __basicsize__, no byte-addressed field reads in LLVM IR
     (a gep over i8 at a constant), no layout constant of its own."""
-    abi_file = ROOT / "codegen" / "cpython_abi.py"
+    abi_file = ROOT / "backends" / "cpython_abi.py"
     text_rules = [r"__basicsize__", r"__itemsize__", r"_ARRAY_API", r"PyCapsule_", r"from_address\(\s*id\(",
                   r"PyTuple_SetItem", r"ml_meth", r"\bARRAY_DATA\s*[+-]", r"\bTUPLE_ITEMS\s*[+-]"]
     byte_types = {"i8", "ir.IntType(8)"}
@@ -275,10 +278,10 @@ def test_pointwise_entries_refuse_an_unchecked_layout(tmp_path):
     ctypes path, results unchanged."""
     out = _run(f"""
         import numpy as np
-        from graphc.codegen import cpython_abi
+        from graphc.backends import cpython_abi
         cpython_abi.abi = lambda: False
         import graphc
-        from graphc.codegen import llvm_cpu
+        from graphc.backends.llvm import pointwise as llvm_cpu
         fn = graphc.compile({NEURON!r}, target="llvm")
         ref = graphc.compile({NEURON!r}, target="numpy")
         assert not llvm_cpu.host().pyapi and fn._py_scalar is None and fn._py_arrays is None

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from graphc.codegen import cache
+from graphc.backends import cache
 
 FORMULA = "1/(1+exp(-(w0*x0 + w1*x1 + w2)))"
 
@@ -18,7 +18,7 @@ PROBE = textwrap.dedent(
     import json, time, warnings
     t0 = time.perf_counter()
     import graphc
-    from graphc.codegen import numba_cpu
+    from graphc.backends.numba import pointwise as numba_cpu
     warnings.simplefilter("always")
     with warnings.catch_warnings(record=True) as w:
         t1 = time.perf_counter()

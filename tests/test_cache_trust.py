@@ -19,7 +19,8 @@ import pytest
 from test_cache import FORMULA, check_result, run_probe
 
 import graphc
-from graphc.codegen import cache, llvm_cpu
+from graphc.backends import cache
+from graphc.backends.llvm import pointwise as llvm_cpu
 
 NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
 OTHER = "tanh(w0*x0 + w1*x1 + w2)"  # same inputs, another kernel
@@ -48,7 +49,7 @@ import json, warnings
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as w:
     import graphc
-    from graphc.codegen import cache
+    from graphc.backends import cache
     fn = graphc.compile({NEURON!r}, target=TARGET)
     v, g = fn(*{ARGS!r})
 print(json.dumps({{"value": float(v), "file": graphc.__file__,
@@ -82,7 +83,7 @@ def test_editing_a_code_generator_misses_the_cache(tmp_path):
     for target in ("llvm", "cpu"):
         compile_in(store, target, pkg)
     assert entries(store) == first  # unchanged source: every entry is a hit
-    with open(pkg / "graphc" / "codegen" / "llvm_cpu.py", "a") as f:
+    with open(pkg / "graphc" / "backends" / "llvm" / "pointwise.py", "a") as f:
         f.write("\n# an edit to the code generator\n")
     for target in ("llvm", "cpu"):
         res = compile_in(store, target, pkg)
@@ -95,9 +96,9 @@ def test_editing_a_code_generator_misses_the_cache(tmp_path):
 def test_code_hash_covers_every_module():
     h = cache.code_hash()
     assert len(h) == 64 and h == cache.code_hash()
-    for name in ("llvm_cpu", "llvm_tensor", "llvm_python"):
+    for name in ("pointwise", "tensor", "entries", "step"):
         assert not any(k.endswith("_VERSION") and k != "__version__" for k in vars(__import__(
-            f"graphc.codegen.{name}", fromlist=["x"])))
+            f"graphc.backends.llvm.{name}", fromlist=["x"])))
 
 
 # ----------------------------------------------------------------- item 7a: whose folder
@@ -136,7 +137,7 @@ def test_planted_object_code_in_a_shared_folder_is_not_run(tmp_path, monkeypatch
     assert_refused(res, d)
     assert sorted(p.name for p in d.rglob("*")) == before  # nothing read, nothing written
     # the plant is live: where the folder were trusted, it would have run (tanh's value)
-    trusting = "import graphc.codegen.cache as c\nc._untrusted = lambda d: None\n"
+    trusting = "import graphc.backends.cache as c\nc._untrusted = lambda d: None\n"
     w0, x0, w1, x1, w2 = ARGS  # the inputs in order of appearance
     assert compile_in(d, before=trusting)["value"] == pytest.approx(np.tanh(w0 * x0 + w1 * x1 + w2), rel=1e-14)
 
@@ -165,7 +166,7 @@ def test_planted_numba_index_in_a_shared_folder_is_not_run(tmp_path):
     assert res["path"] == "None" and not mark.exists()
     assert len(res["warnings"]) == 1 and "not private" in res["warnings"][0]
     # the plant is live: where the folder were trusted, Numba would have unpickled it
-    trusting = "import graphc.codegen.cache as c\nc._untrusted = lambda d: None\n"
+    trusting = "import graphc.backends.cache as c\nc._untrusted = lambda d: None\n"
     run(trusting + f"import graphc\ngraphc.compile({FORMULA!r}, target='cpu')(1.0, 2.0, 3.0, 4.0, 5.0)\n"
         "print('{}')", d)
     assert mark.exists()
@@ -295,7 +296,7 @@ def test_sealed_source_with_a_syntax_error_is_rebuilt(tmp_path):
 DELETE = f"""
 import json, shutil, numpy as np
 import graphc
-from graphc.codegen import cache
+from graphc.backends import cache
 out = {{}}
 for target in ("cpu", "llvm"):
     fn = graphc.compile({NEURON!r}, target=target)

@@ -10,7 +10,7 @@ import pytest
 from conftest import TARGETS
 
 import graphc
-from graphc import checker
+from graphc.verify import pointwise as checker
 
 NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
 

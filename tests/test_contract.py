@@ -16,10 +16,10 @@ from conftest import TARGETS as HOST_TARGETS
 from formulas import CORE, sample
 
 import graphc
-from graphc.codegen import buffers
-from graphc.codegen.kernel import Kernel
-from graphc.codegen.scalar import Body, indent
-from graphc.codegen.targets import TARGETS, Target, register_target, unregister_target
+from graphc.backends import buffers
+from graphc.backends.kernel import Kernel
+from graphc.backends.scalar import Body, indent
+from graphc.backends.targets import TARGETS, Target, register_target, unregister_target
 from graphc.errors import ArgumentError, GraphcError
 
 

@@ -17,7 +17,7 @@ from conftest import tiers
 from formulas import CORE, FUNCTIONS
 
 import graphc
-from graphc.codegen import numba_cuda
+from graphc.backends.cuda import pointwise as numba_cuda
 
 pytest.importorskip("numba.cuda")
 
@@ -95,7 +95,7 @@ def test_cli_emit_cuda_source_and_ptx():
 
 
 def test_cpu_and_cuda_share_one_template_set():
-    from graphc.codegen.scalar import Body
+    from graphc.backends.scalar import Body
 
     g = graphc.compile("sigmoid(x*y) + softplus(x)", target="numpy").graph
     cuda_src = numba_cuda.generate_source(g, (True, True))

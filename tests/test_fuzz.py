@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from strategies import covered_ops, formulas
 
 import graphc
-from graphc import ir, oracle
-from graphc.checker import output_passes
+from graphc import ir
 from graphc.registry import REGISTRY, register_op
+from graphc.verify import oracle
+from graphc.verify.pointwise import output_passes
 
 EXAMPLES = {"quick": 60, "long": int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "600"))}
 TIERS = tiers("quick", "long")
@@ -141,8 +142,8 @@ def _compiled_backends_agree_with_the_reference(batch, seed):
     the batch becomes an output of one graph, compiled once for the cpu target
     (the parallel target's loop body is the same code; test_ops runs every op's
     template through both) and once for the llvm target."""
-    from graphc.codegen.numpy_ref import evaluate
-    from graphc.codegen.targets import build
+    from graphc.backends.numpy_ref import evaluate
+    from graphc.backends.targets import build
 
     xs = [ir.input_node(v) for v in ("x", "y", "z")]
     outs = []

@@ -20,7 +20,7 @@ from tensor_strategies import tensor_programs
 import graphc
 from graphc import ir
 from graphc.registry import REGISTRY, register_op
-from graphc.tensor_check import check_tensor
+from graphc.verify.tensor import check_tensor
 
 EXAMPLES = {"quick": 60, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_EXAMPLES", "500"))}
 LLVM_EXAMPLES = {"quick": 50, "long": int(os.environ.get("GRAPHC_TENSOR_FUZZ_LLVM_EXAMPLES", "400"))}
@@ -190,7 +190,7 @@ def _cpu_schedule_agrees(program):
     text, shapes = program
     fn, pt, rv, rg = _agrees_with_numpy(text, shapes, "cpu")
     if getattr(fn.kernel, "_whole", None) is not None:  # the one-function form: the step-wise schedule too
-        from graphc.codegen import tensor_cpu
+        from graphc.backends.numba import tensor as tensor_cpu
 
         tensor_cpu.WHOLE_STEP = False
         try:

@@ -7,7 +7,7 @@ from conftest import TARGETS, on_every_target
 from formulas import CORE, SECOND_ORDER, sample
 
 import graphc
-from graphc import oracle
+from graphc.verify import oracle
 
 
 def rel_err(a, b):

@@ -14,7 +14,8 @@ import pytest
 from formulas import CORE, FUNCTIONS, sample
 
 import graphc
-from graphc.codegen import cache, llvm_cpu
+from graphc.backends import cache
+from graphc.backends.llvm import pointwise as llvm_cpu
 from graphc.errors import ArgumentError
 
 NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc.codegen import llvm_cpu
+from graphc.backends.llvm import pointwise as llvm_cpu
 
 NEURON = "sigmoid(w0*x0 + w1*x1 + w2)"
 

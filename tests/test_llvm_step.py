@@ -9,7 +9,7 @@ from test_tensor import PROGRAMS, draw
 
 import graphc
 from graphc import ArgumentError
-from graphc.codegen import llvm_step
+from graphc.backends.llvm import step as llvm_step
 
 MLP_SHAPES = {"X": ("N", "D"), "W1": ("D", "H"), "b1": ("H",), "W2": ("H", "C"), "b2": ("C",), "y": ("N",),
               "reg": ()}

@@ -14,7 +14,8 @@ import pytest
 from test_tensor import MLP_L2, MLP_SHAPES, PROGRAMS, _mlp_args, assert_mlp_gradients, draw
 
 import graphc
-from graphc.codegen import llvm_cpu, llvm_tensor
+from graphc.backends.llvm import pointwise as llvm_cpu
+from graphc.backends.llvm import tensor as llvm_tensor
 from graphc.errors import ArgumentError, GraphcError
 
 TOL = {"float64": 1e-12, "float32": 1e-5}

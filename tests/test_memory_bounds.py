@@ -16,7 +16,7 @@ import graphc
 import graphc.nn as nn
 import graphc.numpy as gnp
 from graphc import ArgumentError, api, trace
-from graphc.codegen import memory
+from graphc.schedule import memory
 
 MLP_SHAPES = {"X": ("N", "D"), "W1": ("D", "H"), "b1": ("H",), "W2": ("H", "C"), "b2": ("C",), "y": ("N",),
               "reg": ()}
@@ -213,7 +213,7 @@ def test_loaded_programs_and_kernel_modules_are_bounded(monkeypatch):
     import pickle
 
     from graphc import program
-    from graphc.codegen import loader
+    from graphc.backends import loader
 
     monkeypatch.setattr(program, "PROGRAMS_KEPT", 3)
     monkeypatch.setattr(loader, "MODULES_KEPT", 3)

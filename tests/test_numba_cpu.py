@@ -9,7 +9,7 @@ import pytest
 from conftest import TARGETS
 
 import graphc
-from graphc.codegen import numba_cpu
+from graphc.backends.numba import pointwise as numba_cpu
 from graphc.errors import ArgumentError
 
 NEURON = "1/(1+exp(-(w0*x0 + w1*x1 + w2)))"

@@ -5,8 +5,8 @@ import pytest
 from conftest import TARGETS
 
 from graphc import ir
-from graphc.oracle import derivative, to_sympy
 from graphc.registry import REGISTRY
+from graphc.verify.oracle import derivative, to_sympy
 
 # the per-element ops; tensor ops (reductions, matmul, masks) have their facet tests in test_tensor.py
 POINTWISE = sorted(n for n, s in REGISTRY.items() if s.pointwise)
@@ -98,8 +98,8 @@ def _all_ops_graph(dtype):
 @pytest.mark.parametrize("target", [pytest.param(t, marks=[pytest.mark.slow] if t == "parallel" else [])
                                     for t in TARGETS if t != "numpy"])
 def test_every_template_matches_numpy_on_compiled_targets(target, dtype):
-    from graphc.codegen.numpy_ref import evaluate
-    from graphc.codegen.targets import build
+    from graphc.backends.numpy_ref import evaluate
+    from graphc.backends.targets import build
 
     g = _all_ops_graph(dtype)
     kernel = build(g, target)

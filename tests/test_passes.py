@@ -12,7 +12,7 @@ from formulas import CORE, sample
 
 import graphc
 from graphc import ir
-from graphc.codegen.numpy_ref import evaluate
+from graphc.backends.numpy_ref import evaluate
 from graphc.errors import GraphcError
 from graphc.frontend import parse
 from graphc.passes import fuse as fuse_mod

@@ -8,7 +8,7 @@ import pytest
 from conftest import TARGETS
 
 import graphc
-from graphc import oracle
+from graphc.verify import oracle
 
 MAGS = [0.0, 1e-8, 1.0, 17.0, 37.0, 40.0, 100.0, 700.0, 800.0]
 POINTS = sorted({s * m for m in MAGS for s in (1.0, -1.0)})

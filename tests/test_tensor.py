@@ -2,7 +2,7 @@
 
 References: the seed's vectorised worked examples, hand-derived NumPy
 gradients (the CS231n way), SymPy's exact derivatives element by element
-(graphc.tensor_check), finite differences and 40-digit mpmath values.
+(graphc.verify.tensor), finite differences and 40-digit mpmath values.
 """
 
 import json
@@ -14,7 +14,7 @@ import pytest
 import graphc
 from graphc import ir
 from graphc.errors import ArgumentError, GraphcError, ParseError, ShapeError, UnsupportedError
-from graphc.tensor_check import check_tensor
+from graphc.verify.tensor import check_tensor
 
 # ------------------------------------------------------------------ the seed
 
@@ -338,7 +338,7 @@ def test_undeclared_and_unused_shapes():
 
 
 def test_cuda_takes_tensor_programs_and_says_when_it_has_no_gpu():
-    from graphc.codegen.numba_cuda import CudaUnavailableError, simulator
+    from graphc.backends.cuda.pointwise import CudaUnavailableError, simulator
 
     if not simulator():
         with pytest.raises(CudaUnavailableError, match="NUMBA_ENABLE_CUDASIM"):  # not "unsupported": no GPU here
@@ -684,7 +684,7 @@ def test_the_memory_plan_shares_buffers_by_lifetime():
 
 @pytest.mark.slow  # a dozen programs compiled twice by Numba; test_fuzz_tensor compares the two forms quickly
 def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise_schedule(monkeypatch):
-    from graphc.codegen import tensor_cpu
+    from graphc.backends.numba import tensor as tensor_cpu
 
     fn = graphc.compile(MLP_L2, shapes=MLP_SHAPES, dtypes={"y": "int64"}, wrt=["W1", "b1", "W2", "b2"],
                         target="cpu")
@@ -710,7 +710,7 @@ def test_the_whole_step_runs_as_one_numba_function_and_agrees_with_the_step_wise
 def test_in_place_loop_outputs_are_correct_and_smaller_when_switched_on(monkeypatch):
     # off by default (it stops LLVM's vectoriser); the option must still compute the same numbers
     # (step by step here: the whole-step function calls the same loops on the same buffers)
-    from graphc.codegen import tensor_cpu
+    from graphc.backends.numba import tensor as tensor_cpu
 
     monkeypatch.setattr(tensor_cpu, "WHOLE_STEP", False)
     args = _mlp_args(256, 12, 32, 5)

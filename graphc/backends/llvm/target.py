@@ -4,17 +4,17 @@ Kept apart so neither backend module imports the other's."""
 
 from __future__ import annotations
 
-from ..ir import Graph
-from .kernel import Kernel, is_tensor_graph
-from .targets import Target
+from ...ir import Graph
+from ..kernel import Kernel, is_tensor_graph
+from ..targets import Target
 
 
 def build(graph: Graph, target: Target) -> Kernel:
     if is_tensor_graph(graph):
-        from .llvm_tensor import LlvmTensorKernel
+        from .tensor import LlvmTensorKernel
 
         return LlvmTensorKernel(graph, target.name, False)
-    from .llvm_cpu import LlvmKernel
+    from .pointwise import LlvmKernel
 
     return LlvmKernel(graph, target.name, True)
 

@@ -27,16 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import DTYPE_NUMPY, Graph, print_graph
-from ..shapes import bound
-from . import cache
-from .buffers import is_device
-from .kernel import Kernel, fill_out
-from .numba_cuda import kernel_namespace, require_gpu, simulator
-from .numpy_ref import run_op
-from .plan import GemmStep, HostStep, LoopStep, Plan, RowStep, lower
-from .scalar import indent
-from .schedule import Region, Xent, describe_schedule, region_code, regions, xent_function
+from ...ir import DTYPE_NUMPY, Graph, print_graph
+from ...schedule.plan import GemmStep, HostStep, LoopStep, Plan, RowStep, lower
+from ...schedule.regions import Region, Xent, describe_schedule, region_code, regions, xent_function
+from ...shapes import bound
+from .. import cache
+from ..buffers import is_device
+from ..kernel import Kernel, fill_out
+from ..numpy_ref import run_op
+from ..scalar import indent
+from .pointwise import kernel_namespace, require_gpu, simulator
 
 TILE = 16  # the shared-memory GEMM's tile edge
 
@@ -265,7 +265,7 @@ class TensorCudaKernel(Kernel):
         return c
 
     def _rows(self, s: RowStep, env: list) -> None:
-        from ..tensor_ops import check_labels
+        from ...tensor_ops import check_labels
 
         scores, labels = env[s.scores], env[s.labels]
         n, c = scores.shape
@@ -287,7 +287,7 @@ class TensorCudaKernel(Kernel):
             env[s.diff] = d
 
     def run(self, arrays, shape, out=None, **options):
-        from ..errors import UnsupportedError
+        from ...errors import UnsupportedError
 
         raise UnsupportedError("a tensor program is called through CompiledFunction (shapes are bound there)")
 

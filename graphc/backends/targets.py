@@ -100,16 +100,16 @@ def describe() -> str:
 
 
 for _t in (
-    Target("cpu", "graphc.codegen.numba_cpu", "one fused Numba loop, serial",
+    Target("cpu", "graphc.backends.numba.pointwise", "one fused Numba loop, serial",
            emits=("source", "llvm"), options={"parallel": False}, tensors=True),
-    Target("parallel", "graphc.codegen.numba_cpu", "the same loop with prange over all cores",
+    Target("parallel", "graphc.backends.numba.pointwise", "the same loop with prange over all cores",
            emits=("source", "llvm"), options={"parallel": True}, tensors=True),
-    Target("numpy", "graphc.codegen.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
+    Target("numpy", "graphc.backends.numpy_ref", "the NumPy reference evaluator (also tensor programs)",
            tensors=True),
-    Target("llvm", "graphc.codegen.llvm_target", "llvmlite, no Numba: vector math (libmvec), compiles in "
+    Target("llvm", "graphc.backends.llvm.target", "llvmlite, no Numba: vector math (libmvec), compiles in "
            "milliseconds, threads above 131,072 elements (the default for formulas); tensor programs: the cpu "
            "schedule with llvmlite loops", emits=("source", "llvm", "asm"), tensors=True),
-    Target("cuda", "graphc.codegen.cuda_target", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
+    Target("cuda", "graphc.backends.cuda.target", "a numba-cuda grid-stride kernel (pip install 'graphc[cuda]')",
            emits=("source", "ptx"), call_options=("stream",), tensors=True, device=True),
 ):
     register_target(_t)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from .ir import Graph
-from .registry import REGISTRY
+from ..ir import Graph
+from ..registry import REGISTRY
 
 DIGITS = 40
 MAXN = 3000  # the most digits evalf may use to resolve cancellation
@@ -80,7 +80,7 @@ def exact(
     Keys follow graphc's output names: 'f', 'df/dx', 'd2f/dxdy' (for an output named f)."""
     import sympy as sp
 
-    from .passes.autodiff import grad_name
+    from ..passes.autodiff import grad_name
 
     exprs, syms = to_sympy(forward, [forward.output_names[0]])
     f = exprs[forward.output_names[0]]

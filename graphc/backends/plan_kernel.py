@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..ir import Graph
+from ..schedule.memory import MemoryPlan
+from ..schedule.plan import GemmStep, HostStep, LoopStep, RowStep, lower
+from ..schedule.regions import regions
 from ..shapes import bound
 from .kernel import Kernel
-from .memory import MemoryPlan
 from .numpy_ref import run_op
-from .plan import GemmStep, HostStep, LoopStep, RowStep, lower
-from .schedule import regions
 
 
 class PlanKernel(Kernel):

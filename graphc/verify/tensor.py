@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphcError
-from .ir import DTYPE_NUMPY, Graph, Node, topo_order
+from ..errors import GraphcError
+from ..ir import DTYPE_NUMPY, Graph, Node, topo_order
+from ..registry import REGISTRY
+from ..tensor_ops import resolve_attrs
 from .oracle import derivative
-from .registry import REGISTRY
-from .tensor_ops import resolve_attrs
 
 DEFAULT_DIM = 3
 DIGITS = 40

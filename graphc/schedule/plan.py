@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.numpy_ref import op_step
 from ..ir import DTYPE_NUMPY, Graph, Node
-from .numpy_ref import op_step
-from .schedule import Region, Xent
+from .regions import Region, Xent
 
 
 def np_dtype(n: Node) -> np.dtype:

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArgumentError, BackendUnavailableError, GraphcError
-from ..ir import DTYPE_NUMPY, Graph, print_graph
-from .buffers import as_buffer_list, check_out, is_device
-from .kernel import Kernel
-from .scalar import Body, indent
-from .targets import Target
+from ...errors import ArgumentError, BackendUnavailableError, GraphcError
+from ...ir import DTYPE_NUMPY, Graph, print_graph
+from ..buffers import as_buffer_list, check_out, is_device
+from ..kernel import Kernel
+from ..scalar import Body, indent
+from ..targets import Target
 
 REMEDIES = (
     "install the extra (pip install 'graphc[cuda]') on a machine with an NVIDIA GPU and driver, "

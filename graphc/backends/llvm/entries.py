@@ -38,8 +38,8 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from . import cpython_abi as abi
-from .llvm_ir import count_loop
+from .. import cpython_abi as abi
+from .ir import count_loop
 
 GIL_MIN = 4096  # elements from which an array call releases the GIL (other threads run meanwhile)
 MAX_ARGS = 2048  # inputs + outputs; a kernel with more takes the ctypes path (pointer arrays on the stack)

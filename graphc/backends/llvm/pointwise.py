@@ -43,13 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphcError
-from ..ir import Graph, print_graph
-from . import cache
-from .buffers import OverlapMemo, host_outputs
-from .kernel import Kernel
-from .llvm_ir import count_loop
-from .scalar import Body
+from ...errors import GraphcError
+from ...ir import Graph, print_graph
+from .. import cache
+from ..buffers import OverlapMemo, host_outputs
+from ..kernel import Kernel
+from ..scalar import Body
+from .ir import count_loop
 
 # math functions by their libm name; the float32 form adds "f"
 LIBM_1 = {"exp", "log", "log10", "log2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
@@ -99,7 +99,7 @@ class Host:
                     llvm.load_library_permanently(name)
                 except OSError:
                     self.mvec = None
-        from . import llvm_python
+        from . import entries as llvm_python
 
         self.pyapi = llvm_python.link(llvm)  # kernels get METH_FASTCALL entries (llvm_python.py, cpython_abi.py)
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
@@ -682,7 +682,7 @@ def cache_key(graph: Graph, h: Host) -> str:
     the LLVM IR."""
     import llvmlite
 
-    from ..version import __version__
+    from ...version import __version__
 
     parts = (graph.dtype, print_graph(graph), h.triple, h.cpu, h.features, str(h.mvec is not None),
              llvmlite.__version__, __version__, cache.code_hash(), f"{INLINE_MAX}/{WIDE}/{HUGE}/{CHUNK}")
@@ -695,7 +695,7 @@ def machine_key(h: Host, *parts: str) -> str:
     of graphc (`cache.code_hash`: any edit to the generators changes every key)."""
     import llvmlite
 
-    from ..version import __version__
+    from ...version import __version__
 
     text = "\0".join((*parts, h.triple, h.cpu, h.features, str(h.mvec is not None), llvmlite.__version__,
                       __version__, cache.code_hash()))
@@ -805,7 +805,7 @@ def machine_code(key: str, make_ir, h: Host, names: Sequence[str], prefixes: tup
     hit = cache.load_blob(key, ".o")
     if hit is not None and object_fits(hit, h, names, prefixes):
         return hit
-    from ..progress import Progress
+    from ...progress import Progress
 
     step = Progress("LLVM stages (IR, optimise, machine code)", 3, prefix="graphc compile")
     text = make_ir()
@@ -828,8 +828,8 @@ _ENTRIES_LOCK = threading.Lock()
 def _entries(h: Host, dtype: str) -> tuple[int, int]:
     """The addresses of this dtype's two Python entries (llvm_python.py), compiled
     or read from the cache and loaded once per process, their type globals set."""
-    from . import cpython_abi
-    from . import llvm_python as py
+    from .. import cpython_abi
+    from . import entries as py
 
     with _ENTRIES_LOCK:
         got = _ENTRIES.get(dtype)
@@ -853,7 +853,7 @@ def python_functions(h: Host, kernel: int, n_in: int, n_out: int, dtype: str, na
     """(pyscalar, pyarrays) builtins for the kernel at address `kernel`, results
     keyed by `names` (one per gradient); None each where the interpreter's layout
     is not the one `cpython_abi.abi` checked, or the kernel has too many arguments."""
-    from . import llvm_python as py
+    from . import entries as py
 
     if not h.pyapi or n_in + n_out > py.MAX_ARGS or len(names) != n_out - 1:
         return None, None

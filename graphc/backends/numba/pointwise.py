@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..ir import DTYPE_NUMPY, Graph, print_graph
-from . import cache
-from .buffers import OverlapMemo, host_outputs
-from .kernel import Kernel, is_tensor_graph
-from .loader import exec_in_memory, first_use, load_module
-from .scalar import Body, indent
-from .targets import Target
-from .tensor_cpu import TensorKernel
+from ...ir import DTYPE_NUMPY, Graph, print_graph
+from .. import cache
+from ..buffers import OverlapMemo, host_outputs
+from ..kernel import Kernel, is_tensor_graph
+from ..loader import exec_in_memory, first_use, load_module
+from ..scalar import Body, indent
+from ..targets import Target
+from .tensor import TensorKernel
 
 PARALLEL_MIN = 32_768  # below this many elements the parallel target runs serially
 
@@ -208,7 +208,7 @@ def build(graph: Graph, target: Target) -> Kernel:
         return TensorKernel(graph, target.name, parallel)
     ops = sum(1 for n in graph.body if n.op != "const")
     if ops > NUMBA_MAX_OPS or len(graph.inputs) > NUMBA_MAX_INPUTS:
-        from .llvm_cpu import LlvmKernel
+        from ..llvm.pointwise import LlvmKernel
 
         return LlvmKernel(graph, target.name, parallel)
     return NumbaKernel(graph, target.name, parallel)
@@ -222,7 +222,7 @@ def emit(graph: Graph, kind: str, target: Target, **opts) -> str:
     if not isinstance(kernel, (NumbaKernel, TensorKernel)):  # a big formula: the llvm backend's kernel
         return kernel.optimised_ir() if kind == "llvm" else kernel.ir
     if kind == "llvm" and not isinstance(kernel, NumbaKernel):
-        from ..errors import GraphcError
+        from ...errors import GraphcError
 
         raise GraphcError("--llvm shows a pointwise kernel; a tensor program's schedule is its source")
     return kernel.llvm() if kind == "llvm" else kernel.source or ""

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import DTYPE_NUMPY, Graph, Node, input_node, make
-from ..registry import REGISTRY
-from .plan import GemmStep, HostStep, LoopStep, Plan, RowStep
-from .scalar import Body, indent, literal
-from .schedule import Region, region_code, xent_function
+from ...ir import DTYPE_NUMPY, Graph, Node, input_node, make
+from ...registry import REGISTRY
+from ...schedule.plan import GemmStep, HostStep, LoopStep, Plan, RowStep
+from ...schedule.regions import Region, region_code, xent_function
+from ..scalar import Body, indent, literal
 
 XENT_FN = "\n\n" + xent_function('@njit(error_model="numpy", cache=True, nogil=True)')
 

@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphcError
-from ..ir import DTYPE_NUMPY, Graph, print_graph
-from . import cpython_abi as abi
-from .llvm_cpu import Compiled, Host, LlvmTypes, Lower, host, machine_code, machine_key, split_line
-from .llvm_ir import count_loop
-from .numpy_ref import evaluate
-from .plan import LoopStep, RowStep
-from .plan_kernel import PlanKernel
-from .scalar import Body
-from .schedule import Region, Xent, describe_schedule, region_graph
+from ...errors import GraphcError
+from ...ir import DTYPE_NUMPY, Graph, print_graph
+from ...schedule.plan import LoopStep, RowStep
+from ...schedule.regions import Region, Xent, describe_schedule, region_graph
+from .. import cpython_abi as abi
+from ..numpy_ref import evaluate
+from ..plan_kernel import PlanKernel
+from ..scalar import Body
+from .ir import count_loop
+from .pointwise import Compiled, Host, LlvmTypes, Lower, host, machine_code, machine_key, split_line
 
 _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
 
@@ -548,7 +548,7 @@ class LlvmTensorKernel(PlanKernel):
                 self._loops[s.key] = layout
             elif isinstance(s, Xent):
                 s.key = _key(h, "xent", graph.dtype)
-        from .llvm_step import whole_step
+        from .step import whole_step
 
         self._step = whole_step(self)  # the plan as one LLVM function, where every step has a form there
 

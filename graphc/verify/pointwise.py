@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GraphcError
+from ..ir import Graph
+from ..passes.autodiff import grad_name
+from ..progress import Progress
+from ..registry import REAL, REGISTRY, Domain
 from . import oracle
-from .errors import GraphcError
-from .ir import Graph
-from .passes.autodiff import grad_name
-from .progress import Progress
-from .registry import REAL, REGISTRY, Domain
 
 ADVERSARIAL = [0.0, 1e-8, -1e-8, 1.0, -1.0, 40.0, -40.0, 700.0, -700.0]
 TOLERANCE = {  # relative error, ULP error: an output passes if either is met
@@ -211,8 +211,8 @@ class _Conditioning:
         if i not in self._rows:
             import mpmath
 
-            from .codegen.numpy_ref import evaluate
-            from .program import Program
+            from ..backends.numpy_ref import evaluate
+            from ..program import Program
 
             pt = self.pts[i]
             with mpmath.workdps(60):
@@ -248,7 +248,7 @@ class _Conditioning:
 def kink_points(graph: Graph, columns: list[np.ndarray]) -> dict[str, list[int]]:
     """op name -> indices of the points where one of its nodes sits on a kink
     (the registry's `kink` facet: relu at 0, a max tie, floor at an integer)."""
-    from .codegen.numpy_ref import node_values
+    from ..backends.numpy_ref import node_values
 
     kinked = [n for n in graph.body if n.args and REGISTRY[n.op].kink is not None]
     if not kinked:
@@ -365,14 +365,14 @@ MAX_POINTS = 20_000  # the reference is evaluated at 40+ digits, point by point 
 
 
 def _check_traced(f: Any, args: tuple, dtype: Any, points: int, seed: int):
-    from .api import CompiledFunction
-    from .tensor_check import check_tensor
-    from .trace import value_and_grad
+    from ..api import CompiledFunction
+    from ..trace import value_and_grad
+    from .tensor import check_tensor
 
     program = value_and_grad(f, argnums=tuple(range(len(args)))).lower(*args)
     fn = CompiledFunction(program, "numpy")
     names = program.inputs
-    from .trace import flatten
+    from ..trace import flatten
 
     leaves = [leaf for a in args for leaf in flatten(a)[0]]
     given = {n: np.asarray(v) for n, v in zip(names, leaves)}
@@ -417,7 +417,7 @@ def check(
 
     A Python function with example arguments (`check(f, W, x)`) is traced at
     their shapes and checked element by element against SymPy (the tensor check)."""
-    from .api import compile
+    from ..api import compile
 
     _check_numbers(points, seed, time_limit)
     if callable(formula) and not isinstance(formula, str):
@@ -503,7 +503,7 @@ def check(
 def swell(formula: Any, time_limit: float = 30.0) -> dict[str, Any]:
     """graphc's op count for value+gradient beside SymPy's count_ops of its raw
     derivatives and after sympy.cse, with the time each took."""
-    from .api import compile
+    from ..api import compile
 
     t = time.perf_counter()
     fn = compile(formula, target="numpy")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from ..backends.scalar import Body
 from ..ir import Graph, Node, fmt_shape, input_node, make
 from ..registry import REGISTRY
-from .scalar import Body
 
 XENT_ROW = """m = s[i, 0]
 for j in range(1, c):

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import DTYPE_NUMPY, Graph, print_graph
-from ..shapes import bound
-from . import cache
-from .loader import first_use, load_module
-from .plan import GemmStep, LoopStep, RowStep
-from .plan_kernel import PlanKernel
-from .scalar import indent
-from .schedule import Region, Xent, describe_schedule, region_code, xent_function
+from ...ir import DTYPE_NUMPY, Graph, print_graph
+from ...schedule.plan import GemmStep, LoopStep, RowStep
+from ...schedule.regions import Region, Xent, describe_schedule, region_code, xent_function
+from ...shapes import bound
+from .. import cache
+from ..loader import first_use, load_module
+from ..plan_kernel import PlanKernel
+from ..scalar import indent
 
 # A loop writing over its own input stops LLVM's vectoriser (its overlap check fails, the scalar loop
 # runs): on the medium step's ReLU loop 2.0 ms instead of 0.15 ms. Off: speed over 2 MB of memory.
@@ -113,7 +113,7 @@ class TensorKernel(PlanKernel):
 
     def _whole_step(self) -> tuple | None:
         """The one-function form of the plan (tensor_step), where every step has one."""
-        from .tensor_step import dims_of, scipy_blas, whole_step_source
+        from .step import dims_of, scipy_blas, whole_step_source
 
         if not WHOLE_STEP or not scipy_blas():
             return None
@@ -196,8 +196,8 @@ class TensorKernel(PlanKernel):
 
     def _bad_labels(self, arrays, dims) -> None:
         """The ArgumentError naming the label the whole-step function found out of range."""
-        from ..errors import ArgumentError
-        from ..tensor_ops import check_labels
+        from ...errors import ArgumentError
+        from ...tensor_ops import check_labels
 
         for s in self.plan.steps:
             if isinstance(s, RowStep) and s.labels < len(arrays):

@@ -56,16 +56,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphcError
-from ..ir import DTYPE_NUMPY, Graph, input_node, make, print_graph
-from ..registry import REGISTRY
-from ..shapes import bound
-from . import cpython_abi as abi
-from .llvm_cpu import Compiled, Lower, machine_code, split_line
-from .llvm_ir import count_loop
-from .plan import GemmStep, HostStep, LoopStep, RowStep
-from .scalar import Body
-from .schedule import Region
+from ...errors import GraphcError
+from ...ir import DTYPE_NUMPY, Graph, input_node, make, print_graph
+from ...registry import REGISTRY
+from ...schedule.plan import GemmStep, HostStep, LoopStep, RowStep
+from ...schedule.regions import Region
+from ...shapes import bound
+from .. import cpython_abi as abi
+from ..scalar import Body
+from .ir import count_loop
+from .pointwise import Compiled, Lower, machine_code, split_line
 
 WHOLE_STEP = True  # run a plan as one LLVM function where every step has a form here
 WHOLE_MNK = 4 * 65536  # OpenBLAS runs a GEMM of at most this m*n*k on one thread
@@ -110,7 +110,7 @@ def gemm_address(dtype: str) -> int:
 def whole_step(kernel) -> WholeStep | None:
     """The whole-step runner of an llvm tensor kernel, or None where it cannot run
     here (turned off, the object layout unchecked, or a host step with no form)."""
-    from .llvm_cpu import host
+    from .pointwise import host
 
     if not WHOLE_STEP or not abi.abi() or not host().pyapi:
         return None
@@ -1031,7 +1031,7 @@ class WholeStep:
         """Compile (or load) the step; False where a step has no form here."""
         if self.entry is not None or self.refused:
             return not self.refused
-        from . import llvm_python
+        from . import entries as llvm_python
 
         h = self.kernel.host
         try:

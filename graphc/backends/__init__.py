@@ -1,0 +1,1 @@
+"""The targets: the table, the kernel contract, and one subpackage per code generator."""

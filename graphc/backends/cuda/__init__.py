@@ -1,0 +1,1 @@
+"""Target cuda: numba-cuda source for NVIDIA GPUs."""

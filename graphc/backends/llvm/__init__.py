@@ -1,0 +1,1 @@
+"""The default target: LLVM IR written with llvmlite, no Numba."""

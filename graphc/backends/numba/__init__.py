@@ -1,0 +1,1 @@
+"""Targets cpu and parallel: Numba Python source."""

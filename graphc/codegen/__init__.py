@@ -1,1 +1,0 @@
-"""Backends: numpy (reference evaluator), cpu and parallel (Numba)."""

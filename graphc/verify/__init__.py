@@ -1,0 +1,1 @@
+"""Checking compiled results against SymPy's exact derivatives."""
