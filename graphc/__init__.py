@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # ops and tensor_ops register the built-in ops before anything builds a graph; graphc.numpy and
 # graphc.nn are the namespaces for traced functions (and eager arrays)
-from . import nn, numpy, ops, tensor_ops  # noqa: F401
+from . import math_ops, nn, numpy, ops, shape_ops, tensor_ops  # noqa: F401
 from .api import CompiledFunction, compile, hessian, targets
 from .errors import (
     ArgumentError,

@@ -287,6 +287,15 @@ __all__ = [
     "where", "clip", "sum", "mean", "max", "min", "amax", "amin", "transpose", "reshape", "broadcast_to",
 ]
 
+# the rest of NumPy's array language, one module per family (issue 26)
+from . import numpy_math as _math  # noqa: E402
+from . import numpy_shape as _shape  # noqa: E402
+
+for _mod in (_shape, _math):
+    for _name in _mod.__all__:
+        globals()[_name] = getattr(_mod, _name)
+    __all__ += _mod.__all__
+
 for _name in __all__:  # the ufuncs carry NumPy's names (abs: absolute's alias keeps "abs")
     _f = globals()[_name]
     if getattr(_f, "_numpy_ufunc", 0) and not getattr(_f, "_named", False):
