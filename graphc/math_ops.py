@@ -1,3 +1,600 @@
-"""Tensor ops for statistics, scans, sorting and contractions (issue 26): var/std, prod,
-cumsum/cumprod, argmax/argsort/sort, einsum and its kin. Each is a registry entry with every
-tensor facet; semantics follow NumPy."""
+"""Tensor ops for statistics, scans, sorting and contractions (issue 26): prod, cumsum/cumprod,
+diff, argmax/argmin/argsort/sort, diagonals (einsum's repeated letters, trace), cross products and
+the index constants (iota) and conversions used to turn integers into numbers. Each is a registry
+entry with every tensor facet; semantics follow NumPy (gradients as JAX's).
+
+var/std, einsum, tensordot, outer, kron, linalg.norm and the rest of `graphc.numpy_math` are
+compositions of these and of `tensor_ops` (einsum lowers to transposes, reductions and matmul).
+
+Gradients:
+- prod: exact where entries are zero (one zero: the product of the others; two or more: 0),
+  built from `where`, so it is differentiable again (Hessians).
+- cumsum: a cumsum of the adjoint the other way; cumprod: the reverse cumsum of g*y divided by
+  x, with the first zero of each line handled exactly (as prod).
+- sort: the adjoint flows back through the sorting permutation (`unsort`, a scatter); argmax,
+  argmin and argsort are integers and carry none.
+- diff: its transpose `diff_t` (and back); diagonal: its transpose `diag_embed` (and back).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import IRError, ShapeError
+from .ir import Node, Type, const, fmt_shape, make
+from .registry import OpSpec, register_op
+from .tensor_ops import expand_to, norm_axes, reduced_shape
+
+# ------------------------------------------------------------------ helpers
+
+
+def _sp():
+    import sympy
+
+    return sympy
+
+
+def _obj(v: Any) -> np.ndarray:
+    return v if isinstance(v, np.ndarray) else np.asarray(v, dtype=object)
+
+
+def _only(op: str, attrs: dict[str, Any], allowed: Sequence[str]) -> None:
+    bad = [k for k in attrs if k not in allowed]
+    if bad:
+        ok = ", ".join(f"{k}=" for k in allowed) or "none"
+        raise IRError(f"{op}: unknown keyword argument {bad[0]}= (accepted: {ok})")
+
+
+def _float_arg(op: str, x: Node) -> None:
+    if not x.type.is_float:
+        what = "a mask (a comparison)" if x.dtype == "bool" else f"an integer value ({x.type})"
+        raise IRError(f"{op}: argument is {what}; {op} takes floats (convert with .astype(float))")
+
+
+def _flag(op: str, name: str, v: Any) -> bool:
+    if not isinstance(v, (bool, np.bool_)) and v not in (0, 1):
+        raise IRError(f"{op}: {name} must be True or False, got {v!r}")
+    return bool(v)
+
+
+def _axis1(op: str, x: Node, axis: Any, name: str = "axis") -> int:
+    """One axis (an int, negative from the end) of x, checked."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise IRError(f"{op}: {name} must be one int, got {axis!r}")
+    nd = x.type.ndim
+    if not -nd <= axis < nd:
+        raise ShapeError(f"{op}: {name}={axis} is out of range for a value of shape {fmt_shape(x.shape)} "
+                         f"({nd} dimension{'s' if nd != 1 else ''})")
+    return int(axis) % nd
+
+
+def _known(op: str, x: Node, axis: int) -> int:
+    d = x.shape[axis]
+    if not isinstance(d, int):
+        raise ShapeError(f"{op}: the size of axis {axis} ({d}) must be known while tracing")
+    return d
+
+
+def _c(v: float, like: Node) -> Node:
+    return const(v, like.dtype)
+
+
+def _mask_float(m: Node, like: Node) -> Node:
+    return make("where", m, _c(1.0, like), _c(0.0, like))
+
+
+def _sym_np(fn):
+    return lambda *a, **k: _obj(fn(*(_obj(x) for x in a), **k))
+
+
+def _flipped(fn, x, axis, reverse):
+    if not reverse:
+        return fn(x, axis=axis)
+    return np.flip(fn(np.flip(x, axis), axis=axis), axis)
+
+
+def _g_none(n, g):
+    return (None,) * len(n.args)
+
+
+# ------------------------------------------------------------------ prod
+
+
+def _infer_prod(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("axis", "keepdims"))
+    _float_arg(op, x)
+    axes = norm_axes(op, x, attrs.get("axis"))
+    keep = _flag(op, "keepdims", attrs.get("keepdims", False))
+    return {"axis": axes, "keepdims": keep}, Type(x.dtype, reduced_shape(x.shape, axes, keep))
+
+
+def _np_prod(x, axis, keepdims):
+    return np.prod(x, axis=axis, keepdims=keepdims)
+
+
+def _g_prod(n, g):
+    # JAX's rule without its cumprods: where no entry of a line is 0, g * p / x; at a line's only
+    # zero, g * (the product of the others); elsewhere on a line with a zero, 0 (p = 0 there)
+    x = n.args[0]
+    axes, keep = n.attrs["axis"], n.attrs["keepdims"]
+    zero = make("eq", x, _c(0.0, x))
+    safe = make("where", zero, _c(1.0, x), x)
+    p = expand_to(n, x, axes, keep)
+    nz = expand_to(make("sum", _mask_float(zero, x), axis=axes, keepdims=keep), x, axes, keep)
+    others = expand_to(make("prod", safe, axis=axes, keepdims=keep), x, axes, keep)
+    ge = expand_to(g, x, axes, keep)
+    at_zero = make("where", make("eq", nz, _c(1.0, x)), make("mul", ge, others), _c(0.0, x))
+    return (make("where", zero, at_zero, make("mul", ge, make("div", p, safe))),)
+
+
+# ------------------------------------------------------------------ scans
+
+
+def _infer_scan(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("axis", "reverse"))
+    _float_arg(op, x)
+    if x.type.ndim == 0:
+        raise ShapeError(f"{op}: needs at least one dimension; the argument is a scalar")
+    return {"axis": _axis1(op, x, attrs.get("axis", 0)),
+            "reverse": _flag(op, "reverse", attrs.get("reverse", False))}, x.type
+
+
+def _np_cumsum(x, axis, reverse):
+    return _flipped(np.cumsum, np.asarray(x), axis, reverse)
+
+
+def _np_cumprod(x, axis, reverse):
+    return _flipped(np.cumprod, np.asarray(x), axis, reverse)
+
+
+def _g_cumsum(n, g):
+    a = n.attrs
+    return (make("cumsum", g, axis=a["axis"], reverse=not a["reverse"]),)
+
+
+def _g_cumprod(n, g):
+    # d/dx_j = sum_{i >= j} g_i y_i / x_j before a line's first zero z; at z, sum_{i >= z} g_i y'_i
+    # with y' the cumprod with x_z taken as 1; after z, 0 (every product there holds x_z = 0)
+    x = n.args[0]
+    ax, rev = n.attrs["axis"], n.attrs["reverse"]
+    zero = make("eq", x, _c(0.0, x))
+    seen = make("cumsum", _mask_float(zero, x), axis=ax, reverse=rev)
+    first = make("where", zero, make("eq", seen, _c(1.0, x)), zero)  # zero & (seen == 1)
+    safe = make("where", zero, _c(1.0, x), x)
+    back = make("cumsum", make("mul", g, n), axis=ax, reverse=not rev)
+    y1 = make("cumprod", make("where", first, _c(1.0, x), x), axis=ax, reverse=rev)
+    at_first = make("cumsum", make("mul", g, y1), axis=ax, reverse=not rev)
+    return (make("where", first, at_first, make("div", back, safe)),)
+
+
+def _sym_scan(fn):
+    def run(x, axis, reverse):
+        return _obj(_flipped(fn, _obj(x), axis, reverse))
+
+    return run
+
+
+# ------------------------------------------------------------------ diff and its transpose
+
+
+def _infer_diff(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("axis",))
+    _float_arg(op, x)
+    if x.type.ndim == 0:
+        raise ShapeError(f"{op}: needs at least one dimension; the argument is a scalar")
+    ax = _axis1(op, x, attrs.get("axis", -1))
+    d = _known(op, x, ax)
+    if op == "diff":
+        if d == 0:
+            raise ShapeError(f"diff: axis {ax} of {fmt_shape(x.shape)} is empty")
+        shape = x.shape[:ax] + (d - 1,) + x.shape[ax + 1:]
+    else:
+        shape = x.shape[:ax] + (d + 1,) + x.shape[ax + 1:]
+    return {"axis": ax}, Type(x.dtype, shape)
+
+
+def _np_diff(x, axis):
+    return np.diff(x, axis=axis)
+
+
+def _np_diff_t(g, axis):
+    """The transpose of diff: out[j] = g[j-1] - g[j] (g taken as 0 outside its range)."""
+    g = np.asarray(g)
+    pad = [(0, 0)] * g.ndim
+    lo, hi = list(pad), list(pad)
+    lo[axis], hi[axis] = (1, 0), (0, 1)
+    return np.pad(g, lo) - np.pad(g, hi)
+
+
+def _g_diff(n, g):
+    return (make("diff_t", g, axis=n.attrs["axis"]),)
+
+
+def _g_diff_t(n, g):
+    return (make("diff", g, axis=n.attrs["axis"]),)
+
+
+# ------------------------------------------------------------------ arg reductions and sorting
+
+
+def _infer_argred(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("axis", "keepdims"))
+    _float_arg(op, x)
+    axis = attrs.get("axis")
+    keep = _flag(op, "keepdims", attrs.get("keepdims", False))
+    if axis is None:
+        if any(d == 0 for d in x.shape):
+            raise ShapeError(f"{op}: attempt to get {op} of an empty sequence (shape {fmt_shape(x.shape)})")
+        return {"axis": None, "keepdims": keep}, Type("i64", (1,) * x.type.ndim if keep else ())
+    if x.type.ndim == 0:
+        raise ShapeError(f"{op}: axis={axis} is out of range for a scalar")
+    ax = _axis1(op, x, axis)
+    if x.shape[ax] == 0:
+        raise ShapeError(f"{op}: attempt to get {op} of an empty sequence (axis {ax} of {fmt_shape(x.shape)})")
+    return {"axis": ax, "keepdims": keep}, Type("i64", reduced_shape(x.shape, (ax,), keep))
+
+
+def _np_argmax(x, axis, keepdims):
+    return np.argmax(x, axis=axis, keepdims=keepdims).astype(np.int64)
+
+
+def _np_argmin(x, axis, keepdims):
+    return np.argmin(x, axis=axis, keepdims=keepdims).astype(np.int64)
+
+
+def _sym_argpick(better):
+    """argmax/argmin over SymPy expressions: a Piecewise choosing the first best index."""
+
+    def pick(items):
+        sp = _sp()
+        pieces = []
+        for i, v in enumerate(items):
+            conds = [better(v, w) if j > i else better(v, w, strict=True) for j, w in enumerate(items) if j != i]
+            pieces.append((sp.Integer(i), sp.And(*conds) if conds else sp.true))
+        return sp.Piecewise(*pieces[:-1], (sp.Integer(len(items) - 1), True))
+
+    def run(x, axis, keepdims):
+        x = _obj(x)
+        flat = x.reshape(-1) if axis is None else np.moveaxis(x, axis, -1)
+        lead = () if axis is None else flat.shape[:-1]
+        out = np.empty(lead, dtype=object)
+        for idx in np.ndindex(*lead):
+            out[idx] = pick(list(flat[idx]))
+        if keepdims:
+            out = out.reshape((1,) * x.ndim if axis is None else reduced_shape(x.shape, (axis,), True))
+        return out
+
+    return run
+
+
+def _ge(a, b, strict=False):
+    return a > b if strict else a >= b
+
+
+def _le(a, b, strict=False):
+    return a < b if strict else a <= b
+
+
+def _infer_sort(op, args, attrs):
+    _only(op, attrs, ("axis",))
+    for a in args:
+        _float_arg(op, a)
+    x = args[0]
+    if x.type.ndim == 0:
+        raise ShapeError(f"{op}: needs at least one dimension; the argument is a scalar")
+    if len(args) == 2 and args[1].shape != x.shape:
+        raise ShapeError(f"{op}: keys {fmt_shape(x.shape)} and values {fmt_shape(args[1].shape)} differ in shape")
+    ax = _axis1(op, x, attrs.get("axis", -1))
+    return {"axis": ax}, Type("i64", x.shape) if op == "argsort" else args[-1].type
+
+
+def _order(key, axis):
+    return np.argsort(key, axis=axis, kind="stable")
+
+
+def _np_sort(x, axis):
+    return np.sort(x, axis=axis, kind="stable")
+
+
+def _np_argsort(x, axis):
+    return _order(x, axis).astype(np.int64)
+
+
+def _np_sort_by(key, v, axis):
+    """v permuted as sorting key permutes it (take_along_axis by the stable argsort)."""
+    return np.take_along_axis(np.asarray(v), _order(key, axis), axis=axis)
+
+
+def _np_unsort(key, g, axis):
+    """The transpose of sort_by: g scattered back to where each sorted entry came from."""
+    g = np.asarray(g)
+    out = np.empty_like(g)
+    np.put_along_axis(out, _order(key, axis), g, axis=axis)
+    return out
+
+
+def _g_sort(n, g):
+    x = n.args[0]
+    return (make("unsort", x, g, axis=n.attrs["axis"]),)
+
+
+def _g_sort_by(n, g):
+    return None, make("unsort", n.args[0], g, axis=n.attrs["axis"])
+
+
+def _g_unsort(n, g):
+    return None, make("sort_by", n.args[0], g, axis=n.attrs["axis"])
+
+
+MAX_SYMBOLIC_SORT = 4  # permutations enumerated by the SymPy forms of sort_by/unsort/argsort
+
+
+def _sym_lines(x, axis, fn):
+    x = _obj(x)
+    moved = np.moveaxis(x, axis, -1)
+    out = np.empty(moved.shape, dtype=object)
+    for idx in np.ndindex(*moved.shape[:-1]):
+        out[idx] = fn(list(moved[idx]), idx)
+    return np.moveaxis(out, -1, axis)
+
+
+def _sym_sort(x, axis):
+    """A sorting network of Min/Max (exact away from ties; SymPy differentiates it)."""
+
+    def line(items, _):
+        sp = _sp()
+        v = list(items)
+        for i in range(len(v)):
+            for j in range(len(v) - 1 - i):
+                v[j], v[j + 1] = sp.Min(v[j], v[j + 1]), sp.Max(v[j], v[j + 1])
+        return v
+
+    return _sym_lines(x, axis, line)
+
+
+def _perm_pieces(keys):
+    """[(permutation, condition)] over every order of the keys (stable: ties by index)."""
+    sp = _sp()
+    n = len(keys)
+    if n > MAX_SYMBOLIC_SORT:
+        raise IRError(f"sorting: the SymPy form enumerates orders of at most {MAX_SYMBOLIC_SORT} entries, got {n}")
+    out = []
+    for perm in itertools.permutations(range(n)):
+        conds = [keys[a] < keys[b] if a > b else keys[a] <= keys[b] for a, b in zip(perm, perm[1:])]
+        out.append((perm, sp.And(*conds)))
+    return out
+
+
+def _piecewise(pieces, value_of):
+    sp = _sp()
+    return sp.Piecewise(*[(value_of(p), c) for p, c in pieces[:-1]], (value_of(pieces[-1][0]), True))
+
+
+def _sym_argsort(x, axis):
+    def line(items, _):
+        pieces = _perm_pieces(items)
+        return [_piecewise(pieces, lambda p, k=k: _sp().Integer(p[k])) for k in range(len(items))]
+
+    return _sym_lines(x, axis, line)
+
+
+def _sym_sort_by(key, v, axis):
+    v = np.moveaxis(_obj(v), axis, -1)
+
+    def line(items, idx):
+        pieces = _perm_pieces(items)
+        vals = list(v[idx])
+        return [_piecewise(pieces, lambda p, k=k: vals[p[k]]) for k in range(len(items))]
+
+    return _sym_lines(key, axis, line)
+
+
+def _sym_unsort(key, g, axis):
+    g = np.moveaxis(_obj(g), axis, -1)
+
+    def line(items, idx):
+        pieces = _perm_pieces(items)
+        vals = list(g[idx])
+        return [_piecewise(pieces, lambda p, k=k: vals[list(p).index(k)]) for k in range(len(items))]
+
+    return _sym_lines(key, axis, line)
+
+
+# ------------------------------------------------------------------ diagonals
+
+
+def _infer_diagonal(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("axis1", "axis2"))
+    _float_arg(op, x)
+    if x.type.ndim < 2:
+        raise ShapeError(f"{op}: needs at least two dimensions, got shape {fmt_shape(x.shape)}")
+    a1 = _axis1(op, x, attrs.get("axis1", 0), "axis1")
+    a2 = _axis1(op, x, attrs.get("axis2", 1), "axis2")
+    if a1 == a2:
+        raise ShapeError(f"{op}: axis1 and axis2 are the same axis ({a1})")
+    if x.shape[a1] != x.shape[a2]:
+        raise ShapeError(f"{op}: the diagonal of axes {a1} and {a2} of {fmt_shape(x.shape)} needs them equal "
+                         f"({x.shape[a1]} against {x.shape[a2]})")
+    rest = tuple(d for i, d in enumerate(x.shape) if i not in (a1, a2))
+    return {"axis1": a1, "axis2": a2}, Type(x.dtype, rest + (x.shape[a1],))
+
+
+def _np_diagonal(x, axis1, axis2):
+    return np.diagonal(x, axis1=axis1, axis2=axis2).copy()
+
+
+def _infer_diag_embed(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("axis1", "axis2"))
+    _float_arg(op, x)
+    if x.type.ndim < 1:
+        raise ShapeError(f"{op}: needs at least one dimension")
+    nd = x.type.ndim + 1
+    a1, a2 = attrs.get("axis1", 0), attrs.get("axis2", 1)
+    if not (isinstance(a1, int) and isinstance(a2, int) and 0 <= a1 < a2 < nd):
+        raise IRError(f"{op}: axis1 < axis2 must be axes of the result ({nd} dimensions), got {a1}, {a2}")
+    n = x.shape[-1]
+    rest = list(x.shape[:-1])
+    rest.insert(a1, n)
+    rest.insert(a2, n)
+    return {"axis1": a1, "axis2": a2}, Type(x.dtype, tuple(rest))
+
+
+def _np_diag_embed(x, axis1, axis2):
+    x = np.asarray(x)
+    n = x.shape[-1]
+    out = np.zeros(x.shape[:-1] + (n, n), dtype=x.dtype)
+    idx = np.arange(n)
+    out[..., idx, idx] = x
+    return np.moveaxis(out, (-2, -1), (axis1, axis2))
+
+
+def _g_diagonal(n, g):
+    a = n.attrs
+    a1, a2 = sorted((a["axis1"], a["axis2"]))
+    return (make("diag_embed", g, axis1=a1, axis2=a2),)
+
+
+def _g_diag_embed(n, g):
+    a = n.attrs
+    return (make("diagonal", g, axis1=a["axis1"], axis2=a["axis2"]),)
+
+
+def _sym_diag_embed(x, axis1, axis2):
+    x = _obj(x)
+    n = x.shape[-1]
+    out = np.full(x.shape[:-1] + (n, n), _sp().Integer(0), dtype=object)
+    for i in range(n):
+        out[..., i, i] = x[..., i]
+    return np.moveaxis(out, (-2, -1), (axis1, axis2))
+
+
+# ------------------------------------------------------------------ cross product
+
+
+def _infer_cross(op, args, attrs):
+    a, b = args
+    _only(op, attrs, ())
+    _float_arg(op, a)
+    _float_arg(op, b)
+    if a.dtype != b.dtype:
+        raise IRError(f"cross: mixed types {a.dtype} and {b.dtype}")
+    if a.type.ndim == 0 or b.type.ndim == 0 or a.shape[-1] != 3 or b.shape[-1] != 3:
+        raise ShapeError(f"cross: both vectors need 3 components on their last axis, got shapes "
+                         f"{fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+    from .ir import broadcast_shapes
+
+    return {}, Type(a.dtype, broadcast_shapes("cross", [a.shape[:-1], b.shape[:-1]]) + (3,))
+
+
+def _np_cross(a, b):
+    return np.cross(a, b)
+
+
+def _g_cross(n, g):
+    a, b = n.args
+    return make("cross", b, g), make("cross", g, a)
+
+
+def _sym_cross(a, b):
+    a, b = _obj(a), _obj(b)
+    a0, a1, a2 = (a[..., i] for i in range(3))
+    b0, b1, b2 = (b[..., i] for i in range(3))
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
+# ------------------------------------------------------------------ constants and conversions
+
+
+def _infer_iota(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("n",))
+    _float_arg(op, x)
+    if x.type.ndim:
+        raise ShapeError("iota: takes a scalar (its dtype is the result's)")
+    n = attrs.get("n")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise IRError(f"iota: n must be a non-negative int, got {n!r}")
+    return {"n": int(n)}, Type(x.dtype, (int(n),))
+
+
+def _np_iota(x, n):
+    """0, 1, ..., n-1 in x's dtype (x is only the dtype's carrier)."""
+    return np.arange(n, dtype=np.result_type(x))
+
+
+def _sym_iota(x, n):
+    return np.array([_sp().Integer(i) for i in range(n)], dtype=object)
+
+
+def _infer_to_float(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("dtype",))
+    dt = attrs.get("dtype", "f64")
+    if dt not in ("f64", "f32"):
+        raise IRError(f"to_float: dtype {dt!r} is not f64 or f32")
+    if x.dtype not in ("i64", "bool"):
+        raise IRError(f"to_float: takes integers or masks, got {x.type}")
+    return {"dtype": dt}, Type(dt, x.shape)
+
+
+def _np_to_float(x, dtype):
+    return np.asarray(x).astype("float64" if dtype == "f64" else "float32")
+
+
+def _sym_to_float(x, dtype):
+    sp = _sp()
+    return np.vectorize(lambda v: sp.Piecewise((1, v), (0, True)) if isinstance(v, sp.Basic) and v.is_Boolean
+                        else sp.Integer(int(v)), otypes=[object])(_obj(x))
+
+
+# ------------------------------------------------------------------ registry
+
+
+_O = OpSpec
+_R = ("axis", "keepdims")
+for _spec in [
+    _O("prod", 1, _np_prod, _g_prod, None, "", "product over axes (numpy.prod; exact gradient at zeros, as JAX's)",
+       infer=_infer_prod, symbolic=_sym_np(_np_prod), keywords=_R),
+    _O("cumsum", 1, _np_cumsum, _g_cumsum, None, "", "running sum along axis (numpy.cumsum; reverse=True from the "
+       "end)", infer=_infer_scan, symbolic=_sym_scan(np.cumsum), keywords=("axis", "reverse")),
+    _O("cumprod", 1, _np_cumprod, _g_cumprod, None, "", "running product along axis (numpy.cumprod; exact "
+       "gradient at zeros)", infer=_infer_scan, symbolic=_sym_scan(np.cumprod), keywords=("axis", "reverse")),
+    _O("diff", 1, _np_diff, _g_diff, None, "", "x[1:] - x[:-1] along axis (numpy.diff with n=1)",
+       infer=_infer_diff, symbolic=_sym_np(_np_diff), keywords=("axis",)),
+    _O("diff_t", 1, _np_diff_t, _g_diff_t, None, "", "diff's transpose: g[j-1] - g[j] (diff's gradient)",
+       infer=_infer_diff, symbolic=_sym_np(_np_diff_t), internal=True),
+    _O("argmax", 1, _np_argmax, _g_none, None, "", "index of the largest entry (numpy.argmax; the first of ties)",
+       infer=_infer_argred, symbolic=_sym_argpick(_ge), keywords=_R),
+    _O("argmin", 1, _np_argmin, _g_none, None, "", "index of the smallest entry (numpy.argmin; the first of ties)",
+       infer=_infer_argred, symbolic=_sym_argpick(_le), keywords=_R),
+    _O("sort", 1, _np_sort, _g_sort, None, "", "entries sorted along axis (numpy.sort; the gradient follows the "
+       "permutation)", infer=_infer_sort, symbolic=_sym_sort, keywords=("axis",)),
+    _O("argsort", 1, _np_argsort, _g_none, None, "", "the stable sorting permutation (numpy.argsort, "
+       "kind='stable')", infer=_infer_sort, symbolic=_sym_argsort, keywords=("axis",)),
+    _O("sort_by", 2, _np_sort_by, _g_sort_by, None, "", "values ordered as sorting the keys orders them",
+       infer=_infer_sort, symbolic=_sym_sort_by, internal=True),
+    _O("unsort", 2, _np_unsort, _g_unsort, None, "", "sort_by's transpose: values scattered back (sort's gradient)",
+       infer=_infer_sort, symbolic=_sym_unsort, internal=True),
+    _O("diagonal", 1, _np_diagonal, _g_diagonal, None, "", "the diagonal of axes axis1, axis2, as a last axis "
+       "(numpy.diagonal)", infer=_infer_diagonal, symbolic=_sym_np(_np_diagonal), keywords=("axis1", "axis2")),
+    _O("diag_embed", 1, _np_diag_embed, _g_diag_embed, None, "", "diagonal's transpose: the last axis placed on "
+       "the diagonal of new axes axis1, axis2, zeros elsewhere", infer=_infer_diag_embed,
+       symbolic=_sym_diag_embed, internal=True),
+    _O("cross", 2, _np_cross, _g_cross, None, "", "cross product of 3-vectors on the last axis (numpy.cross)",
+       infer=_infer_cross, symbolic=_sym_cross),
+    _O("iota", 1, _np_iota, _g_none, None, "", "0, 1, ..., n-1 in the dtype of a scalar: iota(0, n=5)",
+       infer=_infer_iota, symbolic=_sym_iota, keywords=("n",)),
+    _O("to_float", 1, _np_to_float, _g_none, None, "", "integers or a mask as numbers (x.astype(float); no "
+       "gradient)", infer=_infer_to_float, symbolic=_sym_to_float, keywords=("dtype",)),
+]:
+    register_op(_spec)

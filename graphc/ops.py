@@ -425,6 +425,57 @@ def _g_gelu(n, g):
     return (make("mul", g, make("add", phi_cdf, make("mul", x, pdf))),)
 
 
+def _g_fmax(n, g):
+    # as max's: ties split 1/2, 1/2 (a NaN argument gives NaN gradients)
+    return _g_max(n, g)
+
+
+def _g_fmin(n, g):
+    return _g_min(n, g)
+
+
+def _g_logaddexp2(n, g):
+    a, b = n.args
+    ln2 = _c(math.log(2.0), a)
+    return (make("mul", g, make("sigmoid", make("mul", make("sub", a, b), ln2))),
+            make("mul", g, make("sigmoid", make("mul", make("sub", b, a), ln2))))
+
+
+def _g_reciprocal(n, g):
+    return (make("neg", make("mul", g, make("mul", n, n))),)
+
+
+def _g_sinc(n, g):
+    # sinc'(x) = (cos(pi x) - sinc(x)) / x, 0 at x = 0 (divided by x + [x == 0], never 0/0)
+    x = n.args[0]
+    d = make("div", make("sub", make("cos", make("mul", _c(math.pi, x), x)), n), make("add", x, _is_zero(x)))
+    return (make("mul", g, d),)
+
+
+def _g_deg2rad(n, g):
+    return (make("mul", g, _c(math.pi / 180.0, n)),)
+
+
+def _g_rad2deg(n, g):
+    return (make("mul", g, _c(180.0 / math.pi, n)),)
+
+
+def _g_mod(n, g):
+    # JAX's: d/da = 1, d/db = -floor(a / b) (the jumps at a/b integer contribute nothing)
+    a, b = n.args
+    return g, make("neg", make("mul", g, make("floor", make("div", a, b))))
+
+
+def _np_sinc(x):
+    return np.sinc(x)
+
+
+def _multiple(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.divide(a, b)
+    return np.floor(q) == q
+
+
 _TINY = {"f64": 5e-324, "f32": float(np.finfo(np.float32).smallest_subnormal)}
 
 
@@ -462,6 +513,13 @@ C_STEP = "(F(1.0) if {0} > F(0.0) else (F(0.0) if {0} <= F(0.0) else {0}))"
 C_CLIP = C_MIN.replace("{0}", "{p}").replace("{1}", "{2}")  # min(max(x, lo), hi); max is the prelude
 C_GELU = "(F(0.5) * {0} * math.erfc({0} * F(-0.7071067811865476)))"
 C_CMPW = "(F(1.0) if {0} > {1} else (F(0.0) if {0} < {1} else (F(0.5) if {0} == {1} else {0} + {1})))"
+C_FMAX = "({0} if ({0} >= {1} or {1} != {1}) else {1})"  # np.fmax: the non-NaN one; the first at a tie
+C_FMIN = "({0} if ({0} <= {1} or {1} != {1}) else {1})"
+C_LOGADDEXP2 = ("({0} + F(1.0) if {0} == {1} else "
+                "({0} if {0} > {1} else {1}) + math.log1p(F(2.0) ** (-abs({0} - {1}))) * F(1.4426950408889634))")
+C_SINC = ("(F(1.0) if {0} == F(0.0) else "
+          "math.sin(F(3.141592653589793) * {0}) / (F(3.141592653589793) * {0}))")
+C_MOD = "({0} - np.floor({0} / {1}) * {1})"
 
 def _pow_domains(args: tuple[Node, ...]):
     """x**3 takes any real base; x**y and x**0.5 a positive one. (x = 0 is in the
@@ -563,6 +621,29 @@ for _spec in [
     _O("ceil", 1, np.ceil, _g_zero, lambda a: _sp().ceiling(a), "np.ceil({0})",
        "smallest integer >= a; derivative 0 (also at the jumps)", codes={"cuda": "math.ceil({0})"},
        kink=_integer),
+    # NumPy's other elementwise functions (issue 26; numpy.fmax, ..., JAX's gradients)
+    _O("fmax", 2, np.fmax, _g_fmax, lambda a, b: _sp().Max(a, b), C_FMAX,
+       "larger of a, b ignoring a NaN (numpy.fmax); ties split the gradient", commutative=True, kink=_tie),
+    _O("fmin", 2, np.fmin, _g_fmin, lambda a, b: _sp().Min(a, b), C_FMIN,
+       "smaller of a, b ignoring a NaN (numpy.fmin); ties split the gradient", commutative=True, kink=_tie),
+    _O("logaddexp2", 2, np.logaddexp2, _g_logaddexp2,
+       lambda a, b: _sp().log(2**a + 2**b) / _sp().log(2), C_LOGADDEXP2,
+       "log2(2**a + 2**b), never overflows (numpy.logaddexp2)", commutative=True),
+    _O("reciprocal", 1, np.reciprocal, _g_reciprocal, lambda a: 1 / a, "(F(1.0) / {0})", "1 / a (numpy.reciprocal)",
+       domain=(NONZERO,)),
+    _O("sinc", 1, _np_sinc, _g_sinc, lambda a: _sp().sinc(_sp().pi * a), C_SINC,
+       "sin(pi a) / (pi a), 1 at 0 (numpy.sinc, the normalised sinc)"),
+    _O("deg2rad", 1, np.deg2rad, _g_deg2rad, lambda a: a * _sp().pi / 180, "({0} * F(0.017453292519943295))",
+       "degrees to radians (numpy.deg2rad)"),
+    _O("rad2deg", 1, np.rad2deg, _g_rad2deg, lambda a: a * 180 / _sp().pi, "({0} * F(57.29577951308232))",
+       "radians to degrees (numpy.rad2deg)"),
+    _O("mod", 2, np.mod, _g_mod, lambda a, b: a - b * _sp().floor(a / b), C_MOD,
+       "a - floor(a / b) b, the sign of b (numpy.mod, a % b; compiled targets compute this formula, which can "
+       "differ from NumPy's fmod-based value by rounding next to a jump); d/db = -floor(a/b) as JAX's",
+       domain=(REAL, NONZERO), kink=_multiple, codes={"cuda": "({0} - math.floor({0} / {1}) * {1})"}),
+    _O("floor_divide", 2, np.floor_divide, _g_zero, lambda a, b: _sp().floor(a / b), "np.floor({0} / {1})",
+       "floor(a / b) (numpy.floor_divide, a // b; compiled targets floor the rounded quotient); derivative 0",
+       domain=(REAL, NONZERO), kink=_multiple, codes={"cuda": "math.floor({0} / {1})"}),
     # Local-gradient ops: made by autodiff, not written by users.
     _O("dsigmoid", 1, _np_dsigmoid, _g_dsigmoid,
        lambda a: _sp().exp(-a) / (1 + _sp().exp(-a)) ** 2, C_DSIGMOID,

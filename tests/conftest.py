@@ -64,10 +64,21 @@ def tiers(quick, long):
 
 @pytest.fixture(autouse=True, scope="session")
 def _parallel_kernels_for_every_size():
-    """The parallel target runs its prange kernel even on the small arrays of tests."""
-    from graphc.backends.numba import pointwise as numba_cpu
+    """Threaded kernels run even on the small arrays of tests: the parallel target's
+    prange loop and llvm's split over its thread pool (tests of the single-thread
+    entries take `one_thread`)."""
+    from graphc.backends import targets
 
-    old = numba_cpu.PARALLEL_MIN
-    numba_cpu.PARALLEL_MIN = 1
+    old = targets.set_parallel_min(1)
     yield
-    numba_cpu.PARALLEL_MIN = old
+    targets.set_parallel_min(old)
+
+
+@pytest.fixture
+def one_thread():
+    """The shipped threshold: small calls take the single-thread paths (llvm's C entries)."""
+    from graphc.backends import targets
+
+    old = targets.set_parallel_min(1 << 17)
+    yield
+    targets.set_parallel_min(old)

@@ -96,7 +96,7 @@ def test_out_buffers_and_overlap_refusal():
 
 def test_large_calls_split_over_threads_and_agree():
     fn = graphc.compile(NEURON, target="llvm")
-    n = llvm_cpu.PARALLEL_MIN * 2 + 13
+    n = (1 << 17) * 2 + 13
     rng = np.random.default_rng(3)
     args = [rng.normal(size=n) for _ in range(5)]
     v, g = fn(*args)

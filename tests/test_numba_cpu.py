@@ -9,7 +9,7 @@ import pytest
 from conftest import TARGETS
 
 import graphc
-from graphc.backends.numba import pointwise as numba_cpu
+from graphc.backends import targets
 from graphc.errors import ArgumentError
 
 NEURON = "1/(1+exp(-(w0*x0 + w1*x1 + w2)))"
@@ -64,15 +64,14 @@ def test_broadcast_variants_match_reference(target, dtype):
 
 
 def test_parallel_large_n_matches_serial():
-    n = 3 * numba_cpu.PARALLEL_MIN + 17 if numba_cpu.PARALLEL_MIN > 1 else 100_003
+    n = 100_003
     rng = np.random.default_rng(1)
     args = [rng.standard_normal(n) for _ in range(5)]
-    old = numba_cpu.PARALLEL_MIN
-    numba_cpu.PARALLEL_MIN = 32_768
+    old = targets.set_parallel_min(32_768)
     try:
         vp, gp = graphc.compile(NEURON, target="parallel")(*args)
     finally:
-        numba_cpu.PARALLEL_MIN = old
+        targets.set_parallel_min(old)
     vs, gs = graphc.compile(NEURON, target="cpu")(*args)
     np.testing.assert_array_equal(vp, vs)
     for k in gs:

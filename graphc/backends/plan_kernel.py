@@ -2,10 +2,10 @@
 llvm backends.
 
 `PlanKernel` schedules and lowers the graph once, owns its `MemoryPlan`, and
-runs the steps in order from Python: host steps as their NumPy forms, GEMMs as
-NumPy's matmul (BLAS) into their pooled buffers, and each `LoopStep` and
-`RowStep` through the function its backend compiles for it (`loop_function`,
-`row_function`, each made once per cache key). The backends' functions share one
+runs the steps in order from Python, each by its kind (`run_<kind>`): host
+steps as their NumPy forms, GEMMs as NumPy's matmul (BLAS) into their pooled
+buffers, and each `LoopStep` and `RowStep` through the function its backend
+compiles for it (`loop_function`, `row_function`, each made once per cache key). The backends' functions share one
 calling convention: a loop `f(*dims, *inputs, *outputs, *sums)`, the rows
 `f(scores, labels, p, d, losses, with_diff)`.
 """
@@ -122,16 +122,7 @@ class PlanKernel(Kernel):
         release = self.memory.release
         with np.errstate(all="ignore"):
             for i, step in enumerate(plan.steps):
-                match step:
-                    case LoopStep():
-                        self._run_loop(step, env, dims, buffer)
-                    case HostStep(fn=fn, ins=ins, attrs=attrs, symbolic=symbolic, dtype=dt, out=k):
-                        env[k] = run_op(fn, [env[j] for j in ins], attrs, symbolic, dims, dt)
-                    case GemmStep(a=a, b=b, out=k, dtype=dt):
-                        x, y = env[a], env[b]
-                        env[k] = np.matmul(x, y, out=buffer(k, (x.shape[0], y.shape[1]), dt))
-                    case RowStep():
-                        self._run_rows(step, env, buffer)
+                getattr(self, "run_" + step.kind)(step, env, dims, buffer)
                 for k in release[i]:
                     env[k] = None
         results = []
@@ -149,7 +140,16 @@ class PlanKernel(Kernel):
             results.append(r)
         return results
 
-    def _run_loop(self, s: LoopStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
+    # ------------------------------------------------ one function per step kind
+
+    def run_host(self, s: HostStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
+        env[s.out] = run_op(s.fn, [env[j] for j in s.ins], s.attrs, s.symbolic, dims, s.dtype)
+
+    def run_gemm(self, s: GemmStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
+        x, y = env[s.a], env[s.b]
+        env[s.out] = np.matmul(x, y, out=buffer(s.out, (x.shape[0], y.shape[1]), s.dtype))
+
+    def run_loop(self, s: LoopStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
         shape = bound(s.region.shape, dims)
         args = [env[k] if t is None else t(env[k]) for k, t in zip(s.ins, s.scalars)]
         outs = [buffer(o.slot, shape, o.dtype) for o in s.outs]
@@ -163,7 +163,7 @@ class PlanKernel(Kernel):
         for o, v in zip(s.sums, acc):
             env[o.slot] = v if o.shape else v[0]
 
-    def _run_rows(self, s: RowStep, env: list, buffer: Callable) -> None:
+    def run_row(self, s: RowStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
         from ..tensor_ops import check_labels
 
         scores, labels = env[s.scores], env[s.labels]

@@ -60,3 +60,55 @@ class Body:
 def indent(lines: list[str], n: int) -> list[str]:
     pad = " " * n
     return [pad + ln for ln in lines]
+
+
+# The Python spelling of each row pass (plan.XENT_ROW), for the Numba and numba-cuda
+# renderers: row i of s (n, c), label y[i], into p, d (when with_diff) and losses[i].
+ROW_PASSES: dict[str, list[str]] = {
+    "max": [
+        "m = s[i, 0]",
+        "for j in range(1, c):",
+        "    v = s[i, j]",
+        "    if v > m or v != v:  # NaN propagates, as numpy.max",
+        "        m = v",
+        "if not (m - m == F(0.0)):  # an infinite or NaN max shifts by 0, as the NumPy forms",
+        "    m = F(0.0)",
+    ],
+    "exp_sum": [
+        "z = F(0.0)",
+        "for j in range(c):",
+        "    e = math.exp(s[i, j] - m)",
+        "    p[i, j] = e",
+        "    z += e",
+    ],
+    "normalize": [
+        "for j in range(c):",
+        "    q = p[i, j] / z",
+        "    p[i, j] = q",
+        "    if with_diff:",
+        "        d[i, j] = q - (F(1.0) if j == y[i] else F(0.0))",
+    ],
+    "nll": ["losses[i] = -(s[i, y[i]] - (math.log(z) + m))"],
+}
+
+
+def row_lines(ops) -> list[str]:
+    """A row step's passes (`plan.RowOp`s) as Python lines over row i."""
+    return [ln for op in ops for ln in ROW_PASSES[op.kind]]
+
+
+def xent_function(decorator: str, gpu: bool = False) -> str:
+    """`xent(s, y, p, d, losses, with_diff)`: the cross-entropy row (plan.XENT_ROW) per
+    loop turn (CPU: False when a label is outside 0..c-1, the caller then names it) or
+    per GPU thread, grid-stride (the launch caps its blocks, so one thread may take
+    several rows)."""
+    from ..schedule.plan import XENT_ROW
+
+    row = row_lines(XENT_ROW)
+    if gpu:
+        body = ["c = s.shape[1]", "for i in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):"]
+        body += ["    " + ln for ln in row]
+    else:
+        body = ["n, c = s.shape", "for i in range(n):", "    if y[i] < 0 or y[i] >= c:", "        return False"]
+        body += ["    " + ln for ln in row] + ["return True"]
+    return "\n".join([decorator, "def xent(s, y, p, d, losses, with_diff):"] + ["    " + ln for ln in body]) + "\n"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+import numpy as np
+
 from ..errors import GraphcError
 from ..ir import Graph
 from .kernel import Kernel
@@ -37,6 +39,28 @@ class Target:
 
 _TARGETS: dict[str, Target] = {}
 TARGETS: Mapping[str, Target] = MappingProxyType(_TARGETS)
+# Elements per call from which a CPU pointwise kernel splits its loop over threads (llvm's
+# thread pool, Numba's prange on "parallel"); below it one thread. Measured in
+# benchmarks/RESULTS-threads.md. One cell that every backend reads per call (llvm's C
+# entries through its address), set with `set_parallel_min`.
+_PARALLEL_MIN = np.array([1 << 17], dtype=np.int64)
+
+
+def parallel_min() -> int:
+    return int(_PARALLEL_MIN[0])
+
+
+def set_parallel_min(n: int) -> int:
+    """Set the threading threshold for every CPU backend; returns the old one."""
+    old = int(_PARALLEL_MIN[0])
+    _PARALLEL_MIN[0] = max(1, int(n))
+    return old
+
+
+def parallel_min_cell() -> int:
+    """The cell's address, for generated code that reads the threshold itself."""
+    return _PARALLEL_MIN.ctypes.data
+
 DEFAULT_TARGET = "llvm"  # by measurement: benchmarks/README.md, "Which target is the default, and why"
 
 

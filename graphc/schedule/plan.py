@@ -7,20 +7,24 @@ the steps make). A step says what it reads and writes:
 - `LoopStep`: a fused region, one loop nest over its shape (inputs broadcast by
   indexing, 0-d inputs by value; outputs stored per element; sums accumulated
   in the loop into cells);
-- `RowStep`: cross_entropy with its softmax (and softmax - one_hot), one pass
-  per row of the scores;
+- `RowStep`: cross_entropy with its softmax (and softmax - one_hot), the
+  passes of `XENT_ROW` per row of the scores;
 - `GemmStep`: a 2-D matrix product into a buffer;
 - `HostStep`: any other op, its NumPy form.
 
 `lower(graph, steps)` makes the `Plan`; `memory.py` plans its buffers; a
-backend decides how to spell each step, never which steps there are.
+backend decides how to spell each step, never which steps there are. Each step
+class names its `kind`; a renderer has one function per kind (`PlanKernel.run_<kind>`
+on the CPU), so a new kind of step is a class here and one function per renderer
+(tests/test_plan.py adds a toy one); a whole-step renderer that lacks it leaves
+the plan to the step-by-step runner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,6 +53,8 @@ class LoopStep:
     `outs` per element and accumulating `sums` (each into a cell of its shape, or
     of shape (1,) when 0-d)."""
 
+    kind: ClassVar[str] = "loop"  # renderers run a step by its kind: `run_loop`
+
     region: Region
     ins: tuple[int, ...]
     scalars: tuple[type | None, ...]
@@ -64,11 +70,36 @@ class LoopStep:
         return tuple(v.slot for v in self.outs + self.sums)
 
 
+@dataclass(frozen=True, slots=True)
+class RowOp:
+    """One pass of a row step over the c entries of row i of the scores `s` (its
+    label `y`), reading and writing the row's named values."""
+
+    kind: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    doc: str
+
+
+# The cross-entropy row, once for every backend: each renderer spells these four passes
+# in order (one function per kind), and decides nothing else. The NumPy forms agree.
+XENT_ROW: tuple[RowOp, ...] = (
+    RowOp("max", ("s",), ("m",),
+          "m = max_j s[j]; NaN propagates (numpy.max); an infinite or NaN m becomes 0 (the shift only)"),
+    RowOp("exp_sum", ("s", "m"), ("p", "z"), "p[j] = exp(s[j] - m); z = sum_j p[j], in column order"),
+    RowOp("normalize", ("p", "z", "y"), ("p", "d"),
+          "p[j] = p[j] / z; d[j] = p[j] - (1 if j == y else 0), where the step keeps d"),
+    RowOp("nll", ("s", "y", "z", "m"), ("loss",), "loss = -(s[y] - (log(z) + m))"),
+)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RowStep:
     """cross_entropy(scores, labels) with its softmax (and softmax - one_hot when
     `diff` is not None), one pass per row; `loss` is a NumPy scalar or vector, the
     others (n, c) buffers."""
+
+    kind: ClassVar[str] = "row"  # renderers run a step by its kind: `run_row`
 
     xent: Xent
     scores: int
@@ -77,6 +108,7 @@ class RowStep:
     softmax: int
     diff: int | None
     dtype: np.dtype
+    ops: tuple[RowOp, ...] = XENT_ROW
 
     @property
     def reduction(self) -> str:
@@ -94,6 +126,8 @@ class RowStep:
 @dataclass(frozen=True, slots=True, eq=False)
 class GemmStep:
     """out = a @ b, all 2-D, into a buffer."""
+
+    kind: ClassVar[str] = "gemm"  # renderers run a step by its kind: `run_gemm`
 
     node: Node
     a: int
@@ -113,6 +147,8 @@ class GemmStep:
 @dataclass(frozen=True, slots=True, eq=False)
 class HostStep:
     """One op's NumPy form (`numpy_ref.op_step`): out = fn(*ins, **attrs)."""
+
+    kind: ClassVar[str] = "host"  # renderers run a step by its kind: `run_host`
 
     node: Node
     fn: Any

@@ -17,42 +17,6 @@ from ..backends.scalar import Body
 from ..ir import Graph, Node, fmt_shape, input_node, make
 from ..registry import REGISTRY
 
-XENT_ROW = """m = s[i, 0]
-for j in range(1, c):
-    v = s[i, j]
-    if v > m or v != v:  # NaN propagates, as numpy.max
-        m = v
-if not (m - m == F(0.0)):  # an infinite or NaN max shifts by 0, as the NumPy forms
-    m = F(0.0)
-z = F(0.0)
-for j in range(c):
-    e = math.exp(s[i, j] - m)
-    p[i, j] = e
-    z += e
-for j in range(c):
-    p[i, j] = p[i, j] / z
-losses[i] = -(s[i, y[i]] - (math.log(z) + m))
-if with_diff:
-    for j in range(c):
-        d[i, j] = p[i, j] - (F(1.0) if j == y[i] else F(0.0))
-"""
-
-
-def xent_function(decorator: str, gpu: bool = False) -> str:
-    """`xent(s, y, p, d, losses, with_diff)`: one row of the Xent step per loop turn
-    (CPU: False when a label is outside 0..c-1, the caller then names it) or per
-    GPU thread, grid-stride (the launch caps its blocks, so one thread may take
-    several rows); the row's code is XENT_ROW for every backend."""
-    row = XENT_ROW.splitlines()
-    if gpu:
-        body = ["c = s.shape[1]", "for i in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):"]
-        body += ["    " + ln for ln in row]
-    else:
-        body = ["n, c = s.shape", "for i in range(n):", "    if y[i] < 0 or y[i] >= c:", "        return False"]
-        body += ["    " + ln for ln in row] + ["return True"]
-    return "\n".join([decorator, "def xent(s, y, p, d, losses, with_diff):"] + ["    " + ln for ln in body]) + "\n"
-
-
 MIN_FUSED = 2  # a region of one op runs as its NumPy form: a loop of its own would gain nothing
 
 

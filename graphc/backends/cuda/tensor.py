@@ -29,13 +29,13 @@ import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
 from ...schedule.plan import GemmStep, HostStep, LoopStep, Plan, RowStep, lower
-from ...schedule.regions import Region, Xent, describe_schedule, region_code, regions, xent_function
+from ...schedule.regions import Region, Xent, describe_schedule, region_code, regions
 from ...shapes import bound
 from .. import cache
 from ..buffers import is_device
 from ..kernel import Kernel, fill_out
 from ..numpy_ref import run_op
-from ..scalar import indent
+from ..scalar import indent, xent_function
 from .pointwise import kernel_namespace, require_gpu, simulator
 
 TILE = 16  # the shared-memory GEMM's tile edge
@@ -208,24 +208,24 @@ class TensorCudaKernel(Kernel):
         for k, c in plan.consts:
             env[k] = c
         for s in plan.steps:
-            match s:
-                case LoopStep():
-                    self._loop(s, env, dims)
-                case RowStep():
-                    self._rows(s, env)
-                case GemmStep():
-                    env[s.out] = self._gemm(s, env)
-                case HostStep() if s.out in self.folded:
-                    continue  # read by its GEMMs through a flag
-                case HostStep():
-                    val = run_op(s.fn, [self._host(env[j]) for j in s.ins], s.attrs, s.symbolic, dims, s.dtype)
-                    env[s.out] = self._device(val)
+            getattr(self, "run_" + s.kind)(s, env, dims)
         if any(is_device(a) for a in arrays):  # GPU data in: results stay there
             return [env[v.slot] if v.shape else np.asarray(self._host(env[v.slot]), dtype=v.dtype)
                     for v in plan.outputs]
         return [np.asarray(self._host(env[v.slot]), dtype=v.dtype) for v in plan.outputs]
 
-    def _loop(self, s: LoopStep, env: list, dims: dict[str, int]) -> None:
+    # ------------------------------------------------ one function per step kind
+
+    def run_host(self, s: HostStep, env: list, dims: dict[str, int]) -> None:
+        if s.out in self.folded:
+            return  # read by its GEMMs through a flag
+        val = run_op(s.fn, [self._host(env[j]) for j in s.ins], s.attrs, s.symbolic, dims, s.dtype)
+        env[s.out] = self._device(val)
+
+    def run_gemm(self, s: GemmStep, env: list, dims: dict[str, int]) -> None:
+        env[s.out] = self._gemm(s, env)
+
+    def run_loop(self, s: LoopStep, env: list, dims: dict[str, int]) -> None:
         cuda = self.cuda
         shape = bound(s.region.shape, dims)
         total = int(np.prod(shape, dtype=np.int64))
@@ -264,7 +264,7 @@ class TensorCudaKernel(Kernel):
                 c = self.cuda.to_device(np.zeros((m, n), dtype=s.dtype))
         return c
 
-    def _rows(self, s: RowStep, env: list) -> None:
+    def run_row(self, s: RowStep, env: list, dims: dict[str, int]) -> None:
         from ...tensor_ops import check_labels
 
         scores, labels = env[s.scores], env[s.labels]

@@ -6,8 +6,9 @@ compiles, once per dtype (cached like any kernel), two C functions with
 CPython's METH_FASTCALL signature, `PyObject *f(PyObject *self, PyObject
 *const *args, Py_ssize_t n)`, and makes a builtin function of them per kernel
 (`PyCFunction_NewEx`) whose `self` is `(info, names)`: an int64 array holding
-the kernel's address, its numbers of inputs and outputs and the threading
-limit, and the gradient names. No code is compiled per kernel.
+the kernel's address, its numbers of inputs and outputs and the address of the
+threading threshold's cell (`targets.PARALLEL_MIN`, read per call), and the
+gradient names. No code is compiled per kernel.
 
 - `pyscalar(x0, x1, ...)`: exact Python floats in (read from the float
   objects), the kernel run on one point, `(value, {name: gradient})` out;
@@ -117,8 +118,9 @@ def entry_module(dtype: str, triple: str) -> str:
         b.store(null, dslot)
         info = load(b, b.load(tuple_item(b, me, 0), typ=ptr), abi.ARRAY_DATA, ptr)
         names = b.load(tuple_item(b, me, 1), typ=ptr)
-        kernel, n_in, n_out, limit = (b.load(at(b, info, k, i64), typ=t) for k, t in
-                                      ((0, kernel_t), (1, i64), (2, i64), (3, i64)))
+        kernel, n_in, n_out, cell = (b.load(at(b, info, k, i64), typ=t) for k, t in
+                                     ((0, kernel_t), (1, i64), (2, i64), (3, i64)))
+        limit = b.load(b.inttoptr(cell, ptr), typ=i64)  # the one threading threshold, read per call
         guard(fn, b, b.icmp_signed("<=", b.add(n_in, n_out), c64(MAX_ARGS)), refuse, "small")
         made = b.alloca(ptr, size=n_out)
         b = count_loop(fn, b, n_out, "clear", lambda lb, j: lb.store(null, at(lb, made, j)))

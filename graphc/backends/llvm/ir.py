@@ -1,5 +1,5 @@
-"""IR-building helpers shared by the llvmlite modules (llvm_cpu, llvm_tensor,
-llvm_python)."""
+"""IR-building helpers shared by the llvmlite modules (pointwise, tensor, step,
+entries)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ def count_loop(fn, b, count, name: str, body, start=0) -> Any:
     k.add_incoming(sb.add(k, ir.Constant(i64, 1)), sb.block)
     sb.branch(head)
     return ir.IRBuilder(after)
+
+
+def splat(b, v, width: int) -> Any:
+    """A vector of `width` lanes, each the scalar `v` (LLVM's insert + shuffle idiom)."""
+    import llvmlite.ir as ir
+
+    i32 = ir.IntType(32)
+    vt = ir.VectorType(v.type, width)
+    x = b.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(i32, 0))
+    return b.shuffle_vector(x, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, width),
+                                                                          [ir.Constant(i32, 0)] * width))

@@ -45,18 +45,17 @@ import numpy as np
 
 from ...errors import GraphcError
 from ...ir import Graph, print_graph
-from .. import cache
+from .. import cache, targets
 from ..buffers import OverlapMemo, host_outputs
 from ..kernel import Kernel
 from ..scalar import Body
-from .ir import count_loop
+from .ir import count_loop, splat
 
 # math functions by their libm name; the float32 form adds "f"
 LIBM_1 = {"exp", "log", "log10", "log2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
           "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc", "exp2", "cbrt"}
 LIBM_2 = {"atan2", "hypot", "pow"}
 INTRINSIC_1 = {"sqrt": "llvm.sqrt", "fabs": "llvm.fabs", "floor": "llvm.floor", "ceil": "llvm.ceil"}
-PARALLEL_MIN = 1 << 17  # elements per call below which the parallel target runs on one thread
 
 
 class LlvmUnavailableError(GraphcError):
@@ -345,12 +344,7 @@ class LlvmTypes:
 
     def mask(self, b, left):
         """Lanes below `left`: the last, partial vector's."""
-        ir, w = self.ir, self.width
-        vi = ir.VectorType(self.i64, w)
-        splat = b.insert_element(ir.Constant(vi, ir.Undefined), left, ir.Constant(self.i32, 0))
-        splat = b.shuffle_vector(splat, ir.Constant(vi, ir.Undefined),
-                                 ir.Constant(ir.VectorType(self.i32, w), [ir.Constant(self.i32, 0)] * w))
-        return b.icmp_signed("<", self.lanes, splat)
+        return b.icmp_signed("<", self.lanes, splat(b, left, self.width))
 
 
 def _bytes(e) -> int:
@@ -858,7 +852,7 @@ def python_functions(h: Host, kernel: int, n_in: int, n_out: int, dtype: str, na
     if not h.pyapi or n_in + n_out > py.MAX_ARGS or len(names) != n_out - 1:
         return None, None
     addrs = _entries(h, dtype)
-    me = (np.array([kernel, n_in, n_out, PARALLEL_MIN], dtype=np.int64), tuple(names))
+    me = (np.array([kernel, n_in, n_out, targets.parallel_min_cell()], dtype=np.int64), tuple(names))
     return tuple(py.builtin(name, addr, me) for name, addr in zip(("graphc_pyscalar", "graphc_pyarrays"), addrs))
 
 
@@ -929,18 +923,18 @@ class LlvmKernel(Kernel):
     def _launch(self, n: int, in_ptrs: list[int], steps: Sequence[int], out_ptrs: list[int]) -> None:
         strides = (ctypes.c_int64 * max(1, len(steps)))(*steps)
         workers = self._workers
-        if not self.parallel or n < PARALLEL_MIN or workers < 2:
+        if not self.parallel or n < targets.parallel_min() or workers < 2:
             self._call(n, in_ptrs, strides, out_ptrs)
             return
         # ctypes releases the GIL: the range split over a thread pool, chunks of whole vectors
         item = 8 if self.graph.dtype == "f64" else 4
         chunk = -(-n // workers // self.width) * self.width
-        jobs = []
+        parts = []
         for lo in range(0, n, chunk):
             m = min(chunk, n - lo)
-            ins = [p + lo * s * item for p, s in zip(in_ptrs, steps)]
-            outs = [p + lo * item for p in out_ptrs]
-            jobs.append(_RELEASE.submit(self._call, m, ins, strides, outs))
+            parts.append((m, [p + lo * s * item for p, s in zip(in_ptrs, steps)], [p + lo * item for p in out_ptrs]))
+        jobs = [_RELEASE.submit(self._call, m, ins, strides, outs) for m, ins, outs in parts[1:]]
+        self._call(*parts[0][:2], strides, parts[0][2])  # the first part on this thread: one hand-off fewer
         for j in jobs:
             j.result()
 
@@ -957,7 +951,7 @@ class LlvmKernel(Kernel):
                 return None
         if out is None:
             outs = np.empty((self.n_out, n), dtype=dt)  # one block: rows of it, a heap block reused call to call
-            if n < PARALLEL_MIN and self._pyarrays is not None and not self._pyarrays(*arrays, *outs):
+            if n < targets.parallel_min() and self._pyarrays is not None and not self._pyarrays(*arrays, *outs):
                 return list(outs)
             base, step = _address(outs), n * self._item
             optrs = [base + j * step for j in range(self.n_out)]
@@ -971,7 +965,7 @@ class LlvmKernel(Kernel):
             optrs, result = [_address(o) for o in out], list(out)
         else:
             return None
-        if n >= PARALLEL_MIN:
+        if n >= targets.parallel_min():
             self._launch(n, [_address(a) for a in arrays], [1] * self.n_in, optrs)
             return result
         with self._scalar_lock:  # the reused pointer arrays belong to one call at a time

@@ -59,12 +59,12 @@ import numpy as np
 from ...errors import GraphcError
 from ...ir import DTYPE_NUMPY, Graph, input_node, make, print_graph
 from ...registry import REGISTRY
-from ...schedule.plan import GemmStep, HostStep, LoopStep, RowStep
+from ...schedule.plan import XENT_ROW, GemmStep, HostStep, LoopStep, RowStep
 from ...schedule.regions import Region
 from ...shapes import bound
 from .. import cpython_abi as abi
 from ..scalar import Body
-from .ir import count_loop
+from .ir import count_loop, splat
 from .pointwise import Compiled, Lower, machine_code, split_line
 
 WHOLE_STEP = True  # run a plan as one LLVM function where every step has a form here
@@ -115,6 +115,8 @@ def whole_step(kernel) -> WholeStep | None:
     if not WHOLE_STEP or not abi.abi() or not host().pyapi:
         return None
     for s in kernel.plan.steps:
+        if s.kind not in ("loop", "row", "gemm", "host"):  # a kind this renderer does not spell
+            return None
         if isinstance(s, HostStep) and not (REGISTRY[s.node.op].per_element or s.node.op in _HOST_OPS):
             return None
     if any(np.ndim(c) for _, c in kernel.plan.consts):
@@ -299,6 +301,8 @@ class _Builder:
                     self.gemm(step)
                 case HostStep():
                     self.host_step(step, i)
+                case _:  # a kind this renderer does not spell: the step-by-step runner takes the plan
+                    raise Refused
         for j, v in enumerate(plan.outputs):
             val = self.env[v.slot]
             if not v.shape:
@@ -616,10 +620,6 @@ class _Builder:
         def lane(k):
             return ir.Constant(i32, k)
 
-        def splat(bb, v, t):
-            x = bb.insert_element(ir.Constant(t, ir.Undefined), v, lane(0))
-            return bb.shuffle_vector(x, ir.Constant(t, ir.Undefined), ir.Constant(ir.VectorType(i32, W), [lane(0)] * W))
-
         def bigger(bb, m, v):  # as the row form: v > m or v is NaN
             return bb.select(bb.or_(bb.fcmp_ordered(">", v, m), bb.fcmp_unordered("uno", v, v)), v, m)
 
@@ -652,38 +652,53 @@ class _Builder:
                         at = cb.select(ok, at, spare)
                     cb.store(cb.extract_element(v, lane(k)), at)
 
-            bb.store(vninf, m_slot)
-            bb = count_loop(fn, bb, c, "max", lambda cb, j: cb.store(bigger(cb, cb.load(m_slot, typ=vec),
-                                                                              column(cb, s, j)), m_slot))
-            m = bb.load(m_slot, typ=vec)
-            m = bb.select(bb.fcmp_ordered("==", bb.fsub(m, m), vzero), m, vzero)  # infinite or NaN: shift by 0
-            bb.store(vzero, z_slot)
+            r = {}
 
-            def expo(cb, j):
-                e = Lower(cb, mod, dt, W, h).libm("exp", cb.fsub(column(cb, s, j), m))
-                cb.store(cb.fadd(cb.load(z_slot, typ=vec), e), z_slot)
-                put(cb, p, j, e)
-            bb = count_loop(fn, bb, c, "exp", expo)
-            z = bb.load(z_slot, typ=vec)
+            def row_max(bb):
+                bb.store(vninf, m_slot)
+                bb = count_loop(fn, bb, c, "max", lambda cb, j: cb.store(bigger(cb, cb.load(m_slot, typ=vec),
+                                                                                  column(cb, s, j)), m_slot))
+                m = bb.load(m_slot, typ=vec)
+                r["m"] = bb.select(bb.fcmp_ordered("==", bb.fsub(m, m), vzero), m, vzero)  # infinite or NaN: 0
+                return bb
 
-            def norm(cb, j):
-                q = cb.fdiv(column(cb, p, j), z)
-                put(cb, p, j, q)
-                hot = cb.select(cb.icmp_signed("==", vlabel, splat(cb, j, ivec)), vone, vzero)
-                put(cb, d, j, cb.fsub(q, hot), diff)
-            bb = count_loop(fn, bb, c, "norm", norm)
-            picked = logz = ir.Constant(vec, ir.Undefined)
-            for k in range(W):
-                x = bb.load(bb.gep(s, [bb.add(offs[k], labels[k])], source_etype=f), typ=f)
-                picked = bb.insert_element(picked, x, lane(k))
-                lz = Lower(bb, mod, dt, None, h).libm("log", bb.extract_element(z, lane(k)))
-                logz = bb.insert_element(logz, lz, lane(k))
-            loss = bb.fneg(bb.fsub(picked, bb.fadd(logz, m)))
-            for k in range(W):
-                at = bb.gep(losses, [rows[k]], source_etype=f)
-                if inside[k] is not None:
-                    at = bb.select(inside[k], at, spare)
-                bb.store(bb.extract_element(loss, lane(k)), at)
+            def row_exp_sum(bb):
+                bb.store(vzero, z_slot)
+
+                def expo(cb, j):
+                    e = Lower(cb, mod, dt, W, h).libm("exp", cb.fsub(column(cb, s, j), r["m"]))
+                    cb.store(cb.fadd(cb.load(z_slot, typ=vec), e), z_slot)
+                    put(cb, p, j, e)
+                bb = count_loop(fn, bb, c, "exp", expo)
+                r["z"] = bb.load(z_slot, typ=vec)
+                return bb
+
+            def row_normalize(bb):
+                def norm(cb, j):
+                    q = cb.fdiv(column(cb, p, j), r["z"])
+                    put(cb, p, j, q)
+                    hot = cb.select(cb.icmp_signed("==", vlabel, splat(cb, j, W)), vone, vzero)
+                    put(cb, d, j, cb.fsub(q, hot), diff)
+                return count_loop(fn, bb, c, "norm", norm)
+
+            def row_nll(bb):
+                picked = logz = ir.Constant(vec, ir.Undefined)
+                for k in range(W):
+                    x = bb.load(bb.gep(s, [bb.add(offs[k], labels[k])], source_etype=f), typ=f)
+                    picked = bb.insert_element(picked, x, lane(k))
+                    lz = Lower(bb, mod, dt, None, h).libm("log", bb.extract_element(r["z"], lane(k)))
+                    logz = bb.insert_element(logz, lz, lane(k))
+                loss = bb.fneg(bb.fsub(picked, bb.fadd(logz, r["m"])))
+                for k in range(W):
+                    at = bb.gep(losses, [rows[k]], source_etype=f)
+                    if inside[k] is not None:
+                        at = bb.select(inside[k], at, spare)
+                    bb.store(bb.extract_element(loss, lane(k)), at)
+                return bb
+
+            passes = {"max": row_max, "exp_sum": row_exp_sum, "normalize": row_normalize, "nll": row_nll}
+            for op in XENT_ROW:  # the plan's passes, in its order, on W rows at once
+                bb = passes[op.kind](bb)
             return bb
 
         full = b.sdiv(n, self.c(W))

@@ -24,13 +24,13 @@ import numpy as np
 
 from ...errors import GraphcError
 from ...ir import DTYPE_NUMPY, Graph, print_graph
-from ...schedule.plan import LoopStep, RowStep
+from ...schedule.plan import XENT_ROW, LoopStep, RowStep
 from ...schedule.regions import Region, Xent, describe_schedule, region_graph
 from .. import cpython_abi as abi
 from ..numpy_ref import evaluate
 from ..plan_kernel import PlanKernel
 from ..scalar import Body
-from .ir import count_loop
+from .ir import count_loop, splat
 from .pointwise import Compiled, Host, LlvmTypes, Lower, host, machine_code, machine_key, split_line
 
 _ELEM = {"bool": 8, "i64": 64}  # integer element widths by dtype
@@ -200,13 +200,7 @@ class _RegionBuilder:
         return self.t.size * 8 if e is self.t.f else e.width
 
     def splat(self, bb, v, e):
-        import llvmlite.ir as ir
-
-        i32, W = self.t.i32, self.W
-        vt = ir.VectorType(e, W)
-        s = bb.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(i32, 0))
-        return bb.shuffle_vector(s, ir.Constant(vt, ir.Undefined),
-                                 ir.Constant(ir.VectorType(i32, W), [ir.Constant(i32, 0)] * W))
+        return splat(bb, v, self.W)
 
     def as_lanes(self, bb, v, d: str) -> tuple:
         """A loaded vector as Lower's (value, kind): floats as they are, bools as i1 lanes,
@@ -396,8 +390,8 @@ def _array(b, obj, rank: int, item: int):
 
 
 def xent_module(dtype: str, h: Host, sym: str, raw: bool = False):
-    """`<sym>_xent(s, y, p, d, losses, with_diff) -> i32`: XENT_ROW (schedule.py)
-    per row of the scores, each row in vectors of the host's width (masked last
+    """`<sym>_xent(s, y, p, d, losses, with_diff) -> i32`: the passes of
+    `plan.XENT_ROW` per row of the scores, each row in vectors of the host's width (masked last
     vector; libmvec's exp where present). The arguments are NumPy array objects;
     returns 1, doing nothing, unless they are C-contiguous. Labels are checked in
     range by the caller. `raw`: `<sym>_xent(s, y, p, d, losses, n, c, with_diff)`
@@ -445,11 +439,6 @@ def xent_module(dtype: str, h: Host, sym: str, raw: bool = False):
     wc = ir.Constant(i64, W)
     chunks = b.sdiv(b.add(c, ir.Constant(i64, W - 1)), wc)
 
-    def splat(bb, v):
-        x = bb.insert_element(ir.Constant(vec, ir.Undefined), v, ir.Constant(i32, 0))
-        return bb.shuffle_vector(x, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(i32, W),
-                                                                                [ir.Constant(i32, 0)] * W))
-
     def lanes(bb, k):
         """The k-th vector of a row: its first column and the mask of columns below c."""
         j = bb.mul(k, wc)
@@ -464,61 +453,68 @@ def xent_module(dtype: str, h: Host, sym: str, raw: bool = False):
     def bigger(bb, m, v):  # v > m or v is NaN: NaN propagates, as numpy.max
         return bb.select(bb.or_(bb.fcmp_ordered(">", v, m), bb.fcmp_unordered("uno", v, v)), v, m)
 
-    def row(rb, i):
-        base = rb.mul(i, c)
-        srow, prow = rb.gep(s, [base], source_etype=f), rb.gep(p, [base], source_etype=f)
+    vone = ir.Constant(vec, [one] * W)
+
+    def row_max(rb, r):
         rb.store(vninf, m_slot)
 
         def find_max(mb, k):
             j, mask = lanes(mb, k)
-            v = mb.call(t.mload, [mb.gep(srow, [j], source_etype=f), t.align, mask, vninf])
+            v = mb.call(t.mload, [mb.gep(r["s"], [j], source_etype=f), t.align, mask, vninf])
             mb.store(bigger(mb, mb.load(m_slot, typ=vec), v), m_slot)
         rb = count_loop(fn, rb, chunks, "max", find_max)
         m = hreduce(rb, rb.load(m_slot, typ=vec), bigger)
-        m = rb.select(rb.fcmp_ordered("==", rb.fsub(m, m), zero), m, zero)  # an infinite or NaN max shifts by 0
-        vm = splat(rb, m)
+        r["m"] = rb.select(rb.fcmp_ordered("==", rb.fsub(m, m), zero), m, zero)  # infinite or NaN: shift by 0
+        return rb
+
+    def row_exp_sum(rb, r):
+        vm = splat(rb, r["m"], W)
         rb.store(vzero, z_slot)
 
         def expo(eb, k):
             j, mask = lanes(eb, k)
             # lanes past the row read the max: exp(0) there, not exp(-inf), which sends libmvec's
             # vector exp to its scalar fallback for every such lane (3 classes in 16 lanes: 13 calls)
-            v = eb.call(t.mload, [eb.gep(srow, [j], source_etype=f), t.align, mask, vm])
+            v = eb.call(t.mload, [eb.gep(r["s"], [j], source_etype=f), t.align, mask, vm])
             e = Lower(eb, mod, dtype, W, h).libm("exp", eb.fsub(v, vm))
             e = eb.select(mask, e, vzero)
             eb.store(eb.fadd(eb.load(z_slot, typ=vec), e), z_slot)
-            t.store_tail(eb, e, eb.gep(prow, [j], source_etype=f), eb.sub(c, j), spare)
+            t.store_tail(eb, e, eb.gep(r["p"], [j], source_etype=f), eb.sub(c, j), spare)
         rb = count_loop(fn, rb, chunks, "exp", expo)
-        z = hreduce(rb, rb.load(z_slot, typ=vec), lambda bb, a, x: bb.fadd(a, x))
-        vz = splat(rb, z)
-        label = rb.load(rb.gep(y, [i], source_etype=i64), typ=i64)
-        vlabel = rb.insert_element(ir.Constant(ir.VectorType(i64, W), ir.Undefined), label, ir.Constant(i32, 0))
-        vlabel = rb.shuffle_vector(vlabel, ir.Constant(ir.VectorType(i64, W), ir.Undefined),
-                                   ir.Constant(ir.VectorType(i32, W), [ir.Constant(i32, 0)] * W))
-        drow = rb.gep(d, [base], source_etype=f)
-        vone = ir.Constant(vec, [one] * W)
+        r["z"] = hreduce(rb, rb.load(z_slot, typ=vec), lambda bb, a, x: bb.fadd(a, x))
+        return rb
+
+    def row_normalize(rb, r):
+        vz = splat(rb, r["z"], W)
+        vlabel = splat(rb, r["y"], W)
 
         def norm(nb, k):
             j, mask = lanes(nb, k)
-            a = nb.gep(prow, [j], source_etype=f)
+            a = nb.gep(r["p"], [j], source_etype=f)
             q = nb.fdiv(nb.call(t.mload, [a, t.align, mask, vone]), vz)
             left = nb.sub(c, j)
-            cols = nb.add(t.lanes, splat_i64(nb, j))
+            cols = nb.add(t.lanes, splat(nb, j, W))
             hot = nb.select(nb.icmp_signed("==", cols, vlabel), vone, vzero)
             t.store_tail(nb, q, a, left, spare)
-            t.store_tail(nb, nb.fsub(q, hot), nb.gep(drow, [j], source_etype=f),
+            t.store_tail(nb, nb.fsub(q, hot), nb.gep(r["d"], [j], source_etype=f),
                          nb.select(diff, left, ir.Constant(i64, 0)), spare)  # no d: every lane to the spare slot
-        rb = count_loop(fn, rb, chunks, "norm", norm)
-        picked = rb.load(rb.gep(srow, [label], source_etype=f), typ=f)
-        loss = rb.fneg(rb.fsub(picked, rb.fadd(Lower(rb, mod, dtype, None, h).libm("log", z), m)))
-        rb.store(loss, rb.gep(losses, [i], source_etype=f))
+        return count_loop(fn, rb, chunks, "norm", norm)
+
+    def row_nll(rb, r):
+        picked = rb.load(rb.gep(r["s"], [r["y"]], source_etype=f), typ=f)
+        loss = rb.fneg(rb.fsub(picked, rb.fadd(Lower(rb, mod, dtype, None, h).libm("log", r["z"]), r["m"])))
+        rb.store(loss, rb.gep(losses, [r["i"]], source_etype=f))
         return rb
 
-    def splat_i64(bb, v):
-        vt = ir.VectorType(i64, W)
-        x = bb.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(i32, 0))
-        return bb.shuffle_vector(x, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(i32, W),
-                                                                               [ir.Constant(i32, 0)] * W))
+    passes = {"max": row_max, "exp_sum": row_exp_sum, "normalize": row_normalize, "nll": row_nll}
+
+    def row(rb, i):
+        base = rb.mul(i, c)
+        r = {"i": i, "s": rb.gep(s, [base], source_etype=f), "p": rb.gep(p, [base], source_etype=f),
+             "d": rb.gep(d, [base], source_etype=f), "y": rb.load(rb.gep(y, [i], source_etype=i64), typ=i64)}
+        for op in XENT_ROW:  # the plan's passes, in its order
+            rb = passes[op.kind](rb, r)
+        return rb
 
     count_loop(fn, b, n, "row", row).ret(ir.Constant(i32, 0))
     return mod
@@ -707,7 +703,7 @@ def _numpy_region(r: Region):
 
 
 def _numpy_xent(scores, labels, p, d, losses, with_diff) -> bool:
-    """XENT_ROW (schedule.py) over every row at once in NumPy, with the LLVM xent's
+    """`plan.XENT_ROW` over every row at once in NumPy, with the LLVM xent's
     signature: the step where the LLVM one may not read array objects."""
     s, y = np.asarray(scores), np.asarray(labels, dtype=np.int64)
     m = np.max(s, axis=1)  # NaN propagates

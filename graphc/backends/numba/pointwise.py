@@ -15,16 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
-from .. import cache
+from .. import cache, targets
 from ..buffers import OverlapMemo, host_outputs
 from ..kernel import Kernel, is_tensor_graph
 from ..loader import exec_in_memory, first_use, load_module
 from ..scalar import Body, indent
 from ..targets import Target
 from .tensor import TensorKernel
-
-PARALLEL_MIN = 32_768  # below this many elements the parallel target runs serially
-
 
 
 def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: bool = False,
@@ -152,7 +149,7 @@ class NumbaKernel(Kernel):
         n = arrays[0].shape[0] if arrays[0].ndim == 1 else 0
         if n < 2:
             return None
-        kern = self._fast_parallel if self.parallel and n >= PARALLEL_MIN else self._fast_serial
+        kern = self._fast_parallel if self.parallel and n >= targets.parallel_min() else self._fast_serial
         if kern is None:
             return None
         if out is None:
@@ -184,7 +181,7 @@ class NumbaKernel(Kernel):
         outs = host_outputs(out, self.output_names, shape, self.np_dtype, arrays, self.graph.input_names)
         if n == 0:
             return outs
-        name = "kernel_parallel" if self.parallel and n >= PARALLEL_MIN else "kernel"
+        name = "kernel_parallel" if self.parallel and n >= targets.parallel_min() else "kernel"
         self.dispatcher(tuple(mask), name)(n, *flat, *(o.reshape(-1) for o in outs))
         return outs  # the caller's out= buffers themselves, or fresh arrays of `shape`
 

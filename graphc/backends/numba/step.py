@@ -19,8 +19,8 @@ import numpy as np
 from ...ir import DTYPE_NUMPY, Graph, Node, input_node, make
 from ...registry import REGISTRY
 from ...schedule.plan import GemmStep, HostStep, LoopStep, Plan, RowStep
-from ...schedule.regions import Region, region_code, xent_function
-from ..scalar import Body, indent, literal
+from ...schedule.regions import Region, region_code
+from ..scalar import Body, indent, literal, xent_function
 
 XENT_FN = "\n\n" + xent_function('@njit(error_model="numpy", cache=True, nogil=True)')
 
@@ -106,6 +106,8 @@ def whole_step_source(graph: Graph, plan: Plan) -> str | None:
                     return None
                 val[k] = f"v{k}"
                 body.append(f"v{k} = {line}")
+            case _:  # a kind this renderer does not spell: the step-by-step runner takes the plan
+                return None
     if has_xent:
         fns.append(XENT_FN)
     ends = []

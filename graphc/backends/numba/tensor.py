@@ -22,12 +22,12 @@ import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
 from ...schedule.plan import GemmStep, LoopStep, RowStep
-from ...schedule.regions import Region, Xent, describe_schedule, region_code, xent_function
+from ...schedule.regions import Region, Xent, describe_schedule, region_code
 from ...shapes import bound
 from .. import cache
 from ..loader import first_use, load_module
 from ..plan_kernel import PlanKernel
-from ..scalar import indent
+from ..scalar import indent, xent_function
 
 # A loop writing over its own input stops LLVM's vectoriser (its overlap check fails, the scalar loop
 # runs): on the medium step's ReLU loop 2.0 ms instead of 0.15 ms. Off: speed over 2 MB of memory.

@@ -1,0 +1,99 @@
+"""The loop plan (issue 24): a new kind of step is a class in the plan module and
+one function per renderer; the cross-entropy row is one list of passes that every
+renderer spells."""
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import graphc
+from graphc.backends import scalar
+from graphc.backends.llvm.tensor import LlvmTensorKernel
+from graphc.backends.numba.tensor import TensorKernel
+from graphc.schedule import plan as plan_mod
+from graphc.schedule.plan import XENT_ROW, HostStep
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Negate:
+    """A toy kind of step: out = -a, written as the plan module's steps are."""
+
+    kind: ClassVar[str] = "negate"
+    a: int
+    out: int
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        return (self.a,)
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        return (self.out,)
+
+
+def _with_negate(kernel):
+    """The kernel's plan with its `negative` host step replaced by the toy kind."""
+    steps = []
+    for s in kernel.plan.steps:
+        if isinstance(s, HostStep) and s.node.op == "neg":
+            s = Negate(s.ins[0], s.out)
+        steps.append(s)
+    assert any(isinstance(s, Negate) for s in steps), [type(s).__name__ for s in steps]
+    kernel.plan = replace(kernel.plan, steps=tuple(steps))
+    return kernel
+
+
+class LlvmWithNegate(LlvmTensorKernel):
+    def run_negate(self, s, env, dims, buffer):  # the one function this renderer needs
+        env[s.out] = np.negative(env[s.a])
+
+
+class NumbaWithNegate(TensorKernel):
+    def run_negate(self, s, env, dims, buffer):
+        env[s.out] = np.negative(env[s.a])
+
+
+FORMULA = "sum(-(x @ W))"
+SHAPES = {"x": (3, 4), "W": (4, 2)}
+
+
+@pytest.mark.parametrize("cls", [LlvmWithNegate, NumbaWithNegate])
+def test_a_toy_step_kind_needs_one_function_per_renderer(cls):
+    ref = graphc.compile(FORMULA, shapes=SHAPES, target="numpy")
+    fn = graphc.compile(FORMULA, shapes=SHAPES, target="llvm" if cls is LlvmWithNegate else "cpu")
+    fn.kernel = _with_negate(cls(fn.kernel.graph, fn.kernel.target, False))
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    (v, g), (rv, rg) = fn(x, W), ref(x, W)
+    np.testing.assert_allclose(v, rv, rtol=1e-12)
+    for k in rg:
+        np.testing.assert_allclose(g[k], rg[k], rtol=1e-12)
+
+
+def test_a_renderer_without_the_kind_says_so():
+    """Negative case: the step-by-step runner of a backend that lacks the kind fails by
+    name, never skips the step."""
+    fn = graphc.compile(FORMULA, shapes=SHAPES, target="llvm")
+    fn.kernel = _with_negate(LlvmTensorKernel(fn.kernel.graph, "llvm", False))
+    with pytest.raises(AttributeError, match="run_negate"):
+        fn(np.ones((3, 4)), np.ones((4, 2)))
+
+
+def test_every_renderer_spells_each_pass_of_the_row():
+    kinds = [op.kind for op in XENT_ROW]
+    assert kinds == ["max", "exp_sum", "normalize", "nll"]
+    assert set(scalar.ROW_PASSES) == set(kinds)  # the Python spelling (Numba, numba-cuda)
+    src = scalar.xent_function("@njit")
+    for op in XENT_ROW:  # in the plan's order
+        assert scalar.ROW_PASSES[op.kind][0] in src
+    order = [src.index(scalar.ROW_PASSES[op.kind][0]) for op in XENT_ROW]
+    assert order == sorted(order)
+
+
+def test_the_row_step_carries_the_plan_passes():
+    fn = graphc.compile("cross_entropy(x @ W, y)", shapes={"x": ("N", 3), "W": (3, 4), "y": ("N",)},
+                        dtypes={"y": "int64"}, target="llvm")
+    rows = [s for s in fn.kernel.plan.steps if s.kind == "row"]
+    assert rows and all(s.ops is plan_mod.XENT_ROW for s in rows)
