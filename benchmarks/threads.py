@@ -19,7 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# Numba's OpenMP workers spin after each prange loop (GNU OpenMP's default); spinning, they
+# hold the second core while the next cell runs, so every cell here lets them sleep
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -104,7 +108,8 @@ def report(rows: list[dict]) -> str:
         "",
         f"`python benchmarks/threads.py`: the neuron `{FORMULA}` (5 inputs, value + 5 gradients: 11 streams "
         "of float64) with `out=`, microseconds per call, median of alternating rounds. The copy loops move "
-        "the same 11 streams (Numba, one thread / prange).",
+        "the same 11 streams (Numba, one thread / prange). `OMP_WAIT_POLICY=PASSIVE`: Numba's OpenMP "
+        "workers sleep between cells instead of spinning on the second core.",
         "",
         "| N | " + " | ".join(keys) + " | llvm best / copy best |",
         "|---|" + "---|" * (len(keys) + 1),

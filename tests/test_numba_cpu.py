@@ -19,14 +19,14 @@ MIXED = "sigmoid(a*b + 0.1) + softplus(a) * logaddexp(a, b) + tanh(b) + a**2 + m
 def test_source_is_one_fused_loop():
     fn = graphc.compile(NEURON, target="cpu")
     src = fn.source
-    assert src.count("for i in range(n):") == 1
+    assert src.count("for i0 in range(n0):") == 1
     assert "error_model=\"numpy\"" in src and "fastmath" not in src
     assert "# sigmoid" in src and "# dsigmoid" in src
     loop = src.split("def kernel(")[1].split("def scalar(")[0]
     assert loop.count("math.exp(") == 1  # one exp(-|z|) shared by sigmoid and its derivative
     assert fn.graph.output_names == ("f", "df/dw0", "df/dx0", "df/dw1", "df/dx1", "df/dw2")
     par = graphc.compile(NEURON, target="parallel").source
-    assert "prange(n)" in par and "def kernel_parallel(" in par
+    assert "prange(n0)" in par and "def kernel_parallel(" in par
 
 
 def test_float32_kernels_compute_in_float32():

@@ -22,7 +22,7 @@ the plan to the step-by-step runner.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -188,6 +188,18 @@ class Plan:
     @property
     def out_slots(self) -> frozenset[int]:
         return frozenset(v.slot for v in self.outputs)
+
+
+def pointwise(graph: Graph, arrays: Sequence[bool]) -> LoopStep:
+    """A pointwise formula as the plan's one-region case: one loop over n
+    elements, input k read per element where arrays[k] (else one value for all),
+    every output stored per element. Slots: the inputs, then the outputs."""
+    region = Region(("n",), 0, 0, nodes=[n for n in graph.body if n.op != "const"], inputs=list(graph.inputs),
+                    outputs=[v for _, v in graph.outputs])
+    k = len(graph.inputs)
+    scalars = tuple(None if full else np_dtype(n).type for n, full in zip(graph.inputs, arrays))
+    outs = tuple(Value(k + j, ("n",), np_dtype(v)) for j, (_, v) in enumerate(graph.outputs))
+    return LoopStep(region, tuple(range(k)), scalars, outs, ())
 
 
 def is_gemm(n: Node) -> bool:

@@ -11,6 +11,7 @@ steps. `region_code` is a region's per-element code; `describe_schedule` its tex
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..backends.scalar import Body
@@ -253,10 +254,19 @@ def region_graph(r: Region) -> Graph:
         args = [_through(a, inside) for a in n.args]
         mapped[id(n)] = make(n.op, *(mapped.get(id(a), a) for a in args))  # constants stay constants
     reduced = [n.args[0] for n in r.reductions]
-    return Graph(scalars, [(f"o{k}", mapped[id(o)]) for k, o in enumerate(r.outputs + reduced)])
+    # an output may be a constant or an input itself (a pointwise formula's gradient of x is 1)
+    return Graph(scalars, [(f"o{k}", mapped.get(id(o), o)) for k, o in enumerate(r.outputs + reduced)])
 
 
-def region_code(r: Region, backend: str) -> RegionCode:
+def region_code(r: Region, backend: str, by_value: Sequence[bool] | None = None,
+                boxed: bool = False) -> RegionCode:
+    """The region's per-element code. by_value[k]: input k is one value for every
+    element (default: the 0-d inputs), read before the loop; `boxed`: such a value
+    arrives as a 1-element array (the pointwise kernels' convention). Any other
+    input is read per element, broadcast axes at 0 (a pointwise input, 0-d in its
+    graph, has one entry per element)."""
+    if by_value is None:
+        by_value = [not a.shape for a in r.inputs]
     sub = region_graph(r)
     scalars = sub.inputs
     body = Body(sub, backend=backend)
@@ -268,11 +278,12 @@ def region_code(r: Region, backend: str) -> RegionCode:
     inner: list[str] = []
     for k, a in enumerate(r.inputs):
         var = body.var[id(scalars[k])]
-        if not a.shape:  # a 0-d value arrives as a scalar of the dtype
-            outer.append(f"{var} = a{k}")
+        if by_value[k]:
+            outer.append(f"{var} = a{k}[0]" if boxed else f"{var} = a{k}")
             continue
-        off = nd - len(a.shape)
-        sub_idx = ["0" if (d == 1 and r.shape[off + j] != 1) else idx[off + j] for j, d in enumerate(a.shape)]
+        shape = a.shape or r.shape
+        off = nd - len(shape)
+        sub_idx = ["0" if (d == 1 and r.shape[off + j] != 1) else idx[off + j] for j, d in enumerate(shape)]
         inner.append(f"{var} = a{k}[{', '.join(sub_idx)}]")
     stores = [(f"o{k}", v) for k, v in enumerate(body.outputs[:len(r.outputs)])]
     sums = []

@@ -21,9 +21,11 @@ import numpy as np
 
 from ...errors import ArgumentError, BackendUnavailableError, GraphcError
 from ...ir import DTYPE_NUMPY, Graph, print_graph
+from ...schedule import plan
+from ...schedule.regions import region_code
 from ..buffers import as_buffer_list, check_out, is_device
 from ..kernel import Kernel
-from ..scalar import Body, indent
+from ..scalar import indent
 from ..targets import Target
 
 REMEDIES = (
@@ -62,12 +64,14 @@ def require_gpu():
 
 
 def generate_source(graph: Graph, mask: Sequence[bool]) -> str:
-    """Module source with `kernel` (grid-stride loop) and SIGNATURE."""
-    body = Body(graph, backend="cuda")
+    """Module source with `kernel` (grid-stride loop) and SIGNATURE: the rendering
+    of the formula's one-region plan (`plan.pointwise`), its body and reads
+    written by `region_code` as for a tensor program's kernels."""
+    step = plan.pointwise(graph, mask)
+    code = region_code(step.region, "cuda", [t is not None for t in step.scalars], boxed=True)
     dt = DTYPE_NUMPY[graph.dtype]
-    names = body.input_vars()
-    arr = [f"a{k}" for k in range(len(names))]
-    outs = [f"o{k}" for k in range(len(body.outputs))]
+    arr = [f"a{k}" for k in range(len(step.ins))]
+    outs = [o for o, _ in code.stores]
     src = [
         f"# graphc CUDA kernel: {dt}, inputs {', '.join(graph.input_names)}",
         f"# outputs: {', '.join(graph.output_names)}",
@@ -83,14 +87,11 @@ def generate_source(graph: Graph, mask: Sequence[bool]) -> str:
         f"SIGNATURE = (types.int64, {'ARR, ' * (len(arr) + len(outs))})",
         "",
         "",
-        f"def kernel({', '.join(['n', *arr, *outs])}):",
+        f"def kernel({', '.join(['n0', *arr, *outs])}):",
     ]
-    lines = list(body.consts)
-    lines += [f"{v} = {a}[0]" for v, a, full in zip(names, arr, mask) if not full]
-    lines += ["start = cuda.grid(1)", "stride = cuda.gridsize(1)", "for i in range(start, n, stride):"]
-    inner = [f"{v} = {a}[i]" for v, a, full in zip(names, arr, mask) if full]
-    inner += body.lines
-    inner += [f"{o}[i] = {r}" for o, r in zip(outs, body.outputs)]
+    lines = code.consts + code.scalar_loads
+    lines += ["start = cuda.grid(1)", "stride = cuda.gridsize(1)", "for i0 in range(start, n0, stride):"]
+    inner = code.loads + code.lines + [f"{o}[i0] = {v}" for o, v in code.stores]
     src += indent(lines, 4) + indent(inner, 8) + ["", ""]
     src += [
         "def compiled():",

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
+from ...schedule import plan
+from ...schedule.regions import region_code
 from .. import cache, targets
 from ..buffers import OverlapMemo, host_outputs
 from ..kernel import Kernel, is_tensor_graph
@@ -27,14 +29,16 @@ from .tensor import TensorKernel
 def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: bool = False,
                     use_cache: bool = True) -> str:
     """Python source of a module with `kernel` (and `kernel_parallel`), compiled
-    by `compiled(name)` for C-contiguous 1-D arrays, and `scalar` over floats.
+    by `compiled(name)` for C-contiguous 1-D arrays, and `scalar` over floats: the
+    rendering of the formula's one-region plan (`plan.pointwise`), its body and
+    reads written by `region_code` as for a tensor program's loop nests.
     mask[k]: input k is a full array (else a 1-element array broadcast to all)."""
-    body = Body(graph, backend="cpu")
+    step = plan.pointwise(graph, mask)
+    code = region_code(step.region, "cpu", [t is not None for t in step.scalars], boxed=True)
     dt = DTYPE_NUMPY[graph.dtype]
-    names = body.input_vars()
-    arr = [f"a{k}" for k in range(len(names))]
-    outs = [f"o{k}" for k in range(len(body.outputs))]
-    sig = ", ".join(["n", *arr, *outs])
+    arr = [f"a{k}" for k in range(len(step.ins))]
+    outs = [o for o, _ in code.stores]
+    sig = ", ".join(["n0", *arr, *outs])
     ir_comment = ["# " + ln for ln in print_graph(graph).splitlines()]
     opts = f'error_model="numpy", cache={use_cache}'
     src = [
@@ -59,22 +63,16 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: b
         lines = [f"def {name}({sig}):"]
         # one branch-free test: a branch per array would give Numba a block per
         # array, and its compile time grows with blocks x live arrays
-        conds = [f"({a}.shape[0] != n)" if full else f"({a}.shape[0] < 1)" for a, full in zip(arr, mask)]
-        conds += [f"({o}.shape[0] != n)" for o in outs]
+        conds = [f"({a}.shape[0] != n0)" if full else f"({a}.shape[0] < 1)" for a, full in zip(arr, mask)]
+        conds += [f"({o}.shape[0] != n0)" for o in outs]
         # in lines of 32 terms: one expression of thousands would exceed Python's own
         # compiler's recursion limit (a formula of 1,500 inputs did)
         for k in range(0, len(conds), 32):
             lines.append(("    bad = " if k == 0 else "    bad = bad | ") + " | ".join(conds[k:k + 32]))
         lines.append('    if bad:\n        raise ValueError("graphc: an input or output array has the wrong size")')
-        lines += indent(body.consts, 4)
-        for v, a, full in zip(names, arr, mask):
-            if not full:
-                lines.append(f"    {v} = {a}[0]")
-        lines.append(f"    for i in {rng}(n):")
-        inner = [f"{v} = {a}[i]" for v, a, full in zip(names, arr, mask) if full]
-        inner += body.lines
-        inner += [f"{o}[i] = {r}" for o, r in zip(outs, body.outputs)]
-        lines += indent(inner, 8)
+        lines += indent(code.consts + code.scalar_loads, 4)
+        lines.append(f"    for i0 in {rng}(n0):")
+        lines += indent(code.loads + code.lines + [f"{o}[i0] = {v}" for o, v in code.stores], 8)
         return lines + ["", ""]
 
     src += loop("kernel", parallel=False)
@@ -87,6 +85,8 @@ def generate_source(graph: Graph, target: str, mask: Sequence[bool], parallel: b
         "",
         "",
     ]
+    body = Body(graph, backend="cpu")  # the same body over Python floats
+    names = body.input_vars()
     src += [f"@njit({opts})", f"def scalar({', '.join(names)}):"]
     src += indent([f"{v} = F({v})" for v in names] + body.consts + body.lines, 4)
     src += [f"    return ({', '.join(body.outputs)},)", ""]
