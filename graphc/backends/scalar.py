@@ -57,6 +57,11 @@ class Body:
         return [self.var[id(n)] for n in self.graph.inputs]
 
 
+def module_header(numba_import: str, dtype: str) -> list[str]:
+    """The first lines of a generated kernel module: its imports and F, the dtype."""
+    return ["import math", "", "import numpy as np", numba_import, "", f"F = np.{dtype}", "", ""]
+
+
 def indent(lines: list[str], n: int) -> list[str]:
     pad = " " * n
     return [pad + ln for ln in lines]

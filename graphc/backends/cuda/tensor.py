@@ -35,7 +35,7 @@ from .. import cache
 from ..buffers import is_device
 from ..kernel import Kernel, fill_out
 from ..numpy_ref import run_op
-from ..scalar import indent, xent_function
+from ..scalar import indent, module_header, xent_function
 from .pointwise import kernel_namespace, require_gpu, simulator
 
 TILE = 16  # the shared-memory GEMM's tile edge
@@ -92,15 +92,7 @@ def region_cuda_source(r: Region, dtype: str) -> str:
     is unravelled (last axis fastest) and sums are atomic adds."""
     c = region_code(r, "cuda")
     nd = len(r.shape)
-    lines = [
-        "import math",
-        "",
-        "import numpy as np",
-        "from numba import cuda",
-        "",
-        f"F = np.{DTYPE_NUMPY[dtype]}",
-        "",
-        "",
+    lines = module_header("from numba import cuda", DTYPE_NUMPY[dtype]) + [
         "@cuda.jit",
         f"def region({', '.join(['total', *c.params])}):",
     ]

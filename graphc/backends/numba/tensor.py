@@ -27,7 +27,7 @@ from ...shapes import bound
 from .. import cache
 from ..loader import first_use, load_module
 from ..plan_kernel import PlanKernel
-from ..scalar import indent, xent_function
+from ..scalar import indent, module_header, xent_function
 
 # A loop writing over its own input stops LLVM's vectoriser (its overlap check fails, the scalar loop
 # runs): on the medium step's ReLU loop 2.0 ms instead of 0.15 ms. Off: speed over 2 MB of memory.
@@ -52,15 +52,7 @@ def region_source(r: Region, dtype: str) -> str:
     indexing, sums accumulated in the loop."""
     c = region_code(r, "cpu")
     nd = len(r.shape)
-    lines = [
-        "import math",
-        "",
-        "import numpy as np",
-        "from numba import njit",
-        "",
-        f"F = np.{DTYPE_NUMPY[dtype]}",
-        "",
-        "",
+    lines = module_header("from numba import njit", DTYPE_NUMPY[dtype]) + [
         '@njit(error_model="numpy", cache=True, nogil=True)',
         f"def region({', '.join(c.params)}):",
     ]
