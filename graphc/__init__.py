@@ -24,7 +24,7 @@ from .ir import Graph, Node, from_json, parse_graph, print_graph, to_dot, to_jso
 from .passes.autodiff import autodiff, gradients, hessian_graph
 from .program import Program
 from .registry import Domain, OpSpec, register_op, unregister_op
-from .trace import TracingError, grad, jit, value_and_grad
+from .trace import TracingError, grad, hvp, jit, value_and_grad
 from .verify.pointwise import CheckReport, check
 from .version import __version__
 
@@ -45,5 +45,5 @@ __all__ = [
     "GraphcError", "ParseError", "UnknownFunctionError", "ArityError", "LimitError", "IRError",
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "ShapeError", "TracingError", "__version__",
     "CacheWarning",
-    "value_and_grad", "grad", "jit", "numpy", "nn",
+    "value_and_grad", "grad", "jit", "hvp", "numpy", "nn",
 ]

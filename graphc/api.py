@@ -365,8 +365,16 @@ def _load_function(program: Program, target: str) -> CompiledFunction:
     return fn
 
 
-def hessian(formula: Any, wrt: Sequence[str] | str | None = None, **kw: Any) -> CompiledFunction:
-    """compile(..., order=2): calls return (value, grads, hessian[x][y])."""
+def hessian(formula: Any, wrt: Sequence[str] | str | None = None, **kw: Any) -> Any:
+    """compile(..., order=2): calls return (value, grads, hessian[x][y]). A Python
+    function (traced, of one array) gets `trace.hessian_of`: calls return its full
+    Hessian, as `jax.hessian`."""
+    if callable(formula) and not isinstance(formula, (str, Graph, Program)) and not hasattr(formula, "free_symbols"):
+        from .trace import hessian_of
+
+        if wrt is not None or set(kw) - {"target"}:
+            raise ArgumentError("graphc.hessian(f) of a Python function takes only target=")
+        return hessian_of(formula, kw.get("target"))
     return compile(formula, wrt=wrt, order=2, **kw)
 
 

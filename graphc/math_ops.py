@@ -165,7 +165,7 @@ def _g_cumprod(n, g):
     ax, rev = n.attrs["axis"], n.attrs["reverse"]
     zero = make("eq", x, _c(0.0, x))
     seen = make("cumsum", _mask_float(zero, x), axis=ax, reverse=rev)
-    first = make("where", zero, make("eq", seen, _c(1.0, x)), zero)  # zero & (seen == 1)
+    first = make("eq", make("where", zero, seen, _c(0.0, x)), _c(1.0, x))  # zero and seen == 1
     safe = make("where", zero, _c(1.0, x), x)
     back = make("cumsum", make("mul", g, n), axis=ax, reverse=not rev)
     y1 = make("cumprod", make("where", first, _c(1.0, x), x), axis=ax, reverse=rev)
@@ -593,8 +593,8 @@ for _spec in [
     _O("cross", 2, _np_cross, _g_cross, None, "", "cross product of 3-vectors on the last axis (numpy.cross)",
        infer=_infer_cross, symbolic=_sym_cross),
     _O("iota", 1, _np_iota, _g_none, None, "", "0, 1, ..., n-1 in the dtype of a scalar: iota(0, n=5)",
-       infer=_infer_iota, symbolic=_sym_iota, keywords=("n",)),
+       infer=_infer_iota, symbolic=_sym_iota, keywords=("n",), internal=True),
     _O("to_float", 1, _np_to_float, _g_none, None, "", "integers or a mask as numbers (x.astype(float); no "
-       "gradient)", infer=_infer_to_float, symbolic=_sym_to_float, keywords=("dtype",)),
+       "gradient)", infer=_infer_to_float, symbolic=_sym_to_float, keywords=("dtype",), internal=True),
 ]:
     register_op(_spec)

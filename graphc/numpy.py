@@ -302,3 +302,13 @@ for _name in __all__:  # the ufuncs carry NumPy's names (abs: absolute's alias k
         _f.__name__ = _f.__qualname__ = _name
         _f._named = True
 NUMPY_FUNCTIONS.update((name, globals()[name]) for name in __all__)
+
+
+def __getattr__(name: str) -> Any:
+    """graphc.numpy.<a name it lacks>: an error (an AttributeError and a GraphcError) naming the
+    closest supported functions."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    if name in _math.EXTRA:  # graphc.numpy.linalg, graphc.numpy.coverage (not NumPy functions)
+        return _math.EXTRA[name]
+    raise _math.missing_attribute(name)

@@ -152,6 +152,8 @@ def _infer_slice(op, args, attrs):
 
 
 def _np_slice(x, start, step, shape):
+    # a view, as NumPy's basic indexing: the memory plan keeps a pooled buffer alive while a
+    # slice of it is (schedule.memory.VIEW_OPS)
     return np.asarray(x)[_np_slices(shape, start, step)]
 
 

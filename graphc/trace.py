@@ -124,6 +124,44 @@ class Tracer:
     def mean(self, *args, **kwargs): return NUMPY_FUNCTIONS["mean"](self, *args, **kwargs)
     def max(self, *args, **kwargs): return NUMPY_FUNCTIONS["max"](self, *args, **kwargs)
     def min(self, *args, **kwargs): return NUMPY_FUNCTIONS["min"](self, *args, **kwargs)
+    def prod(self, *args, **kwargs): return NUMPY_FUNCTIONS["prod"](self, *args, **kwargs)
+    def var(self, *args, **kwargs): return NUMPY_FUNCTIONS["var"](self, *args, **kwargs)
+    def std(self, *args, **kwargs): return NUMPY_FUNCTIONS["std"](self, *args, **kwargs)
+    def cumsum(self, *args, **kwargs): return NUMPY_FUNCTIONS["cumsum"](self, *args, **kwargs)
+    def cumprod(self, *args, **kwargs): return NUMPY_FUNCTIONS["cumprod"](self, *args, **kwargs)
+    def argmax(self, *args, **kwargs): return NUMPY_FUNCTIONS["argmax"](self, *args, **kwargs)
+    def argmin(self, *args, **kwargs): return NUMPY_FUNCTIONS["argmin"](self, *args, **kwargs)
+    def argsort(self, *args, **kwargs): return NUMPY_FUNCTIONS["argsort"](self, *args, **kwargs)
+    def diagonal(self, *args, **kwargs): return NUMPY_FUNCTIONS["diagonal"](self, *args, **kwargs)
+    def clip(self, *args, **kwargs): return NUMPY_FUNCTIONS["clip"](self, *args, **kwargs)
+    def ravel(self, order="C"): return NUMPY_FUNCTIONS["ravel"](self, order)  # the shape engineer's
+    def flatten(self, order="C"): return NUMPY_FUNCTIONS["ravel"](self, order)  # a copy: values are immutable
+    def squeeze(self, axis=None): return NUMPY_FUNCTIONS["squeeze"](self, axis)
+    def __mod__(self, o): return NUMPY_FUNCTIONS["mod"](self, o)
+    def __rmod__(self, o): return NUMPY_FUNCTIONS["mod"](o, self)
+    def __floordiv__(self, o): return NUMPY_FUNCTIONS["floor_divide"](self, o)
+    def __rfloordiv__(self, o): return NUMPY_FUNCTIONS["floor_divide"](o, self)
+
+    def sort(self, axis=-1, kind=None, order=None):
+        raise TracingError("x.sort() sorts in place, which a traced value cannot: use y = graphc.numpy.sort(x, "
+                           "axis)")
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        """ndarray.astype: a mask or integers to numbers (True -> 1.0) in the traced program's float
+        dtype (graphc computes in one float dtype: float32 or float64 both give it; an integer dtype
+        too, since integers are counted in floats); a float value to bool or int is refused."""
+        kind = np.dtype(dtype).kind
+        if kind == "f" or (kind in "iu" and self.node.dtype in ("bool", "i64")):
+            if self.node.dtype == "bool":
+                return Tracer(make("where", self.node, const(1.0, self.trace.dtype), const(0.0, self.trace.dtype)),
+                              self.trace)
+            if self.node.dtype == "i64":
+                return Tracer(make("to_float", self.node, dtype=self.trace.dtype), self.trace)
+            return self
+        if kind == "b" and self.node.dtype == "bool":
+            return self
+        raise TracingError(f"astype({np.dtype(dtype).name}) of a traced {self.dtype.name} value is not supported: "
+                           "graphc computes in floats (compare, e.g. x > 0, for a mask)")
 
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -148,12 +186,21 @@ class Tracer:
         raise TracingError("iterating over a traced array is not supported: use whole-array operations")
 
     def __getitem__(self, key):
-        raise TracingError("indexing a traced array is not supported: use graphc.nn.pick(x, labels) for "
-                           "x[arange(N), labels], reductions for slices of all of an axis")
+        """x[key] with NumPy's indexing rules (numpy.ndarray.__getitem__): ints (negative
+        too), slices with steps, None, ..., NumPy integer arrays and boolean masks, checked
+        while tracing; traced int64 indices are data and clamp into range (JAX's rule).
+        `for i in range(n): x[i]` unrolls. See graphc.numpy_shape."""
+        return INDEXING["getitem"](self, key)
+
+    @property
+    def at(self) -> IndexUpdateHelper:
+        """JAX's functional updates (jax.numpy.ndarray.at): x.at[idx].set(v), .add(v),
+        .multiply(v), .max(v), .min(v) return a new value; .get() is x[idx]."""
+        return IndexUpdateHelper(self)
 
     def __setitem__(self, key, value):
         raise TracingError("in-place mutation of a traced array (x[...] = v): build a new value instead, "
-                           "e.g. graphc.numpy.where(mask, v, x)")
+                           "x.at[idx].set(v) as in JAX, or graphc.numpy.where(mask, v, x)")
 
     # --- NumPy's own functions applied to a tracer are routed to graphc.numpy
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -175,6 +222,59 @@ class Tracer:
                            "functions on traced values")
 
 
+class IndexUpdateHelper:
+    """`x.at`: indexed by any index x[...] takes, gives an IndexUpdateRef (JAX's _IndexUpdateHelper)."""
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: Tracer):
+        self.x = x
+
+    def __getitem__(self, key: Any) -> IndexUpdateRef:
+        return IndexUpdateRef(self.x, key)
+
+    def __repr__(self) -> str:
+        return f"IndexUpdateHelper({self.x!r})"
+
+
+class IndexUpdateRef:
+    """`x.at[idx]`: JAX's functional updates (jax.numpy.ndarray.at). Duplicate indices:
+    add/multiply/max/min combine every update (numpy.add.at); set keeps the last.
+    Traced int64 indices out of range drop their update (JAX's rule); static ones raise."""
+
+    __slots__ = ("x", "key")
+
+    def __init__(self, x: Tracer, key: Any):
+        self.x, self.key = x, key
+
+    def _update(self, v: Any, mode: str) -> Tracer:
+        return INDEXING["index_update"](self.x, self.key, v, mode)
+
+    def get(self) -> Tracer:
+        return self.x[self.key]
+
+    def set(self, values: Any) -> Tracer:
+        return self._update(values, "set")
+
+    def add(self, values: Any) -> Tracer:
+        return self._update(values, "add")
+
+    def multiply(self, values: Any) -> Tracer:
+        return self._update(values, "multiply")
+
+    mul = multiply
+
+    def max(self, values: Any) -> Tracer:
+        return self._update(values, "max")
+
+    def min(self, values: Any) -> Tracer:
+        return self._update(values, "min")
+
+
+# x[key] and x.at[key].<mode>(v) on tracers: graphc.numpy_shape's getitem and index_update,
+# filled in when it is imported (as NUMPY_FUNCTIONS below, so trace imports neither)
+INDEXING: dict[str, Callable[..., Any]] = {}
+
 # graphc.numpy's functions by name, filled in by graphc.numpy when it is imported (graphc's
 # __init__ does): NumPy's own functions applied to a tracer are routed to these
 NUMPY_FUNCTIONS: dict[str, Callable[..., Any]] = {}
@@ -188,7 +288,9 @@ _UFUNCS = {
     "expm1": "expm1", "logaddexp": "logaddexp", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
     "sign": "sign", "exp2": "exp2", "log2": "log2", "log10": "log10", "greater": "greater", "less": "less",
     "greater_equal": "greater_equal", "less_equal": "less_equal", "equal": "equal", "not_equal": "not_equal",
-    "square": "square",
+    "square": "square", "fmax": "fmax", "fmin": "fmin", "logaddexp2": "logaddexp2", "reciprocal": "reciprocal",
+    "deg2rad": "deg2rad", "rad2deg": "rad2deg", "radians": "deg2rad", "degrees": "rad2deg", "remainder": "mod",
+    "floor_divide": "floor_divide",
 }
 
 
@@ -626,7 +728,11 @@ class Traced:
                 positional.extend(value)
             else:
                 call_kwargs[name] = value
-        out = self.f(*positional, **call_kwargs)
+        _ACTIVE.append(trace)  # graphc.grad/jit called inside f trace into this program
+        try:
+            out = self.f(*positional, **call_kwargs)
+        finally:
+            _ACTIVE.pop()
         aux = None
         if self.has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):
@@ -666,16 +772,14 @@ class Traced:
         return Signature(program, build(program.graph, target), names, out_tree, aux_tree, aux_names, grad_names, ints)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _ACTIVE:  # inside a function being traced: into the outer program, as JAX
+            return self.f(*args, **kwargs) if self.mode == "jit" else self._nested(args, kwargs)
         try:
             sig, leaves, trees, dims = self._entry(args, kwargs)
-        except _TracedArgument as exc:  # called on traced values, inside a function being traced
+        except _TracedArgument:  # called on traced values, inside a function being traced
             if self.mode == "jit":  # as JAX: the function is traced into the outer program
                 return self.f(*args, **kwargs)
-            raise ArgumentError(
-                f"argument {exc.where} is a traced value (a graphc Tracer): graphc.{self.mode} cannot be nested "
-                "inside a function that graphc.value_and_grad/grad/jit is tracing (graphc takes no derivatives "
-                "of derivatives of traced functions; graphc.hessian does of formulas): call it outside, on "
-                "arrays") from None
+            return self._nested(args, kwargs)  # its derivative, as IR of the outer program
         # the signature fixed every shape and dtype: leaves go straight to the kernel
         dt = sig.np_dtype
         arrays = [x if type(x) is np.ndarray else np.asarray(x, dtype=dt if k not in sig.int_slots else None)
@@ -691,6 +795,80 @@ class Traced:
             aux = unflatten(sig.aux_tree, [outs[n] for n in sig.aux_names])  # type: ignore[arg-type]
             return (g, aux) if self.mode == "grad" else ((value, aux), g)
         return g if self.mode == "grad" else (value, g)
+
+
+    def _nested(self, args: tuple, kwargs: dict) -> Any:
+        """grad/value_and_grad called on traced values (JAX's grad of grad): `f` is
+        traced into the outer program with fresh stand-ins for the differentiated
+        arguments, differentiated there (reverse mode over IR, as for any program),
+        and the stand-ins replaced by the arguments. Values `f` closes over are
+        constants of this derivative, as in JAX (no perturbation confusion)."""
+        from .passes.autodiff import gradients
+
+        dyn, static, _ = self._split(args, kwargs)
+        nums = self._argnums(len(dyn))
+        trace = _ACTIVE[-1]
+        stand_ins: list[Node] = []
+        actual: list[Node] = []
+        call: dict[str, Any] = dict(static)
+        trees = {}
+        for k, (name, value) in enumerate(dyn):
+            if k not in nums:
+                call[name] = value
+                continue
+            leaves, paths, td = flatten(value, name)
+            trees[k] = td
+            fresh = []
+            for x, path in zip(leaves, paths):
+                node = x.node if isinstance(x, Tracer) else _lift(x, trace)
+                if not node.type.is_float:
+                    raise ArgumentError(f"graphc.{self.mode}: argument {path} is {describe(x)}; only float "
+                                        "values have gradients")
+                _NESTED[0] += 1
+                stand = input_node(f"nested{_NESTED[0]}", node.dtype, node.shape)
+                stand_ins.append(stand)
+                actual.append(node)
+                fresh.append(Tracer(stand, trace))
+            call[name] = unflatten(td, fresh)
+        positional = [call.pop(name) for name, _ in dyn if
+                      self._signature.parameters[name].kind == inspect.Parameter.POSITIONAL_ONLY]
+        out = self.f(*positional, **call)
+        aux = None
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TracingError("has_aux=True: the function must return (value, aux)")
+            out, aux = out
+        if not isinstance(out, Tracer) or out.node.shape:
+            raise TracingError(f"graphc.{self.mode}: the function returned {describe(out)}, not a traced "
+                               "0-d value: the value to differentiate must be a scalar that depends on the arguments")
+        roots = [out.node, *gradients(out.node, stand_ins)]
+        aux_leaves, _, aux_tree = flatten(aux, "aux") if aux is not None else ([], [], None)
+        aux_nodes = [_lift(x, trace) for x in aux_leaves]
+        done = substitute(roots + aux_nodes, dict(zip(map(id, stand_ins), actual)))
+        value, grads, aux_done = done[0], done[1:len(roots)], done[len(roots):]
+        it = iter(Tracer(g, trace) for g in grads)
+        per_arg = [unflatten(trees[k], [next(it) for _ in range(_count(trees[k]))]) for k in nums]
+        g = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg)
+        v = Tracer(value, trace)
+        if self.has_aux:
+            aux = unflatten(aux_tree, [Tracer(a, trace) for a in aux_done])  # type: ignore[arg-type]
+            return (g, aux) if self.mode == "grad" else ((v, aux), g)
+        return g if self.mode == "grad" else (v, g)
+
+
+_NESTED = [0]  # stand-in inputs of nested derivatives: unique names
+_ACTIVE: list[Trace] = []  # the traces being recorded (a function traced inside another's trace)
+
+
+def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
+    """`roots` rebuilt with each node whose id is in `mapping` replaced (iteratively)."""
+    from .ir import rebuild, topo_order
+
+    memo = dict(mapping)
+    for n in topo_order(roots):
+        if id(n) not in memo:
+            memo[id(n)] = rebuild(n, [memo.get(id(a), a) for a in n.args]) if n.args else n
+    return [memo[id(r)] for r in roots]
 
 
 def _count(td: TreeDef) -> int:
@@ -710,6 +888,49 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
          static_argnames: Sequence[str] | str = (), target: str | None = None) -> Traced:
     """The gradient of a scalar-valued f with respect to args[argnums], as JAX's grad."""
     return Traced(f, "grad", argnums, has_aux, static_argnames, target)
+
+
+def hvp(f: Callable, target: str | None = None) -> Traced:
+    """`hvp(f)(x, v, *rest)`: the Hessian of scalar-valued f at x (its first
+    argument, an array or a pytree of them) times v (the same structure), without
+    forming the Hessian: the gradient of <grad f(x), v>, reverse over reverse,
+    compiled as one program (JAX computes it forward over reverse; the values agree)."""
+
+    def along(x: Any, v: Any, *rest: Any) -> Any:
+        g, _, _ = flatten(grad(f)(x, *rest), "g")
+        w, _, _ = flatten(v, "v")
+        if len(g) != len(w):
+            raise ArgumentError(f"graphc.hvp: v has {len(w)} array(s), x has {len(g)}: give v x's structure")
+        total = None
+        for a, b in zip(g, w):
+            term = NUMPY_FUNCTIONS["sum"](a * b)
+            total = term if total is None else total + term
+        return total
+
+    return grad(along, target=target)
+
+
+def hessian_of(f: Callable, target: str | None = None) -> Callable[..., np.ndarray]:
+    """`graphc.hessian(f)(x, *rest)` for a traced scalar function of one array x
+    (or a float): the full Hessian, of shape x.shape + x.shape, one Hessian-vector
+    product (`hvp`, compiled once) per entry of x. For large x use `hvp`."""
+    product = hvp(f, target)
+
+    def hessian(x: Any, *rest: Any) -> np.ndarray:
+        if isinstance(x, (float, int)):
+            return np.asarray(product(float(x), 1.0, *rest))
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        rows = []
+        for i in range(x.size):
+            e = np.zeros(x.size, dtype=x.dtype)
+            e[i] = 1
+            rows.append(np.asarray(product(x, e.reshape(x.shape), *rest)))
+        return np.stack(rows).reshape(x.shape + x.shape) if rows else np.zeros(x.shape * 2, dtype=x.dtype)
+
+    hessian.__wrapped__ = f  # type: ignore[attr-defined]
+    return hessian
 
 
 def jit(f: Callable, static_argnames: Sequence[str] | str = (), target: str | None = None) -> Traced:

@@ -85,7 +85,7 @@ def test_every_renderer_spells_each_pass_of_the_row():
     kinds = [op.kind for op in XENT_ROW]
     assert kinds == ["max", "exp_sum", "normalize", "nll"]
     assert set(scalar.ROW_PASSES) == set(kinds)  # the Python spelling (Numba, numba-cuda)
-    src = scalar.xent_function("@njit")
+    src = scalar.xent_function(XENT_ROW, "@njit")
     for op in XENT_ROW:  # in the plan's order
         assert scalar.ROW_PASSES[op.kind][0] in src
     order = [src.index(scalar.ROW_PASSES[op.kind][0]) for op in XENT_ROW]

@@ -163,8 +163,8 @@ def test_python_control_flow_on_a_traced_value():
 
 
 def test_numpy_function_without_a_graphc_counterpart():
-    with pytest.raises(TracingError, match="numpy.cumsum is not traced by graphc: use graphc.numpy"):
-        graphc.grad(lambda x: np.sum(np.cumsum(x)))(np.ones(3))
+    with pytest.raises(TracingError, match="numpy.convolve is not traced by graphc: use graphc.numpy"):
+        graphc.grad(lambda x: np.sum(np.convolve(x, x)))(np.ones(3))
 
 
 def test_non_scalar_output_for_grad():
@@ -188,10 +188,9 @@ def test_in_place_mutation_and_indexing():
         x[0] = 1.0
         return gnp.sum(x)
 
-    with pytest.raises(TracingError, match="in-place mutation"):
+    with pytest.raises(TracingError, match=r"in-place mutation.*x\.at\[idx\]\.set\(v\)"):
         graphc.grad(f)(np.ones(3))
-    with pytest.raises(TracingError, match="graphc.nn.pick"):
-        graphc.grad(lambda x: x[0])(np.ones(3))
+    assert graphc.grad(lambda x: x[0] * 2)(np.ones(3)).tolist() == [2.0, 0.0, 0.0]  # indexing traces (issue 26)
 
 
 def test_captured_arrays_and_conversions():

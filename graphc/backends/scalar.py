@@ -102,14 +102,13 @@ def row_lines(ops) -> list[str]:
     return [ln for op in ops for ln in ROW_PASSES[op.kind]]
 
 
-def xent_function(decorator: str, gpu: bool = False) -> str:
-    """`xent(s, y, p, d, losses, with_diff)`: the cross-entropy row (plan.XENT_ROW) per
+def xent_function(ops, decorator: str, gpu: bool = False) -> str:
+    """`xent(s, y, p, d, losses, with_diff)`: the cross-entropy row's passes (`ops`:
+    plan.XENT_ROW) per
     loop turn (CPU: False when a label is outside 0..c-1, the caller then names it) or
     per GPU thread, grid-stride (the launch caps its blocks, so one thread may take
     several rows)."""
-    from ..schedule.plan import XENT_ROW
-
-    row = row_lines(XENT_ROW)
+    row = row_lines(ops)
     if gpu:
         body = ["c = s.shape[1]", "for i in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):"]
         body += ["    " + ln for ln in row]

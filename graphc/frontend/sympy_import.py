@@ -12,7 +12,7 @@ import re
 from ..describe import describe
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, const, input_node, make
-from ..registry import pointwise_functions, version
+from ..registry import REGISTRY, pointwise_functions, version
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\Z")  # \Z: "$" would accept a trailing newline
 _TABLE: dict[str, object] = {}
@@ -27,7 +27,8 @@ def sympy_functions() -> dict[object, str]:
         import sympy as sp
 
         table: dict[object, str] = {}
-        for spec in pointwise_functions():
+        first = {name: k for k, name in enumerate(REGISTRY)}  # two ops with one SymPy form: the first registered
+        for spec in sorted(pointwise_functions(), key=lambda s: first[s.name]):
             args = sp.symbols(f"a0:{spec.arity}", real=True)
             try:
                 e = spec.sympy(*args)

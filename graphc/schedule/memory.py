@@ -24,7 +24,7 @@ from .plan import HostStep, LoopStep, Plan
 
 POOLS_KEPT = 4  # arenas kept per kernel (one per signature), the most recently used
 POOL_SLACK = 1 << 20  # ... and beyond the newest one, at most its size again plus this many bytes
-VIEW_OPS = ("transpose", "reshape", "broadcast_to")  # NumPy steps whose result may view their argument
+VIEW_OPS = ("transpose", "reshape", "broadcast_to", "slice")  # NumPy steps whose result may view their argument
 
 
 def nbytes(shape: tuple, dtype: np.dtype, dims: dict[str, int]) -> int:

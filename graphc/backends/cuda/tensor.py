@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
-from ...schedule.plan import GemmStep, HostStep, LoopStep, Plan, RowStep, lower
+from ...schedule.plan import XENT_ROW, GemmStep, HostStep, LoopStep, Plan, RowStep, lower
 from ...schedule.regions import Region, Xent, describe_schedule, region_code, regions
 from ...shapes import bound
 from .. import cache
@@ -48,7 +48,7 @@ from numba import cuda
 F = np.{dtype}
 
 
-""" + xent_function("@cuda.jit", gpu=True).replace("{", "{{").replace("}", "}}")
+""" + xent_function(XENT_ROW, "@cuda.jit", gpu=True).replace("{", "{{").replace("}", "}}")
 
 GEMM_CUDA = """import numpy as np
 from numba import cuda

@@ -18,11 +18,11 @@ import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, Node, input_node, make
 from ...registry import REGISTRY
-from ...schedule.plan import GemmStep, HostStep, LoopStep, Plan, RowStep
+from ...schedule.plan import XENT_ROW, GemmStep, HostStep, LoopStep, Plan, RowStep
 from ...schedule.regions import Region, region_code
 from ..scalar import Body, indent, literal, xent_function
 
-XENT_FN = "\n\n" + xent_function('@njit(error_model="numpy", cache=True, nogil=True)')
+XENT_FN = "\n\n" + xent_function(XENT_ROW, '@njit(error_model="numpy", cache=True, nogil=True)')
 
 
 def scipy_blas() -> bool:

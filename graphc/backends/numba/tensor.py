@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
-from ...schedule.plan import GemmStep, LoopStep, RowStep
+from ...schedule.plan import XENT_ROW, GemmStep, LoopStep, RowStep
 from ...schedule.regions import Region, Xent, describe_schedule, region_code
 from ...shapes import bound
 from .. import cache
@@ -44,7 +44,7 @@ from numba import njit
 F = np.{dtype}
 
 
-""" + xent_function('@njit(error_model="numpy", cache=True, nogil=True)').replace("{", "{{").replace("}", "}}")
+""" + xent_function(XENT_ROW, '@njit(error_model="numpy", cache=True, nogil=True)').replace("{", "{{").replace("}", "}}")
 
 
 def region_source(r: Region, dtype: str) -> str:

@@ -1,0 +1,129 @@
+"""Derivatives of derivatives of traced functions (issue 26, "Composition"):
+graphc.grad inside a traced function is traced into the outer program, as JAX's
+grad of grad; hvp and hessian build on it. References: closed forms, finite
+differences of graphc's own first derivative at float64, and JAX's/autograd's
+nested-derivative test cases (perturbation confusion, third derivatives)."""
+
+import numpy as np
+import pytest
+from conftest import TENSOR_TARGETS
+
+import graphc
+import graphc.numpy as gnp
+
+
+def fd_grad(f, x, h=1e-6):
+    x = np.asarray(x, dtype=float)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, dn = x.copy(), x.copy()
+        up[i] += h
+        dn[i] -= h
+        g[i] = (f(up) - f(dn)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("target", TENSOR_TARGETS)
+def test_second_derivative_of_elementwise_functions(target):
+    x = np.linspace(-1.5, 1.7, 7)
+    cases = [
+        (lambda t: gnp.sum(gnp.sin(t)), lambda t: -np.sin(t)),
+        (lambda t: gnp.sum(gnp.tanh(t)), lambda t: -2 * np.tanh(t) * (1 - np.tanh(t) ** 2)),
+        (lambda t: gnp.sum(gnp.exp(t) * t), lambda t: np.exp(t) * (t + 2)),
+        (lambda t: gnp.sum(1 / (1 + gnp.exp(-t))), lambda t: (s := 1 / (1 + np.exp(-t))) * (1 - s) * (1 - 2 * s)),
+        (lambda t: gnp.sum(t ** 3), lambda t: 6 * t),
+    ]
+    for f, d2 in cases:
+        def outer(t, f=f):
+            return gnp.sum(graphc.grad(f)(t))
+        h = graphc.grad(outer, target=target, static_argnames="f")
+        np.testing.assert_allclose(h(x), d2(x), rtol=1e-12, atol=1e-12)
+
+
+def test_third_derivative_and_scalars():
+    """autograd's test_third_derivative: d3/dx3 of x**4 = 24 x (Python floats)."""
+    d3 = graphc.grad(graphc.grad(graphc.grad(lambda x: x ** 4)))
+    assert d3(2.0) == pytest.approx(48.0, rel=1e-14)
+    assert graphc.grad(graphc.grad(lambda x: gnp.cos(x) * x))(0.3) == pytest.approx(
+        -2 * np.sin(0.3) - 0.3 * np.cos(0.3), rel=1e-14)
+
+
+def test_no_perturbation_confusion():
+    """JAX's/autograd's classic: d/dx [x * d/dy (x * y)] = d/dx [x * x] = 2x, where a
+    derivative that mixed the two perturbations would give 3x... values the inner
+    function closes over are constants of its derivative."""
+    g = graphc.grad(lambda x: x * graphc.grad(lambda y: x * y)(3.0))
+    assert g(2.0) == pytest.approx(4.0, rel=1e-15)
+    # the closed-over value is a descendant of the outer argument: still a constant inside
+    g2 = graphc.grad(lambda x: graphc.grad(lambda y: y * (2 * x))(x))
+    assert g2(1.5) == pytest.approx(2.0, rel=1e-15)
+
+
+def test_second_derivative_of_a_tensor_loss_against_finite_differences():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), (rng.random(20) > 0.5).astype(float)
+
+    def loss(w, X, y):
+        p = 1 / (1 + gnp.exp(-(X @ w)))
+        return -gnp.mean(y * gnp.log(p) + (1 - y) * gnp.log(1 - p))
+
+    w = rng.normal(size=3)
+    H = graphc.hessian(loss)(w, X, y)
+    p = 1 / (1 + np.exp(-(X @ w)))
+    np.testing.assert_allclose(H, X.T @ (X * (p * (1 - p))[:, None]) / len(y), rtol=1e-12, atol=1e-14)
+    v = rng.normal(size=3)
+    hv = graphc.hvp(loss)(w, v, X, y)
+    np.testing.assert_allclose(hv, H @ v, rtol=1e-12, atol=1e-14)
+    gradf = graphc.grad(loss)
+    np.testing.assert_allclose(hv, fd_grad(lambda t: gradf(t, X, y) @ v, w), rtol=1e-6, atol=1e-8)
+
+
+def test_hessian_of_a_quadratic_form_and_of_matmul_softmax():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(4, 4))
+    x = rng.normal(size=4)
+    np.testing.assert_allclose(graphc.hessian(lambda x, A: x @ (A @ x))(x, A), A + A.T, rtol=1e-12, atol=1e-12)
+    W = rng.normal(size=(3, 4))
+    labels = np.array([0, 2, 1, 1])
+    S = rng.normal(size=(4, 3))
+
+    def ce(b, S, W, labels):
+        return graphc.nn.cross_entropy(S @ W + b, labels)
+
+    b = rng.normal(size=4)
+    gradf = graphc.grad(ce)
+    np.testing.assert_allclose(graphc.hessian(ce)(b, S, W, labels),
+                               np.stack([fd_grad(lambda t, i=i: gradf(t, S, W, labels)[i], b) for i in range(4)]),
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_nested_value_and_grad_with_aux_and_pytrees():
+    def inner(p, x):
+        return gnp.sum((p["w"] * x + p["b"]) ** 2), gnp.sum(x)
+
+    def outer(p, x):
+        (v, aux), g = graphc.value_and_grad(inner, has_aux=True)(p, x)
+        return v + gnp.sum(g["w"] ** 2) + aux * gnp.sum(g["b"])
+
+    p = {"w": np.array([0.5, -1.0]), "b": np.array([0.25, 2.0])}
+    x = np.array([1.5, -0.5])
+    g = graphc.grad(outer)(p, x)
+
+    def ref(w, b):  # by hand: v = sum(r^2), gw = 2 r x, gb = 2 r, aux = sum(x)
+        r = w * x + b
+        return np.sum(r ** 2) + np.sum((2 * r * x) ** 2) + np.sum(x) * np.sum(2 * r)
+
+    np.testing.assert_allclose(g["w"], fd_grad(lambda w: ref(w, p["b"]), p["w"]), rtol=1e-7)
+    np.testing.assert_allclose(g["b"], fd_grad(lambda b: ref(p["w"], b), p["b"]), rtol=1e-7)
+
+
+def test_value_and_grad_of_a_jitted_function():
+    f = graphc.jit(lambda x: gnp.sum(gnp.sin(x) ** 2))
+    v, g = graphc.value_and_grad(f)(np.array([0.1, 0.2]))
+    np.testing.assert_allclose(g, np.sin(2 * np.array([0.1, 0.2])), rtol=1e-14)
+
+
+def test_nested_grad_of_a_vector_is_refused_by_name():
+    """Negative case: the inner function must return a scalar (as JAX's grad)."""
+    with pytest.raises(graphc.GraphcError, match="scalar"):
+        graphc.grad(lambda x: gnp.sum(graphc.grad(lambda t: t * 2)(x)))(np.ones(3))

@@ -1,0 +1,418 @@
+"""graphc.numpy's statistics, scans, sorting, contractions and extra elementwise functions
+(issue 26) through graphc.value_and_grad: values against NumPy, gradients against central
+differences in float64 and hand-derived NumPy gradients, float32 within tolerance, on the
+tensor targets. Many cases are ported from autograd's tests/test_numpy.py and JAX's
+NumpyGradTests (tests/lax_numpy_test.py), rewritten in graphc's terms."""
+
+import numpy as np
+import pytest
+from conftest import TENSOR_TARGETS, fuzz
+from hypothesis import given
+from hypothesis import strategies as st
+
+import graphc
+import graphc.numpy as gnp
+from graphc.errors import GraphcError, ShapeError, UnsupportedError
+
+R = np.random.default_rng(0)
+
+
+def _fd(f, args, k, h=1e-6):
+    """Central differences of f by args[k]."""
+    x = np.asarray(args[k], dtype=np.float64)
+    out = np.zeros_like(x)
+    flat, of = x.reshape(-1), out.reshape(-1)
+    for i in range(flat.size):
+        up, down = flat.copy(), flat.copy()
+        up[i] += h
+        down[i] -= h
+        a_up = list(args)
+        a_up[k] = up.reshape(x.shape)
+        a_dn = list(args)
+        a_dn[k] = down.reshape(x.shape)
+        of[i] = (float(f(*a_up)) - float(f(*a_dn))) / (2 * h)
+    return out
+
+
+def vg_all(f, target=None):
+    """value_and_grad of f by every argument: (value, (one gradient per argument))."""
+    return graphc.value_and_grad(lambda *a: f(*a), argnums=0, target=target)
+
+
+def check(f, ref, *args, target="numpy", rtol=1e-6, atol=1e-6):
+    """f through value_and_grad against ref (NumPy) for the value, and its gradient against
+    central differences of ref, for every argument."""
+    value, grads = vg_all(f, target)(*args)
+    assert value == pytest.approx(float(ref(*args)), rel=1e-10, abs=1e-12)
+    for k, g in enumerate(grads):
+        np.testing.assert_allclose(g, _fd(ref, args, k), rtol=rtol, atol=atol, err_msg=f"argument {k}")
+    return value, grads
+
+
+def w_like(shape, seed=1):
+    return np.random.default_rng(seed).normal(size=shape)
+
+
+# name, graphc function, NumPy reference, argument shapes: sum(w * f(x)) with a fixed random w
+# (ported from autograd's test_numpy.py and JAX's NumpyGradTests)
+CASES = [
+    ("var", lambda x: gnp.var(x), lambda x: np.var(x), [(3, 4)]),
+    ("var_axis0_ddof1", lambda x: gnp.var(x, axis=0, ddof=1), lambda x: np.var(x, axis=0, ddof=1), [(3, 4)]),
+    ("var_axis1_keepdims", lambda x: gnp.var(x, axis=1, keepdims=True), lambda x: np.var(x, axis=1, keepdims=True),
+     [(3, 4)]),
+    ("std", lambda x: gnp.std(x, axis=1), lambda x: np.std(x, axis=1), [(3, 4)]),
+    ("std_ddof", lambda x: gnp.std(x, axis=(0, 2), ddof=1), lambda x: np.std(x, axis=(0, 2), ddof=1), [(2, 3, 2)]),
+    ("prod", lambda x: gnp.prod(x), lambda x: np.prod(x), [(2, 3)]),
+    ("prod_axis1", lambda x: gnp.prod(x, axis=1), lambda x: np.prod(x, axis=1), [(3, 4)]),
+    ("prod_axis0_keep", lambda x: gnp.prod(x, 0, keepdims=True), lambda x: np.prod(x, 0, keepdims=True), [(3, 2)]),
+    ("cumsum", lambda x: gnp.cumsum(x), lambda x: np.cumsum(x), [(3, 4)]),
+    ("cumsum_axis0", lambda x: gnp.cumsum(x, axis=0), lambda x: np.cumsum(x, axis=0), [(3, 4)]),
+    ("cumprod_axis1", lambda x: gnp.cumprod(x, axis=1), lambda x: np.cumprod(x, axis=1), [(3, 4)]),
+    ("cumprod_flat", lambda x: gnp.cumprod(x), lambda x: np.cumprod(x), [(2, 3)]),
+    ("diff", lambda x: gnp.diff(x), lambda x: np.diff(x), [(3, 5)]),
+    ("diff_n2_axis0", lambda x: gnp.diff(x, n=2, axis=0), lambda x: np.diff(x, n=2, axis=0), [(5, 2)]),
+    ("sort", lambda x: gnp.sort(x), lambda x: np.sort(x), [(3, 4)]),
+    ("sort_axis0", lambda x: gnp.sort(x, axis=0), lambda x: np.sort(x, axis=0), [(4, 3)]),
+    ("sort_flat", lambda x: gnp.sort(x, axis=None), lambda x: np.sort(x, axis=None), [(2, 3)]),
+    ("einsum_matmul", lambda a, b: gnp.einsum("ij,jk->ik", a, b), lambda a, b: np.einsum("ij,jk->ik", a, b),
+     [(2, 3), (3, 4)]),
+    ("einsum_trace", lambda a: gnp.einsum("ii", a), lambda a: np.einsum("ii", a), [(3, 3)]),
+    ("einsum_diag", lambda a: gnp.einsum("ii->i", a), lambda a: np.einsum("ii->i", a), [(3, 3)]),
+    ("einsum_sum", lambda a: gnp.einsum("ijk->i", a), lambda a: np.einsum("ijk->i", a), [(2, 3, 2)]),
+    ("einsum_dot", lambda a, b: gnp.einsum("i,i", a, b), lambda a, b: np.einsum("i,i", a, b), [(4,), (4,)]),
+    ("einsum_outer", lambda a, b: gnp.einsum("i,j->ij", a, b), lambda a, b: np.einsum("i,j->ij", a, b),
+     [(3,), (2,)]),
+    ("einsum_batch", lambda a, b: gnp.einsum("bij,bjk->bik", a, b), lambda a, b: np.einsum("bij,bjk->bik", a, b),
+     [(2, 3, 4), (2, 4, 2)]),
+    ("einsum_ellipsis", lambda a, b: gnp.einsum("...ij,...jk->...ik", a, b),
+     lambda a, b: np.einsum("...ij,...jk->...ik", a, b), [(2, 2, 3), (3, 2)]),
+    ("einsum_implicit", lambda a, b: gnp.einsum("ij,jk", a, b), lambda a, b: np.einsum("ij,jk", a, b),
+     [(2, 3), (3, 2)]),
+    ("einsum_three", lambda a, b, c: gnp.einsum("ij,jk,kl->il", a, b, c),
+     lambda a, b, c: np.einsum("ij,jk,kl->il", a, b, c), [(2, 3), (3, 2), (2, 2)]),
+    ("einsum_transpose", lambda a: gnp.einsum("ijk->kji", a), lambda a: np.einsum("ijk->kji", a), [(2, 3, 4)]),
+    ("einsum_hadamard", lambda a, b: gnp.einsum("ij,ij->", a, b), lambda a, b: np.einsum("ij,ij->", a, b),
+     [(2, 3), (2, 3)]),
+    ("einsum_bilinear", lambda a, b, c: gnp.einsum("i,ij,j->", a, b, c),
+     lambda a, b, c: np.einsum("i,ij,j->", a, b, c), [(3,), (3, 4), (4,)]),
+    ("tensordot_2", lambda a, b: gnp.tensordot(a, b), lambda a, b: np.tensordot(a, b), [(2, 3, 4), (3, 4, 2)]),
+    ("tensordot_axes", lambda a, b: gnp.tensordot(a, b, axes=([0, 2], [1, 0])),
+     lambda a, b: np.tensordot(a, b, axes=([0, 2], [1, 0])), [(2, 3, 4), (4, 2, 3)]),
+    ("tensordot_0", lambda a, b: gnp.tensordot(a, b, axes=0), lambda a, b: np.tensordot(a, b, axes=0),
+     [(2,), (3,)]),
+    ("inner", lambda a, b: gnp.inner(a, b), lambda a, b: np.inner(a, b), [(2, 3), (4, 3)]),
+    ("outer", lambda a, b: gnp.outer(a, b), lambda a, b: np.outer(a, b), [(3,), (2, 2)]),
+    ("trace", lambda a: gnp.trace(a), lambda a: np.trace(a), [(3, 3)]),
+    ("trace_axes", lambda a: gnp.trace(a, axis1=1, axis2=2), lambda a: np.trace(a, axis1=1, axis2=2),
+     [(2, 3, 3)]),
+    ("kron", lambda a, b: gnp.kron(a, b), lambda a, b: np.kron(a, b), [(2, 2), (3, 2)]),
+    ("cross", lambda a, b: gnp.cross(a, b), lambda a, b: np.cross(a, b), [(4, 3), (3,)]),
+    ("cross_axis", lambda a, b: gnp.cross(a, b, axisa=0, axisb=0), lambda a, b: np.cross(a, b, axisa=0, axisb=0),
+     [(3, 2), (3, 2)]),
+    ("norm", lambda x: gnp.linalg.norm(x), lambda x: np.linalg.norm(x), [(3, 4)]),
+    ("norm_axis", lambda x: gnp.linalg.norm(x, axis=1), lambda x: np.linalg.norm(x, axis=1), [(3, 4)]),
+    ("norm_1", lambda x: gnp.linalg.norm(x, ord=1, axis=0, keepdims=True),
+     lambda x: np.linalg.norm(x, ord=1, axis=0, keepdims=True), [(3, 4)]),
+    ("norm_inf", lambda x: gnp.linalg.norm(x, ord=np.inf), lambda x: np.linalg.norm(x, ord=np.inf), [(5,)]),
+    ("norm_minf", lambda x: gnp.linalg.norm(x, ord=-np.inf), lambda x: np.linalg.norm(x, ord=-np.inf), [(5,)]),
+    ("norm_p3", lambda x: gnp.linalg.norm(x, ord=3, axis=-1), lambda x: np.linalg.norm(x, ord=3, axis=-1),
+     [(2, 4)]),
+    ("norm_fro", lambda x: gnp.linalg.norm(x, "fro"), lambda x: np.linalg.norm(x, "fro"), [(3, 4)]),
+    ("norm_mat1", lambda x: gnp.linalg.norm(x, 1), lambda x: np.linalg.norm(x, 1), [(3, 4)]),
+    ("norm_matinf", lambda x: gnp.linalg.norm(x, np.inf), lambda x: np.linalg.norm(x, np.inf), [(3, 4)]),
+    ("fmax", lambda a, b: gnp.fmax(a, b), np.fmax, [(3, 4), (4,)]),
+    ("fmin", lambda a, b: gnp.fmin(a, b), np.fmin, [(3, 4), (3, 4)]),
+    ("logaddexp2", lambda a, b: gnp.logaddexp2(a, b), np.logaddexp2, [(3,), (3,)]),
+    ("sinc", lambda x: gnp.sinc(x), np.sinc, [(5,)]),
+    ("deg2rad", lambda x: gnp.deg2rad(x) + gnp.radians(x), lambda x: np.deg2rad(x) + np.radians(x), [(3,)]),
+    ("rad2deg", lambda x: gnp.rad2deg(x), np.rad2deg, [(3,)]),
+    ("reciprocal", lambda x: gnp.reciprocal(x * x + 1.0), lambda x: np.reciprocal(x * x + 1.0), [(3,)]),
+    ("mod_op", lambda a, b: a % (b * b + 1.0), lambda a, b: a % (b * b + 1.0), [(4,), (4,)]),
+    ("mod_np", lambda a, b: np.mod(a, b * b + 1.0), lambda a, b: np.mod(a, b * b + 1.0), [(4,), (4,)]),
+    ("floordiv", lambda a, b: a + a // (b * b + 1.0) + 3.0 // (b * b + 2.0),
+     lambda a, b: a + a // (b * b + 1.0) + 3.0 // (b * b + 2.0), [(4,), (4,)]),
+    ("nan_to_num", lambda x: gnp.nan_to_num(x), np.nan_to_num, [(4,)]),
+    ("np_dispatch", lambda x: np.var(x, axis=0) + np.prod(x, 0) + np.fmax(x, 0.1).sum(0) + np.sinc(x).sum(0),
+     lambda x: np.var(x, axis=0) + np.prod(x, 0) + np.fmax(x, 0.1).sum(0) + np.sinc(x).sum(0), [(3, 2)]),
+    ("method_calls", lambda x: x.var(axis=1) + x.std(axis=1) + x.prod(axis=1) + x.cumsum(axis=1).sum(axis=1),
+     lambda x: x.var(axis=1) + x.std(axis=1) + x.prod(axis=1) + x.cumsum(axis=1).sum(axis=1), [(2, 3)]),
+]
+
+
+def _case(f, ref, shapes, seed):
+    """sum(w * f(*args)) with a random weight w as the last argument (traced functions take
+    arrays as arguments, not captured), its NumPy reference, and the arguments."""
+    rng = np.random.default_rng(seed)
+    args = [rng.normal(size=s) for s in shapes]
+    args.append(rng.normal(size=np.shape(ref(*args))))
+    return (lambda *a: gnp.sum(f(*a[:-1]) * a[-1])), (lambda *a: np.sum(ref(*a[:-1]) * a[-1])), args
+
+
+@pytest.mark.parametrize("name,f,ref,shapes", CASES, ids=[c[0] for c in CASES])
+def test_value_and_gradient_against_numpy_and_finite_differences(name, f, ref, shapes):
+    gf, rf, args = _case(f, ref, shapes, len(name))
+    if name.startswith("cumprod") or name.startswith("prod"):
+        args = [a + np.sign(a) * 0.5 for a in args]
+    check(gf, rf, *args)
+
+
+SAMPLE = [c for c in CASES if c[0] in ("var_axis0_ddof1", "prod_axis1", "cumsum_axis0", "sort", "einsum_batch",
+                                        "einsum_trace", "norm_axis", "fmax", "mod_op", "cross")]
+
+
+# Numba's targets (cpu, parallel) compile a second or more per case: the slow tier
+@pytest.mark.parametrize("target", [t if t == "llvm" else pytest.param(t, marks=pytest.mark.slow)
+                                    for t in TENSOR_TARGETS if t != "numpy"])
+@pytest.mark.parametrize("name,f,ref,shapes", SAMPLE, ids=[c[0] for c in SAMPLE])
+def test_on_every_tensor_target(name, f, ref, shapes, target):
+    gf, rf, args = _case(f, ref, shapes, len(name))
+    want_v, want_g = vg_all(gf, "numpy")(*args)
+    got_v, got_g = vg_all(gf, target)(*args)
+    assert got_v == pytest.approx(want_v, rel=1e-12)
+    for a, b in zip(got_g, want_g):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+
+@pytest.mark.parametrize("name,f,ref,shapes", SAMPLE[:5], ids=[c[0] for c in SAMPLE[:5]])
+def test_float32_within_tolerance(name, f, ref, shapes):
+    gf, rf, args = _case(f, ref, shapes, 3)
+    v64, g64 = vg_all(gf)(*args)
+    v32, g32 = vg_all(gf)(*[a.astype(np.float32) for a in args])
+    assert v32 == pytest.approx(v64, rel=1e-4, abs=1e-4)
+    for a, b in zip(g32, g64):
+        assert np.ndim(a) == 0 or a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+# ------------------------------------------------------------------ hand-derived gradients
+
+
+def test_var_gradient_is_hand_derived():
+    x = R.normal(size=(4, 3))
+    _, g = graphc.value_and_grad(lambda x: gnp.sum(gnp.var(x, axis=0, ddof=1)))(x)
+    np.testing.assert_allclose(g, 2 * (x - x.mean(0)) / (x.shape[0] - 1), rtol=1e-13)
+
+
+def test_var_is_stable_mean_shifted():
+    x = 1e8 + np.array([1.0, 2.0, 3.0, 4.0])
+    v, _ = graphc.value_and_grad(lambda x: gnp.var(x))(x)
+    assert v == pytest.approx(1.25, rel=1e-12)  # sum(x**2)/n - mean**2 would give garbage
+
+
+def test_einsum_gradient_is_hand_derived():
+    a, b, g = R.normal(size=(3, 4)), R.normal(size=(4, 2)), R.normal(size=(3, 2))
+    _, (ga, gb) = graphc.value_and_grad(lambda a, b, g: gnp.sum(gnp.einsum("ij,jk->ik", a, b) * g),
+                                        argnums=(0, 1))(a, b, g)
+    np.testing.assert_allclose(ga, g @ b.T, rtol=1e-13)
+    np.testing.assert_allclose(gb, a.T @ g, rtol=1e-13)
+
+
+def test_einsum_lowers_to_matmul_not_a_loop():
+    a, b = R.normal(size=(2, 3, 4)), R.normal(size=(2, 4, 5))
+    program = graphc.value_and_grad(lambda a, b: gnp.sum(gnp.einsum("bij,bjk->bik", a, b))).lower(a, b)
+    ops = {n.op for n in program.graph.body}
+    assert "matmul" in ops
+    big = [n for n in program.graph.body if n.type.ndim >= 4]
+    assert not big  # no (b, i, j, k) product was formed
+
+
+def test_norm_gradient_is_hand_derived():
+    x = R.normal(size=(5,))
+    _, g = graphc.value_and_grad(lambda x: gnp.linalg.norm(x))(x)
+    np.testing.assert_allclose(g, x / np.linalg.norm(x), rtol=1e-13)
+    _, g = graphc.value_and_grad(lambda x: gnp.linalg.norm(x, ord=1))(x)
+    np.testing.assert_array_equal(g, np.sign(x))
+    v, g = graphc.value_and_grad(lambda x: gnp.linalg.norm(x, ord=0) + gnp.sum(x))(np.array([0.0, 2.0, -1.0]))
+    assert v == 3.0
+    np.testing.assert_array_equal(g, [1.0, 1.0, 1.0])
+
+
+def test_np_linalg_norm_dispatches_on_tracers():
+    x = R.normal(size=(3, 2))
+    v, g = graphc.value_and_grad(lambda x: np.linalg.norm(x))(x)
+    assert v == pytest.approx(np.linalg.norm(x))
+
+
+# ------------------------------------------------------------------ comparisons and integers as numbers
+
+
+def test_comparisons_used_as_numbers():
+    x, y = R.normal(size=(5,)), R.normal(size=(5,))
+    f = graphc.value_and_grad(lambda x, y: gnp.sum(x < y) + gnp.mean((x > 0).astype(float)) +
+                              gnp.sum(x * (x > y).astype(float)) + np.sum(x >= y) + (x != y).sum())
+    v, g = f(x, y)
+    assert v == pytest.approx(np.sum(x < y) + np.mean(x > 0) + np.sum(x * (x > y)) + np.sum(x >= y) + 5)
+    np.testing.assert_array_equal(g, (x > y).astype(float))
+    v, _ = graphc.value_and_grad(lambda x, y: gnp.count_nonzero(x > y) + x.sum())(x, y)
+    assert v == pytest.approx(np.count_nonzero(x > y) + x.sum())
+
+
+def test_argmax_accuracy_with_has_aux():
+    s = R.normal(size=(6, 3))
+    labels = np.argmax(s + 0.5 * R.normal(size=(6, 3)), axis=1)
+
+    def loss(s):
+        pred = gnp.argmax(s, axis=1)
+        hit = gnp.sum(s, axis=1) * 0.0 + pred.astype(float)
+        return gnp.sum(s * s), hit
+
+    (v, aux), g = graphc.value_and_grad(loss, has_aux=True)(s)
+    np.testing.assert_array_equal(aux, np.argmax(s, axis=1))
+    np.testing.assert_allclose(g, 2 * s)
+    assert labels.shape == (6,)
+
+
+def test_integer_outputs_through_jit():
+    x = R.normal(size=(3, 4))
+    am, ai, order = graphc.jit(lambda x: (gnp.argmax(x, axis=0), gnp.argmin(x), gnp.argsort(x, axis=1)))(x)
+    np.testing.assert_array_equal(am, np.argmax(x, axis=0))
+    assert int(ai) == int(np.argmin(x))
+    np.testing.assert_array_equal(order, np.argsort(x, axis=1, kind="stable"))
+
+
+def test_select_and_constants():
+    x = R.normal(size=(6,))
+    f = lambda x: gnp.sum(gnp.select([x < -0.5, x > 0.5], [x * 2.0, x * x], default=x) +  # noqa: E731
+                          gnp.ones_like(x) * 2.0 + gnp.full_like(x, 3.0) + gnp.zeros_like(x))
+    ref = lambda x: np.sum(np.select([x < -0.5, x > 0.5], [x * 2.0, x * x], default=x) + 5.0)  # noqa: E731
+    check(f, ref, x)
+    t = graphc.value_and_grad(lambda a: gnp.sum(gnp.linspace(0.0, a, 5) ** 2))
+    v, g = t(2.0)
+    assert v == pytest.approx(np.sum(np.linspace(0.0, 2.0, 5) ** 2))
+    assert g == pytest.approx(2 * np.sum(np.linspace(0.0, 1.0, 5) ** 2) * 2.0)
+    np.testing.assert_array_equal(gnp.arange(5), np.arange(5))
+    np.testing.assert_array_equal(gnp.linspace(0, 1, 7), np.linspace(0, 1, 7))
+
+
+def test_eager_calls_match_numpy():
+    x, y = R.normal(size=(3, 3)), R.normal(size=(3, 3))
+    np.testing.assert_allclose(gnp.var(x, axis=1), np.var(x, axis=1))
+    np.testing.assert_allclose(gnp.einsum("ij,jk", x, y), x @ y)
+    np.testing.assert_allclose(gnp.cumsum(x, axis=1), np.cumsum(x, axis=1))
+    np.testing.assert_allclose(gnp.prod(x), np.prod(x))
+    np.testing.assert_array_equal(gnp.sort(x), np.sort(x))
+    np.testing.assert_array_equal(gnp.argmax(x, axis=1), np.argmax(x, axis=1))
+    np.testing.assert_allclose(gnp.linalg.norm(x, axis=0), np.linalg.norm(x, axis=0))
+    np.testing.assert_allclose(gnp.mod(x, 0.7), np.mod(x, 0.7))
+    np.testing.assert_allclose(gnp.kron(x, y), np.kron(x, y))
+
+
+# ------------------------------------------------------------------ property tests
+
+
+@st.composite
+def einsum_cases(draw):
+    letters = "abcde"
+    sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    n_ops = draw(st.integers(1, 3))
+    subs = []
+    for _ in range(n_ops):
+        k = draw(st.integers(0, 3))
+        subs.append("".join(draw(st.lists(st.sampled_from(letters), min_size=k, max_size=k))))
+    used = sorted(set("".join(subs)))
+    out = draw(st.permutations(used)) if used else []
+    out = "".join(out[:draw(st.integers(0, len(out)))]) if out else ""
+    return ",".join(subs) + "->" + out, [tuple(sizes[c] for c in s) for s in subs]
+
+
+@fuzz("quick", 25)
+@given(einsum_cases())
+def test_einsum_property_against_numpy(case):
+    subs, shapes = case
+    rng = np.random.default_rng(len(subs))
+    args = [rng.normal(size=s) for s in shapes]
+    want = np.einsum(subs, *args)
+    args.append(rng.normal(size=np.shape(want)))
+    check(lambda *a: gnp.sum(gnp.einsum(subs, *a[:-1]) * a[-1]), lambda *a: np.sum(np.einsum(subs, *a[:-1]) * a[-1]),
+          *args)
+
+
+
+@st.composite
+def reduction_cases(draw):
+    nd = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    axis = draw(st.one_of(st.none(), st.integers(-nd, nd - 1)))
+    fn = draw(st.sampled_from(["var", "std", "prod", "cumsum", "sort", "norm"]))
+    return fn, shape, axis
+
+
+@fuzz("quick", 25)
+@given(reduction_cases())
+def test_reductions_property_against_numpy(case):
+    fn, shape, axis = case
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=shape) + 0.1
+    if fn == "var" or fn == "std":
+        n = x.size if axis is None else shape[axis]
+        if n < 2:
+            return
+    gf = {"var": lambda x: gnp.var(x, axis=axis, ddof=0), "std": lambda x: gnp.std(x, axis=axis),
+          "prod": lambda x: gnp.prod(x, axis=axis), "cumsum": lambda x: gnp.cumsum(x, axis=axis),
+          "sort": lambda x: gnp.sort(x, axis=axis), "norm": lambda x: gnp.linalg.norm(x, axis=axis)}[fn]
+    rf = {"var": lambda x: np.var(x, axis=axis), "std": lambda x: np.std(x, axis=axis),
+          "prod": lambda x: np.prod(x, axis=axis), "cumsum": lambda x: np.cumsum(x, axis=axis),
+          "sort": lambda x: np.sort(x, axis=axis), "norm": lambda x: np.linalg.norm(x, axis=axis)}[fn]
+    w = rng.normal(size=np.shape(rf(x)))
+    check(lambda x, w: gnp.sum(gf(x) * w), lambda x, w: np.sum(rf(x) * w), x, w, rtol=1e-5, atol=1e-6)
+
+
+
+# ------------------------------------------------------------------ errors
+
+
+def _trace(f, *args):
+    return graphc.value_and_grad(f, target="numpy")(*args)
+
+
+@pytest.mark.parametrize("f,args,cls,word", [
+    (lambda a, b: gnp.sum(gnp.einsum("ij,jk->ik", a, b)), [(2, 3), (4, 2)], ShapeError, "letter 'j'"),
+    (lambda a, b: gnp.sum(gnp.einsum("ij->ii", a)), [(2, 2), (2,)], ShapeError, "repeats letter 'i'"),
+    (lambda a, b: gnp.sum(gnp.einsum("ijk,jk->i", a, b)), [(2, 3), (3, 2)], ShapeError, "operand 0"),
+    (lambda a, b: gnp.sum(gnp.einsum("ij,jk->il", a, b)), [(2, 3), (3, 2)], ShapeError, "'l'"),
+    (lambda a, b: gnp.sum(gnp.einsum("ij->i", a, b)), [(2, 3), (3, 2)], ShapeError, "1 operand"),
+    (lambda a, b: gnp.sum(gnp.var(a, axis=2)), [(2, 3), (3,)], ShapeError, "axis=2"),
+    (lambda a, b: gnp.sum(gnp.cumsum(a, axis=-3)), [(2, 3), (3,)], ShapeError, "axis=-3"),
+    (lambda a, b: gnp.sum(gnp.argmax(a, axis=3).astype(float)), [(2, 3), (3,)], ShapeError, "axis=3"),
+    (lambda a, b: gnp.sum(gnp.tensordot(a, b, axes=([1], [1]))), [(2, 3), (3,)], ShapeError, "axes"),
+    (lambda a, b: gnp.sum(gnp.cross(a, b)), [(2, 2), (2,)], ShapeError, "3 components"),
+    (lambda a, b: gnp.sum(gnp.var(a, where=a > 0)), [(2, 2), (2,)], UnsupportedError, "where="),
+    (lambda a, b: gnp.linalg.norm(a, "nuc"), [(2, 2), (2,)], UnsupportedError, "nuc"),
+    (lambda a, b: gnp.sum(gnp.trace(a, offset=1)), [(2, 2), (2,)], UnsupportedError, "offset"),
+])
+def test_bad_input_is_a_graphc_error_naming_the_argument(f, args, cls, word):
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=s) for s in args)
+    with pytest.raises(cls, match=word):
+        graphc.value_and_grad(f, target="numpy")(a, b)
+
+
+def test_missing_attribute_names_the_closest_functions():
+    with pytest.raises(AttributeError, match="concatenate") as info:
+        gnp.concatnate  # noqa: B018
+    assert isinstance(info.value, GraphcError)
+    with pytest.raises(GraphcError, match="norm"):
+        gnp.linalg.nrom  # noqa: B018
+    assert not hasattr(gnp, "definitely_not_numpy")
+
+
+def test_coverage_lists_every_function_issue_26_names():
+    table = dict(gnp.coverage())
+    assert len(table) >= 150
+    mine = ["var", "std", "prod", "cumsum", "cumprod", "diff", "argmax", "argmin", "sort", "argsort", "einsum",
+            "outer", "inner", "tensordot", "trace", "kron", "cross", "linalg.norm", "fmax", "fmin", "logaddexp2",
+            "reciprocal", "sinc", "deg2rad", "rad2deg", "nan_to_num", "mod", "floor_divide", "linspace", "arange",
+            "ones_like", "zeros_like", "full_like", "select", "maximum", "minimum", "dot"]
+    for name in mine:
+        assert table[name], name
+    shape_engineers = ["concatenate", "stack", "hstack", "vstack", "split", "array_split", "expand_dims", "squeeze",
+                       "flip", "tile", "repeat", "pad", "roll", "swapaxes", "moveaxis", "reshape", "ravel", "diag",
+                       "tril", "triu", "take", "take_along_axis"]
+    assert all(name in table for name in shape_engineers)
+    assert all(isinstance(ok, bool) for ok in table.values())
+
+
+def test_sort_method_in_place_is_refused():
+    with pytest.raises(GraphcError, match="in place"):
+        _trace(lambda x: x.sort(), np.ones(3))
