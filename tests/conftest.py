@@ -38,6 +38,8 @@ def on_every_target(cases, ids, sample=4):
 # loop body under prange) in the slow tier only: the numerics they test are the same code.
 TARGETS_THREADS_SLOW = [pytest.param(t, marks=pytest.mark.slow) if _TABLE[t].options.get("parallel") else t
                         for t in TARGETS]
+TENSOR_TARGETS_THREADS_SLOW = [pytest.param(t, marks=pytest.mark.slow) if _TABLE[t].options.get("parallel") else t
+                               for t in TENSOR_TARGETS]
 
 
 # The fuzzers' Hypothesis settings: no deadline (a compile can take a second), the quick sweep

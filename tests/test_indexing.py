@@ -8,7 +8,7 @@ the updates; SymPy's exact derivatives (graphc.verify.tensor) on small shapes.
 
 import numpy as np
 import pytest
-from conftest import FUZZ, TENSOR_TARGETS
+from conftest import FUZZ, TENSOR_TARGETS_THREADS_SLOW
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,7 +47,7 @@ def _show(key):
     return "-".join(type(k).__name__ if isinstance(k, (np.ndarray, list)) else repr(k) for k in key)
 
 
-@pytest.mark.parametrize("target", TENSOR_TARGETS)
+@pytest.mark.parametrize("target", TENSOR_TARGETS_THREADS_SLOW)
 def test_every_static_key_against_numpy_in_one_program(target):
     """All the keys in one traced program per target: each value against NumPy's, the
     gradient against np.add.at of its upstream weights."""
@@ -123,7 +123,7 @@ def test_a_batch_axis_traced_by_name_keeps_full_slices():
 # ------------------------------------------------------------------ traced (data) indices
 
 
-@pytest.mark.parametrize("target", TENSOR_TARGETS)
+@pytest.mark.parametrize("target", TENSOR_TARGETS_THREADS_SLOW)
 def test_traced_indices_gather_clamp_and_scatter_add_gradients(target):
     """x[idx], x[rows, cols] and x[arange(N), labels] with int64 indices passed as data:
     negatives count from the end, indices still out of range clamp (JAX's rule)."""

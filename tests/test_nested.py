@@ -6,7 +6,7 @@ nested-derivative test cases (perturbation confusion, third derivatives)."""
 
 import numpy as np
 import pytest
-from conftest import TENSOR_TARGETS
+from conftest import TENSOR_TARGETS_THREADS_SLOW
 
 import graphc
 import graphc.numpy as gnp
@@ -23,7 +23,7 @@ def fd_grad(f, x, h=1e-6):
     return g
 
 
-@pytest.mark.parametrize("target", TENSOR_TARGETS)
+@pytest.mark.parametrize("target", TENSOR_TARGETS_THREADS_SLOW)
 def test_second_derivative_of_elementwise_functions(target):
     x = np.linspace(-1.5, 1.7, 7)
     cases = [

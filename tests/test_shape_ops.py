@@ -10,7 +10,7 @@ gradients), SymPy's exact derivatives on small shapes (graphc.verify.tensor).
 
 import numpy as np
 import pytest
-from conftest import FUZZ, TENSOR_TARGETS
+from conftest import FUZZ, TENSOR_TARGETS_THREADS_SLOW
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -140,7 +140,7 @@ def test_traced_value_and_gradient_against_numpy_and_finite_differences(name, fn
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("target", TENSOR_TARGETS)
+@pytest.mark.parametrize("target", TENSOR_TARGETS_THREADS_SLOW)
 def test_every_case_in_one_program_on_each_target(target):
     """Every case summed into one traced program: each target's value and gradients against
     the NumPy reference target's (which the test above checks against finite differences)."""
