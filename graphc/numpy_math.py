@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import GraphcError, ShapeError, UnsupportedError
 from .ir import const, make
+from .numpy_args import refuse as _refuse
 from .trace import NUMPY_FUNCTIONS, Tracer, apply
 
 _NoValue: Any = np._NoValue
@@ -36,18 +37,6 @@ def _traced(*xs: Any) -> bool:
     return builtins.any(isinstance(x, Tracer) for x in xs)
 
 
-def _refuse(fn: str, **given: tuple[Any, Any]) -> None:
-    """UnsupportedError for the first parameter not at its default (value, default)."""
-    for name, (value, default) in given.items():
-        if value is default or (type(value) is type(default) and value == default):
-            continue
-        if name == "out" and type(value) is tuple and builtins.all(v is None for v in value):
-            continue
-        if name == "where" and (value is True or value is np.True_):
-            continue
-        shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
-        raise UnsupportedError(f"graphc.numpy.{fn}: {name}={shown} is not supported (graphc honours only "
-                               f"{'leaving it out' if default is _NoValue else f'{name}={default!r}'})")
 
 
 def _float_dtype_ok(fn: str, dtype: Any) -> None:

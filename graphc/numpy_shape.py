@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import ShapeError, UnsupportedError
 from .ir import Dim, Node, broadcast_shapes, const, fmt_shape, make
+from .numpy_args import refuse as _refuse
 from .trace import INDEXING, Tracer, TracingError
 
 
@@ -136,15 +137,6 @@ def join(nodes: Sequence[Node], axis: int) -> Node:
     return nodes[0]
 
 
-def _refuse(fn: str, **given: tuple[Any, Any]) -> None:
-    for name, (value, default) in given.items():
-        if value is default or (type(value) is type(default) and value == default):
-            continue
-        if name == "out":
-            raise UnsupportedError(f"graphc.numpy.{fn}: out= is not supported (graphc's values are immutable: use "
-                                   "the returned value)")
-        raise UnsupportedError(f"graphc.numpy.{fn}: {name}={value!r} is not supported (graphc honours only "
-                               f"{name}={default!r})")
 
 
 # ------------------------------------------------------------------ indexing
@@ -926,5 +918,36 @@ __all__ = [
     "concatenate", "stack", "hstack", "vstack", "split", "array_split", "expand_dims", "squeeze", "flip", "tile",
     "repeat", "pad", "roll", "swapaxes", "moveaxis", "ravel", "take", "take_along_axis", "diag", "tril", "triu",
 ]
+
+
+def _nested_tracers(a: Any) -> bool:
+    return isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and builtins.any(_nested_tracers(x) for x in a))
+
+
+def asarray(a: Any, dtype: Any = None, order: Any = None, *, device: Any = None, copy: Any = None,
+            like: Any = None) -> Any:
+    """numpy.asarray: a traced value as it is; a (nested) list or tuple holding traced
+    values stacked into one (jax.numpy.asarray's rule); anything else NumPy's asarray."""
+    if not _nested_tracers(a):
+        return np.asarray(a, dtype=dtype, order=order, device=device, copy=copy, like=like)
+    _refuse("asarray", (), dtype=(dtype, None), order=(order, None), device=(device, None), copy=(copy, None),
+            like=(like, None))
+    if isinstance(a, Tracer):
+        return a
+    return stack([asarray(x) if isinstance(x, (list, tuple)) else x for x in a])
+
+
+def array(object: Any, dtype: Any = None, *, copy: Any = True, order: Any = "K", subok: Any = False,  # noqa: A002
+          ndmin: Any = 0, ndmax: Any = 0, like: Any = None) -> Any:
+    """numpy.array: as `asarray` for traced values (immutable: no copy to make)."""
+    if not _nested_tracers(object):
+        kw = {"ndmax": ndmax} if ndmax else {}
+        return np.array(object, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin, like=like, **kw)
+    _refuse("array", (), dtype=(dtype, None), order=(order, "K"), subok=(subok, False), ndmin=(ndmin, 0),
+            like=(like, None))
+    return asarray(object)
+
+
+__all__ += ["asarray", "array"]
 
 INDEXING.update(getitem=getitem, index_update=index_update)

@@ -22,6 +22,7 @@ import numpy as np
 from .describe import describe
 from .errors import ArgumentError, GraphcError
 from .ir import DTYPE_NUMPY, Graph, Node, const, input_node, make
+from .registry import REGISTRY
 
 
 class TracingError(GraphcError):
@@ -338,7 +339,11 @@ def apply(op: str, *args: Any, **attrs: Any) -> Any:
         trace = tracers[0].trace
         if attrs:
             attrs = {k: _plain(v) for k, v in attrs.items()}
-        return Tracer(make(op, *(_lift(a, trace) for a in args), **attrs), trace)
+        nodes = [_lift(a, trace) for a in args]
+        if REGISTRY[op].per_element:  # masks and integers used as numbers: 1.0/0.0 and exact floats (NumPy's casts)
+            nodes = [make("to_float", n, dtype=trace.dtype) if n.dtype in ("bool", "i64") and not
+                     (op == "where" and k == 0) else n for k, n in enumerate(nodes)]
+        return Tracer(make(op, *nodes, **attrs), trace)
     return _eager(op, args, attrs)
 
 
