@@ -25,11 +25,13 @@ def on_every_target(cases, ids, sample=4):
     """Parameters (*case, target) for each case on every host target. The fast tier runs every
     case on the reference (numpy) and the default target, and every `sample`-th case on each
     other target (Numba's cpu and parallel compile for a second or so a case; staggered, so they
-    run different cases); the rest is marked slow."""
+    run different cases; a threaded target, whose loop body is another's, only the first case); the
+    rest is marked slow."""
     params = []
     for k, (case, name) in enumerate(zip(cases, ids)):
         for i, t in enumerate(TARGETS):
-            slow = t not in ("numpy", DEFAULT_TARGET) and (k + i) % sample != 0
+            threads = bool(_TABLE[t].options.get("parallel"))
+            slow = t not in ("numpy", DEFAULT_TARGET) and ((k + i) % sample != 0 or (threads and k > 0))
             params.append(pytest.param(*case, t, id=f"{name}-{t}", marks=[pytest.mark.slow] if slow else []))
     return params
 

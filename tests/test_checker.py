@@ -40,7 +40,8 @@ def test_check_text_report_names_worst_point():
     assert "0 outside the domain" in r.stdout  # log/sqrt/div arguments sampled positive
 
 
-@pytest.mark.parametrize("target,dtype", [(t, ("float64", "float32")[k % 2]) for k, t in enumerate(TARGETS)])
+@pytest.mark.parametrize("target,dtype", [pytest.param(t, ("float64", "float32")[k % 2], marks=[pytest.mark.slow]
+                                                       if t == "parallel" else []) for k, t in enumerate(TARGETS)])
 def test_check_targets_and_dtypes(target, dtype):
     rep = graphc.check("softplus(x*y) + tanh(x) - logaddexp(x, y)", target=target, dtype=dtype, points=24)
     assert rep.ok, str(rep)

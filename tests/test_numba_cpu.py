@@ -38,7 +38,8 @@ def test_float32_kernels_compute_in_float32():
 
 
 # the Numba targets, this file's subject (test_llvm runs llvm's kernel over every scalar/array mix)
-@pytest.mark.parametrize("target,dtype", [("cpu", "float64"), ("cpu", "float32"), ("parallel", "float64")])
+@pytest.mark.parametrize("target,dtype", [("cpu", "float64"), ("cpu", "float32"),
+                                          pytest.param("parallel", "float64", marks=pytest.mark.slow)])
 def test_broadcast_variants_match_reference(target, dtype):
     fn = graphc.compile(MIXED, target=target, dtype=dtype)
     ref = graphc.compile(MIXED, target="numpy", dtype=dtype)
