@@ -127,3 +127,19 @@ def test_nested_grad_of_a_vector_is_refused_by_name():
     """Negative case: the inner function must return a scalar (as JAX's grad)."""
     with pytest.raises(graphc.GraphcError, match="scalar"):
         graphc.grad(lambda x: gnp.sum(graphc.grad(lambda t: t * 2)(x)))(np.ones(3))
+
+
+def test_has_aux_returns_an_argmax_accuracy_and_masks_count_as_numbers():
+    """Issue 26: comparisons and integers used as numbers (NumPy's casts), e.g. the
+    accuracy a training loop reports beside its loss."""
+    rng = np.random.default_rng(2)
+    X, W, y = rng.normal(size=(30, 4)), rng.normal(size=(4, 3)), rng.integers(0, 3, 30)
+
+    def loss(W, X, y):
+        scores = X @ W
+        return graphc.nn.cross_entropy(scores, y), gnp.mean(gnp.argmax(scores, axis=1) == y)
+
+    (v, acc), g = graphc.value_and_grad(loss, has_aux=True)(W, X, y)
+    assert acc == pytest.approx(np.mean(np.argmax(X @ W, axis=1) == y), abs=0)
+    relu_by_mask = graphc.grad(lambda w: gnp.sum((w > 0) * w * 3))(np.array([-1.0, 2.0, 0.5]))
+    assert relu_by_mask.tolist() == [0.0, 3.0, 3.0]
