@@ -76,6 +76,7 @@ floor, ceil, sign = _unary("floor", "floor"), _unary("ceil", "ceil"), _unary("si
 negative = _unary("neg", "-x")
 add, subtract, multiply = _binary("add", "a + b"), _binary("sub", "a - b"), _binary("mul", "a * b")
 divide = _binary("div", "a / b")
+true_divide = divide  # NumPy's alias
 power = _binary("pow", "a ** b")
 maximum = _binary("max", "elementwise max; ties split the gradient")
 minimum = _binary("min", "elementwise min; ties split the gradient")
@@ -232,7 +233,7 @@ def broadcast_to(array: Any, shape: Any, subok: Any = False) -> Any:
 __all__ = [
     "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "arctan", "arcsin", "arccos", "arcsinh",
     "arccosh", "arctanh", "abs", "absolute", "log1p", "expm1", "log2", "log10", "exp2", "floor", "ceil", "sign",
-    "negative", "add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "logaddexp", "hypot",
+    "negative", "add", "subtract", "multiply", "divide", "true_divide", "power", "maximum", "minimum", "logaddexp", "hypot",
     "arctan2", "matmul", "dot", "greater", "less", "greater_equal", "less_equal", "equal", "not_equal", "square",
     "where", "clip", "sum", "mean", "max", "min", "amax", "amin", "transpose", "reshape", "broadcast_to",
 ]

@@ -920,6 +920,60 @@ __all__ = [
 ]
 
 
+def rollaxis(a: Any, axis: Any, start: Any = 0) -> Any:
+    """numpy.rollaxis: axis moved to before position `start` (moveaxis's older spelling)."""
+    if not isinstance(a, Tracer):
+        return np.rollaxis(a, axis, start)
+    nd = a.node.type.ndim
+    ax = _int_axis("rollaxis", axis, nd, "axis")
+    if not -nd <= int(start) <= nd:
+        raise ShapeError(f"graphc.numpy.rollaxis: start={start} is out of range for {nd} axes")
+    st = int(start) + nd if int(start) < 0 else int(start)
+    if ax < st:
+        st -= 1
+    return moveaxis(a, ax, st) if ax != st else a
+
+
+def _atleast(name: str, nd: int, arys: tuple) -> Any:
+    """numpy.atleast_Nd: size-1 axes added (in NumPy's positions) up to nd axes."""
+    out = []
+    for x in arys:
+        if not isinstance(x, Tracer):
+            out.append(getattr(np, name)(x))
+            continue
+        k = x.node.type.ndim
+        if k >= nd:
+            out.append(x)
+        elif nd == 3 and k == 2:
+            out.append(expand_dims(x, 2))
+        elif nd == 3 and k == 1:
+            out.append(expand_dims(expand_dims(x, 0), 2))
+        else:
+            y = x
+            for _ in range(nd - k):
+                y = expand_dims(y, 0)
+            out.append(y)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def atleast_1d(*arys: Any) -> Any:
+    """numpy.atleast_1d."""
+    return _atleast("atleast_1d", 1, arys)
+
+
+def atleast_2d(*arys: Any) -> Any:
+    """numpy.atleast_2d: a 1-D array becomes one row."""
+    return _atleast("atleast_2d", 2, arys)
+
+
+def atleast_3d(*arys: Any) -> Any:
+    """numpy.atleast_3d: (n,) becomes (1, n, 1), (m, n) becomes (m, n, 1)."""
+    return _atleast("atleast_3d", 3, arys)
+
+
+__all__ += ["rollaxis", "atleast_1d", "atleast_2d", "atleast_3d"]
+
+
 def _nested_tracers(a: Any) -> bool:
     return isinstance(a, Tracer) or (isinstance(a, (list, tuple)) and builtins.any(_nested_tracers(x) for x in a))
 

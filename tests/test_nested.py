@@ -143,3 +143,39 @@ def test_has_aux_returns_an_argmax_accuracy_and_masks_count_as_numbers():
     assert acc == pytest.approx(np.mean(np.argmax(X @ W, axis=1) == y), abs=0)
     relu_by_mask = graphc.grad(lambda w: gnp.sum((w > 0) * w * 3))(np.array([-1.0, 2.0, 0.5]))
     assert relu_by_mask.tolist() == [0.0, 3.0, 3.0]
+
+
+def test_sinc_derivatives_at_and_near_zero():
+    """JAX's testSincAtZero (found wrong by benchmarks/peer_suites.py): sinc's derivatives at 0
+    come from its Taylor series (d2 = -pi^2/3, d3 = 0); near 0 the first derivative keeps its
+    digits (the closed form (cos(pi x) - sinc x) / x cancels there)."""
+    import math
+
+    import mpmath
+
+    d1 = graphc.grad(gnp.sinc)
+    assert graphc.grad(graphc.grad(gnp.sinc))(0.0) == pytest.approx(-math.pi ** 2 / 3, rel=1e-14)
+    assert graphc.grad(graphc.grad(graphc.grad(gnp.sinc)))(0.0) == 0.0
+    assert graphc.grad(graphc.grad(graphc.grad(graphc.grad(gnp.sinc))))(0.0) == pytest.approx(math.pi ** 4 / 5,
+                                                                                            rel=1e-13)
+    mpmath.mp.dps = 40
+    for x in (1e-9, 1e-4, 0.05, 0.0999, 0.1001, 0.3, 2.5):
+        ref = float(mpmath.diff(lambda t: mpmath.sin(mpmath.pi * t) / (mpmath.pi * t), x))
+        assert d1(x) == pytest.approx(ref, rel=1e-13), x
+
+
+def test_rollaxis_atleast_and_true_divide_as_numpy():
+    """Refusals the peer suites met most (benchmarks/RESULTS-peer-suites.md): rollaxis, the
+    atleast_Nd family and true_divide, against NumPy, with gradients."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for ax in range(-3, 3):
+        for st in range(-3, 4):
+            np.testing.assert_array_equal(graphc.jit(lambda x, ax=ax, st=st: gnp.rollaxis(x, ax, st),
+                                                     static_argnames=("ax", "st"))(x), np.rollaxis(x, ax, st))
+    for v in (np.float64(2.0), np.ones(3), np.ones((2, 3)), np.ones((2, 3, 4))):
+        for name in ("atleast_1d", "atleast_2d", "atleast_3d"):
+            got = graphc.jit(lambda x, name=name: getattr(gnp, name)(x * 1.0), static_argnames="name")(v)
+            assert np.shape(got) == getattr(np, name)(v).shape, (name, np.shape(v))
+    w = np.array([1.0, -2.0, 3.0])
+    g = graphc.grad(lambda w: gnp.sum(gnp.rollaxis(gnp.atleast_3d(gnp.true_divide(w, 4.0)), 2) ** 2))(w)
+    np.testing.assert_allclose(g, w / 8.0, rtol=1e-15)

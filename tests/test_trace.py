@@ -207,3 +207,11 @@ def test_check_traces_a_function_against_sympy():
 
     report = graphc.check(f, np.ones((2, 3)), np.array([0.5, -1.0, 2.0]))
     assert report.ok, str(report)
+
+
+def test_an_argument_returned_as_aux_as_it_is():
+    """Regression: an output that is an input node itself (aux = x) crashed the rewriter
+    with a KeyError (found by benchmarks/peer_suites.py)."""
+    assert graphc.grad(lambda x: (x * 2.0, x), has_aux=True)(3.5) == (2.0, 3.5)
+    (v, aux), g = graphc.value_and_grad(lambda x: (gnp.sum(x * x), x), has_aux=True)(np.array([1.0, 2.0]))
+    assert v == 5.0 and aux.tolist() == [1.0, 2.0] and g.tolist() == [2.0, 4.0]

@@ -140,5 +140,5 @@ def rewrite(graph: Graph, table: Table, fired: Counter | None = None) -> Graph:
             mapping[id(n)] = new
         if not changed:
             return graph
-        graph = Graph(graph.inputs, [(name, mapping[id(v)]) for name, v in graph.outputs])
+        graph = Graph(graph.inputs, [(name, mapping.get(id(v), v)) for name, v in graph.outputs])  # an input stays
     return graph

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+
 from ..ir import Graph
 from ..registry import REGISTRY
 
@@ -49,7 +51,12 @@ def to_sympy(graph: Graph, outputs: Sequence[str] | None = None) -> tuple[dict, 
         if n.op == "const":
             env[id(n)] = exact_constant(n.value)
         else:
-            env[id(n)] = REGISTRY[n.op].sympy(*(env[id(a)] for a in n.args))
+            spec = REGISTRY[n.op]
+            args = [env[id(a)] for a in n.args]
+            if spec.sympy is None and spec.symbolic is not None and not n.shape:  # a 0-d comparison or where
+                env[id(n)] = np.asarray(spec.symbolic(*args), dtype=object).item()
+            else:
+                env[id(n)] = spec.sympy(*args)
     names = outputs if outputs is not None else graph.output_names
     return {name: env[id(graph.output(name))] for name in names}, syms
 
