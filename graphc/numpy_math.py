@@ -293,6 +293,8 @@ def diff(a: Any, n: Any = 1, axis: Any = -1, prepend: Any = _NoValue, append: An
                 parts.append(extra)
         a = cat(parts, axis=ax)
     for _ in range(n):
+        if _shape(a)[ax] == 0:  # NumPy: the difference of an empty axis is empty (the same shape)
+            break
         a = apply("diff", a, axis=ax)
     return a
 
