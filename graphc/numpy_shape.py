@@ -934,7 +934,7 @@ def rollaxis(a: Any, axis: Any, start: Any = 0) -> Any:
     return moveaxis(a, ax, st) if ax != st else a
 
 
-def _atleast(name: str, nd: int, arys: tuple) -> Any:
+def _at_least_nd(name: str, nd: int, arys: tuple) -> Any:
     """numpy.atleast_Nd: size-1 axes added (in NumPy's positions) up to nd axes."""
     out = []
     for x in arys:
@@ -958,17 +958,17 @@ def _atleast(name: str, nd: int, arys: tuple) -> Any:
 
 def atleast_1d(*arys: Any) -> Any:
     """numpy.atleast_1d."""
-    return _atleast("atleast_1d", 1, arys)
+    return _at_least_nd("atleast_1d", 1, arys)
 
 
 def atleast_2d(*arys: Any) -> Any:
     """numpy.atleast_2d: a 1-D array becomes one row."""
-    return _atleast("atleast_2d", 2, arys)
+    return _at_least_nd("atleast_2d", 2, arys)
 
 
 def atleast_3d(*arys: Any) -> Any:
     """numpy.atleast_3d: (n,) becomes (1, n, 1), (m, n) becomes (m, n, 1)."""
-    return _atleast("atleast_3d", 3, arys)
+    return _at_least_nd("atleast_3d", 3, arys)
 
 
 __all__ += ["rollaxis", "atleast_1d", "atleast_2d", "atleast_3d"]
