@@ -225,10 +225,15 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0, keepdims: Any = _NoValue, *,
         where: Any = _NoValue, mean: Any = _NoValue, correction: Any = _NoValue) -> Any:
     """numpy.std: sqrt(var(a, axis, ddof=ddof)); its gradient is NaN where the variance is 0
-    (as JAX's)."""
+    (as JAX's), except over groups of one entry, where std is constantly 0 and its gradient 0
+    (as autograd's and finite differences)."""
     v = var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, where=where, mean=mean,
             correction=correction)
-    return apply("sqrt", v) if _traced(v) else np.sqrt(v)
+    if not _traced(v):
+        return np.sqrt(v)
+    if ddof == 0 and _n_over(a, _axes("std", _ndim(a), axis)) == 1:
+        return v  # one entry per group: std is 0 whatever a is, so is var, and its gradient is 0 (not 0 * inf)
+    return apply("sqrt", v)
 
 
 def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: Any = _NoValue,

@@ -183,3 +183,15 @@ def test_rollaxis_atleast_and_true_divide_as_numpy():
     np.testing.assert_array_equal(joined[1], np.vstack((w, w * 2)))
     g = graphc.grad(lambda w: gnp.sum(gnp.rollaxis(gnp.atleast_3d(gnp.true_divide(w, 4.0)), 2) ** 2))(w)
     np.testing.assert_allclose(g, w / 8.0, rtol=1e-15)
+
+
+def test_std_over_groups_of_one_entry_has_a_zero_gradient():
+    """autograd's test_std cases (found wrong by the peer-suite harness): std over one entry
+    is constantly 0, so its gradient is 0 (finite differences agree); over equal entries
+    of a longer axis it stays NaN, as JAX's (sqrt's kink)."""
+    assert graphc.grad(lambda x: gnp.std(x))(3.5) == 0.0
+    assert graphc.grad(lambda x: gnp.sum(gnp.std(x, axis=0)))(np.ones((1, 3))).tolist() == [[0.0, 0.0, 0.0]]
+    x = np.array([[1.0, 2.0, 4.0]])
+    np.testing.assert_allclose(graphc.grad(lambda x: gnp.sum(gnp.std(x, axis=1)))(x),
+                               fd_grad(lambda t: np.sum(np.std(t, axis=1)), x), rtol=1e-7)
+    assert np.isnan(graphc.grad(lambda x: gnp.std(x))(np.array([1.0, 1.0]))).all()
