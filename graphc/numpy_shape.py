@@ -508,29 +508,28 @@ def _atleast(n: Node, nd: int) -> Node:
     return _reshape(n, (1,) * (2 - n.type.ndim) + tuple(n.shape))
 
 
-def hstack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> Any:
-    """numpy.hstack: joined along axis 1 (axis 0 for 1-D arrays)."""
+def _stack_rows(fn: str, tup: Any, dtype: Any, casting: Any, nd: int) -> Any:
+    """hstack (nd=1) and vstack (nd=2): the arrays raised to nd axes, joined along axis
+    0, or axis 1 for hstack of 2-D and more."""
     arrays = list(tup)
     t = _traced(arrays)
     if t is None:
-        return np.hstack(arrays, dtype=dtype, casting=casting)
-    _refuse("hstack", dtype=(dtype, None), casting=(casting, "same_kind"))
-    nodes = [_atleast(n, 1) for n in _lift("hstack", arrays, t, "tup")]
-    ax = 0 if nodes[0].type.ndim == 1 else 1
-    _check_join("hstack", nodes, ax, "tup")
+        return getattr(np, fn)(arrays, dtype=dtype, casting=casting)
+    _refuse(fn, dtype=(dtype, None), casting=(casting, "same_kind"))
+    nodes = [_atleast(n, nd) for n in _lift(fn, arrays, t, "tup")]
+    ax = 1 if nd == 1 and nodes[0].type.ndim > 1 else 0
+    _check_join(fn, nodes, ax, "tup")
     return _wrap(join(nodes, ax), t)
+
+
+def hstack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> Any:
+    """numpy.hstack: joined along axis 1 (axis 0 for 1-D arrays)."""
+    return _stack_rows("hstack", tup, dtype, casting, 1)
 
 
 def vstack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> Any:
     """numpy.vstack: joined along axis 0, 1-D arrays as rows."""
-    arrays = list(tup)
-    t = _traced(arrays)
-    if t is None:
-        return np.vstack(arrays, dtype=dtype, casting=casting)
-    _refuse("vstack", dtype=(dtype, None), casting=(casting, "same_kind"))
-    nodes = [_atleast(n, 2) for n in _lift("vstack", arrays, t, "tup")]
-    _check_join("vstack", nodes, 0, "tup")
-    return _wrap(join(nodes, 0), t)
+    return _stack_rows("vstack", tup, dtype, casting, 2)
 
 
 def _split(fn: str, ary: Tracer, indices_or_sections: Any, axis: Any, equal: bool) -> list:

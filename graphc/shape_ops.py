@@ -139,14 +139,20 @@ def _np_slices(shape: Sequence[int], start: Sequence[int], step: Sequence[int]) 
 # ------------------------------------------------------------------ slice / unslice
 
 
-def _infer_slice(op, args, attrs):
-    (x,) = args
+def _slice_attrs(op: str, attrs: dict, x: Node) -> tuple:
+    """slice's and unslice's attributes checked against their argument x: (start, step, shape)."""
     _only(op, attrs, ("start", "step", "shape"), ("start", "step", "shape"))
     nd = x.type.ndim
     start, step = _ints(op, "start", attrs["start"], nd), _ints(op, "step", attrs["step"], nd)
     shape = canonical_shape(attrs["shape"])
     if len(shape) != nd:
-        raise ShapeError(f"slice: shape={fmt_shape(shape)} has not the {nd} axes of {fmt_shape(x.shape)}")
+        raise ShapeError(f"{op}: shape={fmt_shape(shape)} has not the {nd} axes of {fmt_shape(x.shape)}")
+    return start, step, shape
+
+
+def _infer_slice(op, args, attrs):
+    (x,) = args
+    start, step, shape = _slice_attrs(op, attrs, x)
     _strided(op, x.shape, shape, start, step, called(x, "the sliced value"))
     return {"start": start, "step": step, "shape": shape}, Type(x.dtype, shape)
 
@@ -164,12 +170,7 @@ def _g_slice(n, g):
 
 def _infer_unslice(op, args, attrs):
     (g,) = args
-    _only(op, attrs, ("start", "step", "shape"), ("start", "step", "shape"))
-    nd = g.type.ndim
-    start, step = _ints(op, "start", attrs["start"], nd), _ints(op, "step", attrs["step"], nd)
-    shape = canonical_shape(attrs["shape"])
-    if len(shape) != nd:
-        raise ShapeError(f"unslice: shape={fmt_shape(shape)} has not the {nd} axes of {fmt_shape(g.shape)}")
+    start, step, shape = _slice_attrs(op, attrs, g)
     _strided(op, shape, g.shape, start, step, "the result")
     return {"start": start, "step": step, "shape": shape}, Type(g.dtype, shape)
 
