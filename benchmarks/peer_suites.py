@@ -448,8 +448,12 @@ def jax_check_grads(f, args, order, modes=("fwd", "rev"), atol=None, rtol=None, 
         plus, minus = F(*tree_axpy(eps, tangent, args)), F(*tree_axpy(-eps, tangent, args))
         tangent_out = tree_map(lambda p, m: (onp.asarray(p, dtype=onp.float64) - onp.asarray(m, dtype=onp.float64))
                                * (0.5 / eps), plus, minus)
-        ip = tree_inner(tangent, g)
-        ip_expected = tree_inner(tangent_out, cot)
+        # JAX's check_vjp compares the inner products in the arguments' dtype (float32 cases get
+        # float32's tolerance); they are summed in float64 here, then given that dtype
+        floats = [d for d in (onp.asarray(x).dtype for x in leaves(args)) if d.kind == "f"]
+        dt = onp.result_type(*floats) if floats else onp.dtype(onp.float64)
+        ip = onp.asarray(tree_inner(tangent, g), dtype=dt)
+        ip_expected = onp.asarray(tree_inner(tangent_out, cot), dtype=dt)
         jax_check_close(ip, ip_expected, atol, rtol, f"order {level} cotangent projection")
 
     def check(F, args, order, level):

@@ -284,7 +284,7 @@ def _le(a, b, strict=False):
 
 
 def _infer_sort(op, args, attrs):
-    _only(op, attrs, ("axis",))
+    _only(op, attrs, ("axis", "kth") if op == "argsort" else ("axis",))
     for a in args:
         _float_arg(op, a)
     x = args[0]
@@ -293,7 +293,23 @@ def _infer_sort(op, args, attrs):
     if len(args) == 2 and args[1].shape != x.shape:
         raise ShapeError(f"{op}: keys {fmt_shape(x.shape)} and values {fmt_shape(args[1].shape)} differ in shape")
     ax = _axis1(op, x, attrs.get("axis", -1))
+    if attrs.get("kth") is not None:  # argsort(kth=...): numpy.argpartition's permutation
+        return {"axis": ax, "kth": _kth(op, x, ax, attrs["kth"])}, Type("i64", x.shape)
     return {"axis": ax}, Type("i64", x.shape) if op == "argsort" else args[-1].type
+
+
+def _kth(op, x, ax, kth):
+    """argpartition's kth (an int or ints, negative from the end) as a tuple in range."""
+    n = _known(op, x, ax)
+    items = tuple(kth) if isinstance(kth, (tuple, list)) else (kth,)
+    out = []
+    for k in items:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise IRError(f"{op}: kth must be an int or a sequence of ints, got {kth!r}")
+        if not -n <= k < n:
+            raise ShapeError(f"{op}: kth(={int(k)}) out of bounds ({n}) on axis {ax} of {fmt_shape(x.shape)}")
+        out.append(int(k) % n)
+    return tuple(out)
 
 
 def _order(key, axis):
@@ -304,7 +320,11 @@ def _np_sort(x, axis):
     return np.sort(x, axis=axis, kind="stable")
 
 
-def _np_argsort(x, axis):
+def _np_argsort(x, axis, kth=None):
+    """The stable sorting permutation; with kth, numpy.argpartition's (applied by
+    take_along_axis it gives numpy.partition's output exactly)."""
+    if kth is not None:
+        return np.argpartition(x, list(kth), axis=axis).astype(np.int64)
     return _order(x, axis).astype(np.int64)
 
 
@@ -378,10 +398,19 @@ def _piecewise(pieces, value_of):
     return sp.Piecewise(*[(value_of(p), c) for p, c in pieces[:-1]], (value_of(pieces[-1][0]), True))
 
 
-def _sym_argsort(x, axis):
+def _argpartition_of(perm, kth):
+    """argpartition for keys in the sorted order `perm`: that of their ranks (introselect is
+    comparison-based, so the same permutation away from ties)."""
+    ranks = np.empty(len(perm), dtype=np.int64)
+    ranks[list(perm)] = np.arange(len(perm))
+    return [int(i) for i in np.argpartition(ranks, list(kth))]
+
+
+def _sym_argsort(x, axis, kth=None):
     def line(items, _):
         pieces = _perm_pieces(items)
-        return [_piecewise(pieces, lambda p, k=k: _sp().Integer(p[k])) for k in range(len(items))]
+        of = (lambda p: p) if kth is None else (lambda p: _argpartition_of(p, kth))
+        return [_piecewise(pieces, lambda p, k=k: _sp().Integer(of(p)[k])) for k in range(len(items))]
 
     return _sym_lines(x, axis, line)
 
@@ -580,7 +609,7 @@ for _spec in [
     _O("sort", 1, _np_sort, _g_sort, None, "", "entries sorted along axis (numpy.sort; the gradient follows the "
        "permutation)", infer=_infer_sort, symbolic=_sym_sort, keywords=("axis",)),
     _O("argsort", 1, _np_argsort, _g_none, None, "", "the stable sorting permutation (numpy.argsort, "
-       "kind='stable')", infer=_infer_sort, symbolic=_sym_argsort, keywords=("axis",)),
+       "kind='stable'); with kth=, numpy.argpartition's", infer=_infer_sort, symbolic=_sym_argsort, keywords=("axis",)),
     _O("sort_by", 2, _np_sort_by, _g_sort_by, None, "", "values ordered as sorting the keys orders them",
        infer=_infer_sort, symbolic=_sym_sort_by, internal=True),
     _O("unsort", 2, _np_unsort, _g_unsort, None, "", "sort_by's transpose: values scattered back (sort's gradient)",

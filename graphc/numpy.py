@@ -70,6 +70,10 @@ arctan, arcsin, arccos = _unary("atan", "arc tangent"), _unary("asin", "arc sine
 arcsinh, arccosh, arctanh = _unary("asinh", "asinh"), _unary("acosh", "acosh"), _unary("atanh", "atanh")
 abs = _unary("abs", "|x|; abs'(0) = 0")  # noqa: A001  (NumPy's name)
 absolute = abs
+fabs = _unary("abs", "|x| (numpy.fabs: absolute for reals)")
+# complex conjugates of real values (graphc computes real functions): the values themselves
+conj = _unary(lambda x: x if isinstance(x, Tracer) else np.conj(x), "x for real x (numpy.conj)")
+conjugate = _unary(lambda x: x if isinstance(x, Tracer) else np.conjugate(x), "x for real x (numpy.conjugate)")
 log1p, expm1 = _unary("log1p", "log(1 + x)"), _unary("expm1", "exp(x) - 1")
 log2, log10, exp2 = _unary("log2", "log2"), _unary("log10", "log10"), _unary("exp2", "2 ** x")
 floor, ceil, sign = _unary("floor", "floor"), _unary("ceil", "ceil"), _unary("sign", "sign")
@@ -233,7 +237,7 @@ def broadcast_to(array: Any, shape: Any, subok: Any = False) -> Any:
 __all__ = [
     "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sinh", "cosh", "arctan", "arcsin", "arccos", "arcsinh",
     "arccosh", "arctanh", "abs", "absolute", "log1p", "expm1", "log2", "log10", "exp2", "floor", "ceil", "sign",
-    "negative", "add", "subtract", "multiply", "divide", "true_divide", "power", "maximum", "minimum", "logaddexp", "hypot",
+    "negative", "add", "subtract", "multiply", "divide", "true_divide", "power", "fabs", "conj", "conjugate", "maximum", "minimum", "logaddexp", "hypot",
     "arctan2", "matmul", "dot", "greater", "less", "greater_equal", "less_equal", "equal", "not_equal", "square",
     "where", "clip", "sum", "mean", "max", "min", "amax", "amin", "transpose", "reshape", "broadcast_to",
 ]

@@ -8,7 +8,9 @@ argmax, argmin, sort, argsort, diagonal, cross), the elementwise rows of `ops.py
 fmin, logaddexp2, reciprocal, sinc, deg2rad, rad2deg, mod, floor_divide), or
 compositions: var/std (mean-shifted, two passes), einsum and its kin (lowered to
 transposes, reductions and matmul -- never a loop over the whole index space),
-linalg.norm, nan_to_num, select. Masks (comparisons) and integers are used as numbers
+linalg.norm, nan_to_num, select, gradient (slices and one concatenate per axis), partition
+(take_along_axis by argsort's kth= form, numpy.argpartition's permutation), ldexp and frexp
+(exp2, floor and log2). Masks (comparisons) and integers are used as numbers
 (0/1) by sum, mean, astype and these functions. Complex numbers are out of scope.
 """
 
@@ -363,6 +365,28 @@ def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stab
     return apply("argsort", a, axis=ax)
 
 
+def partition(a: Any, kth: Any, axis: Any = -1, kind: Any = "introselect", order: Any = None) -> Any:
+    """numpy.partition: the kth entries (an int or a sequence) in their sorted places, smaller
+    ones before, larger after -- exactly numpy.partition's output (np.argpartition's permutation
+    applied); the gradient flows back through that permutation (axis=None: the flattened array)."""
+    if kind != "introselect":
+        raise ValueError(f"partition: kind must be 'introselect', got {kind!r}")
+    _refuse("partition", order=(order, None))
+    if not _traced(a):
+        return np.partition(a, kth, axis=axis)
+    a = as_number(a)
+    if axis is None:
+        a, axis = _ravel(a), 0
+    if _ndim(a) == 0:
+        raise ShapeError(f"graphc.numpy.partition: axis={axis} is out of range for a scalar")
+    if not _int(axis):
+        raise ShapeError(f"graphc.numpy.partition: axis must be an int or None, got {axis!r}")
+    ax = _axes("partition", _ndim(a), axis)[0]
+    kth = tuple(int(k) for k in np.atleast_1d(np.asarray(kth)).reshape(-1)) if not _int(kth) else int(kth)
+    perm = apply("argsort", a, axis=ax, kth=kth)  # argsort with kth=: numpy.argpartition's permutation
+    return NUMPY_FUNCTIONS["take_along_axis"](a, perm, axis=ax)
+
+
 # ------------------------------------------------------------------ contractions
 
 _LETTERS = string.ascii_letters
@@ -508,18 +532,51 @@ def _contract(a: Any, la: str, b: Any, lb: str, later: set[str]) -> tuple[Any, s
     return _reshape(r, out_shape), "".join(batch + a_only + b_only)
 
 
+def _sublist_letters(sub: Any) -> str:
+    out = []
+    try:
+        items = list(sub)
+    except TypeError:
+        raise ShapeError(f"einsum: a sublist must be a list of ints (and Ellipsis), got {sub!r}") from None
+    for s in items:
+        if s is Ellipsis:
+            out.append("...")
+        elif _int(s) and 0 <= s < len(_LETTERS):
+            out.append(_LETTERS[int(s)])
+        else:
+            raise ValueError(f"einsum: subscript {s!r} in a sublist is not an int in [0, {len(_LETTERS)})")
+    return "".join(out)
+
+
+def _einsum_sublists(args: tuple) -> tuple[str, tuple]:
+    """numpy.einsum's interleaved form (op0, sublist0, op1, sublist1, ..., [sublistout]) as
+    (subscripts, operands): int k is the k-th of a-zA-Z (NumPy's letters), Ellipsis '...'."""
+    ops_, subs = list(args[0::2]), list(args[1::2])
+    out = None
+    if len(args) % 2:
+        out = ops_.pop()  # the trailing output sublist
+    text = ",".join(_sublist_letters(s) for s in subs)
+    if out is not None:
+        text += "->" + _sublist_letters(out)
+    return text, tuple(ops_)
+
+
 def einsum(*operands: Any, out: Any = None, optimize: Any = False, **kwargs: Any) -> Any:
     """numpy.einsum (jax.numpy.einsum) for subscripts without a repeated output letter, implicit
     output and '...' included; a letter repeated in one operand takes its diagonal ('ii->i').
     Lowered to diagonals, reductions, transposes and (batched) matmuls -- GEMMs -- pairwise
-    from the left, never a loop over the whole index space; gradients are those ops'.
-    kwargs: numpy's dtype=, order=, casting=."""
+    from the left, never a loop over the whole index space; gradients are those ops'. The
+    interleaved form einsum(op0, sublist0, op1, sublist1, ..., [sublistout]) is converted to
+    subscripts (int k: the k-th of a-zA-Z, Ellipsis: '...'). kwargs: numpy's dtype=, order=, casting=."""
     bad = [k for k in kwargs if k not in ("dtype", "order", "casting")]
     if bad:
         raise TypeError(f"einsum() got an unexpected keyword argument {bad[0]!r}")
     if not operands:
         raise ShapeError("einsum: no subscripts and operands given")
-    subscripts, operands = operands[0], operands[1:]
+    if isinstance(operands[0], str):
+        subscripts, operands = operands[0], operands[1:]
+    else:
+        subscripts, operands = _einsum_sublists(operands)
     dtype, order, casting = kwargs.get("dtype"), kwargs.get("order", "K"), kwargs.get("casting", "safe")
     _refuse("einsum", out=(out, None), order=(order, "K"))
     _float_dtype_ok("einsum", dtype)
@@ -612,21 +669,61 @@ def inner(a: Any, b: Any, /) -> Any:
     return tensordot(a, b, axes=([-1], [-1]))
 
 
+def _offset_square(fn: str, a: Any, offset: Any, axis1: Any, axis2: Any) -> tuple[Any, int, int]:
+    """a cut to the square block whose main diagonal is a's diagonal `offset` of axes axis1,
+    axis2 (NumPy's: offset > 0 above it, < 0 below; non-square matrices too): (block, a1, a2);
+    block None for trace where that diagonal is empty (diagonal refuses it)."""
+    nd = _ndim(a)
+    if nd < 2:
+        raise ShapeError(f"graphc.numpy.{fn}: needs at least two dimensions, got shape {_shape(a)}")
+    if not _int(offset):
+        raise TypeError(f"{fn}: offset must be an int, got {offset!r}")
+    a1 = _axes(fn, nd, axis1, "axis1")[0]
+    a2 = _axes(fn, nd, axis2, "axis2")[0]
+    if a1 == a2:
+        raise ShapeError(f"graphc.numpy.{fn}: axis1 and axis2 are the same axis ({a1})")
+    n1, n2 = _shape(a)[a1], _shape(a)[a2]
+    k = int(offset)
+    if k == 0 and n1 == n2:
+        return a, a1, a2
+    if not (_int(n1) and _int(n2)):
+        raise ShapeError(f"graphc.numpy.{fn}: offset={k} or a non-square diagonal needs the sizes of axes {a1} "
+                         f"and {a2} known while tracing, got {n1} and {n2}")
+    s1, s2 = (0, k) if k >= 0 else (-k, 0)
+    m = builtins.max(0, builtins.min(n1 - s1, n2 - s2))
+    if m == 0 and fn == "trace":
+        return None, a1, a2  # an empty diagonal: trace's sum is 0
+    if m == 0:
+        raise ShapeError(f"graphc.numpy.{fn}: the diagonal offset={k} of axes {a1} and {a2} of shape {_shape(a)} "
+                         "is empty (graphc has no empty arrays)")
+    key = [slice(None)] * nd
+    key[a1], key[a2] = slice(s1, s1 + m), slice(s2, s2 + m)
+    return a[tuple(key)], a1, a2
+
+
 def trace(a: Any, offset: Any = 0, axis1: Any = 0, axis2: Any = 1, dtype: Any = None, out: Any = None) -> Any:
-    """numpy.trace: the sum of the diagonal of axes axis1, axis2 (offset=0)."""
-    _refuse("trace", offset=(offset, 0), out=(out, None))
+    """numpy.trace: the sum of the diagonal `offset` (above the main one if > 0, below if < 0)
+    of axes axis1, axis2 -- non-square matrices too; the gradient puts g on that diagonal."""
+    _refuse("trace", out=(out, None))
     _float_dtype_ok("trace", dtype)
+    if not _traced(a):
+        return np.trace(a, offset=offset, axis1=axis1, axis2=axis2, dtype=dtype)
     a = as_number(a)
-    if _ndim(a) < 2:
-        raise ShapeError(f"graphc.numpy.trace: needs at least two dimensions, got shape {_shape(a)}")
-    d = apply("diagonal", a, axis1=axis1, axis2=axis2)
+    sq, a1, a2 = _offset_square("trace", a, offset, axis1, axis2)
+    if sq is None:  # the offset is past the matrix: 0 (NumPy's sum of an empty diagonal), no gradient
+        return broadcast_like(0.0, tuple(d for i, d in enumerate(_shape(a)) if i not in (a1, a2)), a)
+    d = apply("diagonal", sq, axis1=a1, axis2=a2)
     return apply("sum", d, axis=_ndim(d) - 1, keepdims=False)
 
 
 def diagonal(a: Any, offset: Any = 0, axis1: Any = 0, axis2: Any = 1) -> Any:
-    """numpy.diagonal (offset=0): the diagonal of axes axis1, axis2 as the last axis."""
-    _refuse("diagonal", offset=(offset, 0))
-    return apply("diagonal", as_number(a), axis1=axis1, axis2=axis2)
+    """numpy.diagonal: the diagonal `offset` (> 0 above the main one, < 0 below) of axes axis1,
+    axis2 as the last axis (non-square matrices too): the square block it crosses, sliced,
+    then its main diagonal."""
+    if not _traced(a):
+        return np.diagonal(a, offset=offset, axis1=axis1, axis2=axis2)
+    sq, a1, a2 = _offset_square("diagonal", as_number(a), offset, axis1, axis2)
+    return apply("diagonal", sq, axis1=a1, axis2=a2)
 
 
 def kron(a: Any, b: Any) -> Any:
@@ -658,6 +755,137 @@ def cross(a: Any, b: Any, axisa: Any = -1, axisb: Any = -1, axisc: Any = -1, axi
     b = _moveaxis(b, _axes("cross", _ndim(b), axisb, "axisb")[0], -1)
     c = apply("cross", a, b)
     return _moveaxis(c, -1, _axes("cross", _ndim(c), axisc, "axisc")[0])
+
+
+# ------------------------------------------------------------------ numerical gradient
+
+
+def _np_fn(name: str) -> Any:
+    """graphc.numpy's function `name`, looked up when called (numpy_shape's, for instance)."""
+    return NUMPY_FUNCTIONS[name]
+
+
+def _spacings(varargs: tuple, n_axes: int) -> list[Any]:
+    if len(varargs) == 0:
+        return [1.0] * n_axes
+    if len(varargs) == 1 and _ndim(varargs[0]) == 0:
+        return [varargs[0]] * n_axes
+    if len(varargs) != n_axes:
+        raise TypeError("invalid number of arguments")
+    for h in varargs:
+        if _ndim(h) != 0:
+            raise UnsupportedError("graphc.numpy.gradient: coordinate arrays as spacings are not supported "
+                                   "(graphc honours uniform spacing: a scalar per axis)")
+    return list(varargs)
+
+
+def _gradient_axis(f: Any, ax: int, h: Any, edge_order: int) -> Any:
+    """f's derivative along ax with uniform spacing h (numpy.gradient's stencils): central
+    differences inside, one-sided ones of order edge_order at both ends."""
+    nd, n = _ndim(f), _shape(f)[ax]
+
+    def at(start: int, stop: Any) -> Any:
+        key = [slice(None)] * nd
+        key[ax] = slice(start, stop)
+        return f[tuple(key)]
+
+    parts = []
+    if edge_order == 1:
+        parts.append((at(1, 2) - at(0, 1)) / h)
+    else:
+        parts.append((-1.5 * at(0, 1) + 2.0 * at(1, 2) - 0.5 * at(2, 3)) / h)
+    if n > 2:
+        parts.append((at(2, None) - at(0, n - 2)) / (2.0 * h))
+    if edge_order == 1:
+        parts.append((at(n - 1, n) - at(n - 2, n - 1)) / h)
+    else:
+        parts.append((0.5 * at(n - 3, n - 2) - 2.0 * at(n - 2, n - 1) + 1.5 * at(n - 1, n)) / h)
+    return _np_fn("concatenate")(parts, axis=ax)
+
+
+def gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: Any = 1) -> Any:
+    """numpy.gradient with uniform spacing (no spacing: 1; one scalar: every axis's; one scalar
+    per axis): second-order central differences inside, one-sided differences of order
+    edge_order (1 or 2) at the edges, as NumPy's. Linear in f: slices, arithmetic and one
+    concatenate per axis, so its gradient is exact. One axis: an array; several: a tuple, as
+    NumPy 2's. Coordinate arrays as spacings are refused."""
+    if not _traced(f, *varargs):
+        return np.gradient(f, *varargs, axis=axis, edge_order=edge_order)
+    f = as_number(f)
+    nd = _ndim(f)
+    if nd == 0:
+        raise ValueError("graphc.numpy.gradient: needs an array of at least one dimension, got a scalar")
+    if axis is None:
+        axes = tuple(range(nd))
+    else:
+        items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+        axes = tuple(_axes("gradient", nd, a)[0] for a in items)
+        if len(set(axes)) != len(axes):
+            raise ValueError("duplicate value in 'axis'")
+    if edge_order not in (1, 2) or isinstance(edge_order, bool):
+        raise ValueError("'edge_order' greater than 2 not supported")
+    hs = _spacings(varargs, len(axes))
+    outs = []
+    for ax, h in zip(axes, hs):
+        n = _shape(f)[ax]
+        if not _int(n):
+            raise ShapeError(f"graphc.numpy.gradient: the size of axis {ax} ({n}) must be known while tracing")
+        if n < edge_order + 1:
+            raise ValueError("Shape of array too small to calculate a numerical gradient, at least (edge_order "
+                             "+ 1) elements are required.")
+        outs.append(_gradient_axis(f, ax, h, int(edge_order)))
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+# ------------------------------------------------------------------ ldexp and frexp
+
+
+def ldexp(x1: Any, x2: Any, /, out: Any = None, *, where: Any = True, casting: Any = "same_kind", order: Any = "K",
+          dtype: Any = None, subok: Any = True, signature: Any = None) -> Any:
+    """numpy.ldexp: x1 * 2**x2 for integer x2 (a Python int, an int array or a traced integer);
+    the gradient flows to x1 only (2**x2), x2 being an integer (as jax.numpy.ldexp)."""
+    _ufunc_options("ldexp", out, where, casting, order, dtype, subok, signature)
+    if not _traced(x1, x2):
+        return np.ldexp(x1, x2)
+    if isinstance(x2, Tracer):
+        if x2.node.dtype not in ("i64", "bool"):
+            raise TypeError("graphc.numpy.ldexp: x2 must be integers (NumPy's ldexp takes an int exponent), got "
+                            f"a traced {x2.dtype}")
+        return as_number(x1) * apply("exp2", as_number(x2))
+    k = np.asarray(x2)
+    if k.dtype.kind not in "iub":
+        raise TypeError(f"graphc.numpy.ldexp: x2 must be integers (NumPy's ldexp takes an int exponent), got "
+                        f"{k.dtype}")
+    scale = np.ldexp(1.0, k)
+    return as_number(x1) * (float(scale) if scale.ndim == 0 else scale)
+
+
+def frexp(x: Any, /, out: Any = (None, None), *, where: Any = True, casting: Any = "same_kind", order: Any = "K",
+          dtype: Any = None, subok: Any = True, signature: Any = None) -> Any:
+    """numpy.frexp: (mantissa, exponent) with x = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+    (both 0 at 0; inf and NaN keep x with exponent 0). The mantissa's gradient is 2**-exponent;
+    the exponent carries none (traced, it is a float holding the integer: graphc counts in
+    floats)."""
+    _ufunc_options("frexp", None if out == (None, None) else out, where, casting, order, dtype, subok, signature)
+    if not _traced(x):
+        return np.frexp(x)
+    x = as_number(x)
+    ax = apply("abs", x)
+    ok = apply("gt", apply("where", apply("gt", ax, 0.0), apply("where", apply("lt", ax, math.inf), 1.0, 0.0),
+                           0.0), 0.5)  # finite and nonzero (NaN: False)
+    safe = apply("where", ok, ax, 1.0)
+    e = apply("floor", apply("log2", safe)) + 1.0
+    # log2 may round across a power of two: fix the exponent so that 0.5 <= |m| < 1 exactly
+    m = _scale2(safe, -e)
+    e = e + apply("where", apply("ge", m, 1.0), 1.0, 0.0) - apply("where", apply("lt", m, 0.5), 1.0, 0.0)
+    e = apply("where", ok, e, 0.0)
+    return _scale2(x, -e), e
+
+
+def _scale2(x: Any, k: Any) -> Any:
+    """x * 2**k for an integer-valued k, in two factors (no overflow of 2**k for subnormal x)."""
+    half = apply("floor", k * 0.5)
+    return x * apply("exp2", half) * apply("exp2", k - half)
 
 
 # ------------------------------------------------------------------ linalg.norm
@@ -913,8 +1141,13 @@ __all__ = [
     "floor_divide", "sinc", "nan_to_num", "var", "std", "prod", "cumsum", "cumprod", "diff", "argmax", "argmin",
     "sort", "argsort", "einsum", "tensordot", "outer", "inner", "trace", "diagonal", "kron", "cross",
     "count_nonzero", "select", "sum", "mean", "zeros_like", "ones_like", "full_like", "arange", "linspace",
+    "gradient", "partition",
 ]
 # graphc.numpy's names that are not NumPy functions: served by graphc.numpy's module __getattr__
 EXTRA = {"linalg": linalg, "coverage": coverage}
+# NumPy ufuncs served here rather than from __all__: ldexp takes an integer x2 and frexp has two
+# outputs, which the signature tests' float, one-output ufunc calls do not fit
+EXTRA.update(ldexp=ldexp, frexp=frexp)
+NUMPY_FUNCTIONS.update(ldexp=ldexp, frexp=frexp)
 
 NUMPY_FUNCTIONS["norm"] = linalg.norm  # numpy.linalg.norm on a tracer (__array_function__ goes by name)

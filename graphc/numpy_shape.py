@@ -23,7 +23,9 @@ use graphc.numpy.where(mask, x, 0) instead.
 from __future__ import annotations
 
 import builtins
+import sys
 from collections.abc import Sequence
+from operator import index as operator_index
 from typing import Any
 
 import numpy as np
@@ -446,7 +448,11 @@ def index_update(x: Tracer, key: Any, v: Any, mode: str) -> Tracer:
 
 
 def _lift(fn: str, arrays: Sequence[Any], like: Tracer, what: str = "arrays") -> list[Node]:
-    return [_node(a, like, f"graphc.numpy.{fn}: {what}[{k}]") for k, a in enumerate(arrays)]
+    """The arrays to join as nodes; a captured NumPy array of one number (np.r_[x, 1.0] makes
+    one of the 1.0) is that number broadcast to its shape."""
+    return [make("broadcast_to", const(float(a.reshape(())), like.trace.dtype), shape=a.shape)
+            if isinstance(a, np.ndarray) and a.size == 1 and a.ndim > 0 and a.dtype.kind in "iuf"
+            else _node(a, like, f"graphc.numpy.{fn}: {what}[{k}]") for k, a in enumerate(arrays)]
 
 
 def _check_join(fn: str, nodes: Sequence[Node], axis: int, what: str = "arrays") -> None:
@@ -511,6 +517,9 @@ def _atleast(n: Node, nd: int) -> Node:
 def _stack_rows(fn: str, tup: Any, dtype: Any, casting: Any, nd: int) -> Any:
     """hstack (nd=1) and vstack (nd=2): the arrays raised to nd axes, joined along axis
     0, or axis 1 for hstack of 2-D and more."""
+    if isinstance(tup, Tracer):  # one array: NumPy joins its rows (x[0], x[1], ...)
+        _refuse(fn, dtype=(dtype, None), casting=(casting, "same_kind"))
+        return _stack_own_rows(fn, tup, nd)
     arrays = list(tup)
     t = _traced(arrays)
     if t is None:
@@ -520,6 +529,26 @@ def _stack_rows(fn: str, tup: Any, dtype: Any, casting: Any, nd: int) -> Any:
     ax = 1 if nd == 1 and nodes[0].type.ndim > 1 else 0
     _check_join(fn, nodes, ax, "tup")
     return _wrap(join(nodes, ax), t)
+
+
+def _stack_own_rows(fn: str, x: Tracer, nd: int) -> Tracer:
+    """hstack (nd=1) / vstack (nd=2) of one array's rows x[0], x[1], ..., in closed form:
+    a reshape (or, for hstack of 3-D and more, axis 0 moved to 1 first)."""
+    shape = x.node.shape
+    if not shape:
+        raise TypeError(f"graphc.numpy.{fn}: iteration over a 0-d array")
+    n = _int(shape[0], fn, 0)
+    if n == 0:
+        raise ValueError("need at least one array to concatenate")
+    rest = tuple(shape[1:])
+    if nd == 2:  # rows raised to 2-D, joined on axis 0
+        if len(rest) <= 1:
+            return _wrap(_reshape(x.node, (n, rest[0] if rest else 1)), x)
+        return _wrap(_reshape(x.node, (n * _int(rest[0], fn, 1),) + rest[1:]), x)
+    if len(rest) <= 1:  # rows raised to 1-D, joined on axis 0
+        return _wrap(_reshape(x.node, (n * _int(rest[0], fn, 1) if rest else n,)), x)
+    moved = _transpose(x.node, (1, 0) + tuple(range(2, len(shape))))  # rows joined on their axis 1
+    return _wrap(_reshape(moved, (rest[0], n * _int(rest[1], fn, 2)) + rest[2:]), x)
 
 
 def hstack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> Any:
@@ -563,6 +592,51 @@ def array_split(ary: Any, indices_or_sections: Any, axis: Any = 0) -> Any:
     if not isinstance(ary, Tracer):
         return np.array_split(ary, indices_or_sections, axis=axis)
     return _split("array_split", ary, indices_or_sections, axis, False)
+
+
+def _split_at(fn: str, ary: Any, indices_or_sections: Any, axis: int, min_nd: int) -> Any:
+    """vsplit (axis 0), hsplit (axis 1, axis 0 of a 1-D array) and dsplit (axis 2): split's rule."""
+    if not isinstance(ary, Tracer):
+        return getattr(np, fn)(ary, indices_or_sections)
+    nd = ary.node.type.ndim
+    if nd < min_nd:
+        raise ShapeError(f"graphc.numpy.{fn}: {fn} only works on arrays of {min_nd} or more dimensions; "
+                         f"ary has {nd}")
+    return _split(fn, ary, indices_or_sections, 0 if fn == "hsplit" and nd == 1 else axis, True)
+
+
+def vsplit(ary: Any, indices_or_sections: Any) -> Any:
+    """numpy.vsplit: split along axis 0 (2-D and more)."""
+    return _split_at("vsplit", ary, indices_or_sections, 0, 2)
+
+
+def hsplit(ary: Any, indices_or_sections: Any) -> Any:
+    """numpy.hsplit: split along axis 1 (axis 0 of a 1-D array)."""
+    return _split_at("hsplit", ary, indices_or_sections, 1, 1)
+
+
+def dsplit(ary: Any, indices_or_sections: Any) -> Any:
+    """numpy.dsplit: split along axis 2 (3-D and more)."""
+    return _split_at("dsplit", ary, indices_or_sections, 2, 3)
+
+
+def append(arr: Any, values: Any, axis: Any = None) -> Any:
+    """numpy.append: values joined at the end of arr (both flattened when axis is None)."""
+    if not _nested_tracers([arr, values]):
+        return np.append(arr, values, axis=axis)
+    if axis is None:
+        return concatenate([ravel(asarray(arr)), ravel(asarray(values))])
+    return concatenate([arr, values], axis=axis)
+
+
+def real(val: Any) -> Any:
+    """numpy.real: a real value itself (graphc computes real functions)."""
+    return val if isinstance(val, Tracer) else np.real(val)
+
+
+def imag(val: Any) -> Any:
+    """numpy.imag: zeros of a real value's shape (no gradient flows)."""
+    return val * 0.0 if isinstance(val, Tracer) else np.imag(val)
 
 
 def expand_dims(a: Any, axis: Any) -> Any:
@@ -996,11 +1070,159 @@ def array(object: Any, dtype: Any = None, *, copy: Any = True, order: Any = "K",
     if not _nested_tracers(object):
         kw = {"ndmax": ndmax} if ndmax else {}
         return np.array(object, dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin, like=like, **kw)
-    _refuse("array", (), dtype=(dtype, None), order=(order, "K"), subok=(subok, False), ndmin=(ndmin, 0),
-            like=(like, None))
-    return asarray(object)
+    _refuse("array", (), order=(order, "K"), like=(like, None))  # subok: a tracer has no subclasses
+    if ndmax:
+        raise UnsupportedError("graphc.numpy.array: ndmax= is not supported on traced values")
+    out = asarray(object)
+    if dtype is not None:
+        out = out.astype(dtype)  # a float dtype keeps graphc's float dtype; masks become numbers
+    k = out.node.type.ndim
+    if int(ndmin) > k:  # NumPy's ndmin: size-1 axes in front
+        out = _wrap(_reshape(out.node, (1,) * (int(ndmin) - k) + tuple(out.node.shape)), out)
+    return out
 
 
 __all__ += ["asarray", "array"]
 
 INDEXING.update(getitem=getitem, index_update=index_update)
+
+
+# ------------------------------------------------------------------ sizes, flips and more joins
+
+
+def ndim(a: Any) -> int:
+    """numpy.ndim: a traced value's number of axes (known while tracing)."""
+    if isinstance(a, Tracer):
+        return a.node.type.ndim
+    return np.ndim(asarray(a)) if _nested_tracers(a) else np.ndim(a)
+
+
+def shape(a: Any) -> tuple:
+    """numpy.shape: a traced value's shape (ints; a symbolic dimension as its SymbolicDim)."""
+    if isinstance(a, Tracer):
+        return a.shape
+    return asarray(a).shape if _nested_tracers(a) else np.shape(a)
+
+
+def size(a: Any, axis: Any = None) -> int:
+    """numpy.size: a traced value's number of entries (or its length along axis); refused
+    for a dimension that is symbolic (one program serves every size)."""
+    if not isinstance(a, Tracer):
+        if not _nested_tracers(a):
+            return np.size(a, axis)
+        a = asarray(a)
+    dims = a.node.shape
+    if axis is None:
+        return int(np.prod([_int(d, "size", i) for i, d in enumerate(dims)], dtype=np.int64))
+    if isinstance(axis, (tuple, list)):
+        return int(np.prod([_int(dims[i], "size", i) for i in _axes("size", axis, len(dims))], dtype=np.int64))
+    ax = _int_axis("size", axis, len(dims))
+    return _int(dims[ax], "size", ax)
+
+
+def fliplr(m: Any) -> Any:
+    """numpy.fliplr: the columns (axis 1) in reverse order."""
+    if not isinstance(m, Tracer):
+        return np.fliplr(m)
+    if m.node.type.ndim < 2:
+        raise ShapeError(f"graphc.numpy.fliplr: the input must be >= 2-d, got shape {fmt_shape(m.node.shape)}")
+    return flip(m, 1)
+
+
+def flipud(m: Any) -> Any:
+    """numpy.flipud: the rows (axis 0) in reverse order."""
+    if not isinstance(m, Tracer):
+        return np.flipud(m)
+    if m.node.type.ndim < 1:
+        raise ShapeError("graphc.numpy.flipud: the input must be >= 1-d, got a 0-d value")
+    return flip(m, 0)
+
+
+def rot90(m: Any, k: Any = 1, axes: Any = (0, 1)) -> Any:
+    """numpy.rot90: rotated by 90 degrees k times in the plane of axes (from the first
+    towards the second): flips and a transpose, as NumPy composes them."""
+    if not isinstance(m, Tracer):
+        return np.rot90(m, k, axes)
+    axes = tuple(axes)
+    nd = m.node.type.ndim
+    if len(axes) != 2:
+        raise ValueError("len(axes) must be 2.")
+    if axes[0] == axes[1] or abs(axes[0] - axes[1]) == nd:
+        raise ValueError("Axes must be different.")
+    a0, a1 = (_int_axis("rot90", a, nd, "axes") for a in axes)
+    k = operator_index(k) % 4
+    if k == 0:
+        return m
+    if k == 2:
+        return flip(flip(m, a0), a1)
+    perm = list(range(nd))
+    perm[a0], perm[a1] = perm[a1], perm[a0]
+    if k == 1:
+        return _wrap(_transpose(flip(m, a1).node, perm), m)
+    return flip(_wrap(_transpose(m.node, perm), m), a1)
+
+
+def column_stack(tup: Any) -> Any:
+    """numpy.column_stack: 1-D arrays (and 0-d) as columns, 2-D and more as they are, joined
+    along axis 1."""
+    if isinstance(tup, Tracer):  # one array: NumPy joins its rows
+        tup = [tup[i] for i in range(_int(tup.node.shape[0], "column_stack", 0))] if tup.node.shape else [tup]
+    arrays = list(tup)
+    t = _traced(arrays)
+    if t is None:
+        return np.column_stack(arrays)
+    nodes = []
+    for n in _lift("column_stack", arrays, t, "tup"):
+        if n.type.ndim < 2:  # NumPy's array(a, ndmin=2).T
+            n = _reshape(n, (n.shape[0] if n.shape else 1, 1))
+        nodes.append(n)
+    _check_join("column_stack", nodes, 1, "tup")
+    return _wrap(join(nodes, 1), t)
+
+
+def dstack(tup: Any) -> Any:
+    """numpy.dstack: the arrays raised to 3-D (atleast_3d) joined along axis 2."""
+    if isinstance(tup, Tracer):  # one array: NumPy joins its rows
+        tup = [tup[i] for i in range(_int(tup.node.shape[0], "dstack", 0))] if tup.node.shape else [tup]
+    arrays = list(tup)
+    t = _traced(arrays)
+    if t is None:
+        return np.dstack(arrays)
+    nodes = [atleast_3d(_wrap(n, t)).node for n in _lift("dstack", arrays, t, "tup")]
+    _check_join("dstack", nodes, 2, "tup")
+    return _wrap(join(nodes, 2), t)
+
+
+__all__ += ["ndim", "shape", "size", "fliplr", "flipud", "rot90", "column_stack", "dstack"]
+
+if hasattr(np, "row_stack"):  # NumPy 1.x and 2.0-2.4 (deprecated there, gone in 2.5): vstack's alias
+    def row_stack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> Any:
+        """numpy.row_stack: vstack's alias."""
+        return vstack(tup, dtype=dtype, casting=casting)
+
+    __all__ += ["row_stack"]
+
+
+# NumPy's r_ and c_ (AxisConcatenator) turn each item into an array with numpy.array, which
+# does not dispatch on its argument (__array_function__), then join them with np.concatenate,
+# which does: their module's `array` is wrapped to take traced values (nested ones too) to
+# graphc.numpy.array; anything else reaches NumPy's array with the same arguments.
+def _hook_index_tricks() -> None:
+    mod = sys.modules.get(type(np.r_).__module__)
+    np_array = getattr(mod, "array", None)
+    if mod is None or np_array is None or getattr(np_array, "_graphc_hook", False):
+        return
+
+    def hooked_array(object: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: A002 - NumPy's name
+        if _nested_tracers(object):
+            return array(object, *args, **kwargs)
+        return np_array(object, *args, **kwargs)
+
+    hooked_array._graphc_hook = True  # type: ignore[attr-defined]
+    hooked_array.__wrapped__ = np_array  # type: ignore[attr-defined]
+    mod.array = hooked_array
+
+
+_hook_index_tricks()
+
+__all__ += ["vsplit", "hsplit", "dsplit", "append", "real", "imag"]

@@ -289,7 +289,7 @@ _UFUNCS = {
     "expm1": "expm1", "logaddexp": "logaddexp", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
     "sign": "sign", "exp2": "exp2", "log2": "log2", "log10": "log10", "greater": "greater", "less": "less",
     "greater_equal": "greater_equal", "less_equal": "less_equal", "equal": "equal", "not_equal": "not_equal",
-    "square": "square", "fmax": "fmax", "fmin": "fmin", "logaddexp2": "logaddexp2", "reciprocal": "reciprocal",
+    "square": "square", "fabs": "fabs", "conjugate": "conjugate", "fmax": "fmax", "fmin": "fmin", "logaddexp2": "logaddexp2", "reciprocal": "reciprocal",
     "deg2rad": "deg2rad", "rad2deg": "rad2deg", "radians": "deg2rad", "degrees": "rad2deg", "remainder": "mod",
     "floor_divide": "floor_divide",
 }

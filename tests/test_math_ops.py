@@ -195,3 +195,30 @@ def test_elementwise_rows_compile_and_agree(target):
     # fmax' + fmin' = 1 (ties split), logaddexp2' = sigmoid((x - y) ln 2), sinc', mod' = 1, deg2rad'
     gx = 1.0 + 1 / (1 + np.exp(-(x - y) * ln2)) + dsinc + 1.0 + np.pi / 180
     np.testing.assert_allclose(g["x"], gx, rtol=1e-12)
+
+
+def test_argsort_with_kth_is_numpys_argpartition_and_gives_numpy_partition():
+    rng = np.random.default_rng(3)
+    spec = REGISTRY["argsort"]
+    for x, kth, axis in [(rng.normal(size=(3, 7)), (2,), 1), (rng.integers(0, 3, size=(6, 2)).astype(float), (0, 4), 0),
+                         (rng.normal(size=(9,)), (8,), 0)]:
+        perm = spec.numpy(x, axis=axis, kth=kth)
+        assert perm.dtype == np.int64
+        np.testing.assert_array_equal(perm, np.argpartition(x, kth, axis=axis))
+        # the value is numpy.partition's output exactly (ties included)
+        np.testing.assert_array_equal(np.take_along_axis(x, perm, axis=axis), np.partition(x, kth, axis=axis))
+    # the SymPy form: the same permutation, away from ties
+    x = np.array([[0.3, -1.0, 2.0, 0.1]])
+    sym = spec.symbolic(x.astype(object), axis=1, kth=(1,))
+    np.testing.assert_array_equal(np.array(sym, dtype=np.int64), np.argpartition(x, 1, axis=1))
+    node = ir.make("argsort", ir.input_node("x", "f64", (1, 4)), axis=1, kth=(-3,))
+    assert node.type == ir.Type("i64", (1, 4)) and node.attrs == {"axis": 1, "kth": (1,)}
+    assert ir.make("argsort", ir.input_node("x", "f64", (1, 4)), axis=1).attrs == {"axis": 1}
+
+
+def test_argsort_kth_out_of_range_is_a_shape_error():
+    x = ir.input_node("x", "f64", (2, 4))
+    with pytest.raises(ShapeError, match="kth"):
+        ir.make("argsort", x, axis=1, kth=(4,))
+    with pytest.raises(GraphcError, match="kth"):
+        ir.make("sort", x, axis=1, kth=(1,))

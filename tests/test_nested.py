@@ -195,3 +195,29 @@ def test_std_over_groups_of_one_entry_has_a_zero_gradient():
     np.testing.assert_allclose(graphc.grad(lambda x: gnp.sum(gnp.std(x, axis=1)))(x),
                                fd_grad(lambda t: np.sum(np.std(t, axis=1)), x), rtol=1e-7)
     assert np.isnan(graphc.grad(lambda x: gnp.std(x))(np.array([1.0, 1.0]))).all()
+
+
+@pytest.mark.skipif(not hasattr(np, "row_stack"), reason="numpy.row_stack is gone in NumPy 2.5")
+def test_row_stack_is_vstack():
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(graphc.jit(lambda a: gnp.row_stack((a, a * 2)))(x), np.vstack((x, x * 2)))
+    assert graphc.grad(lambda a: gnp.sum(gnp.row_stack((a, a * 2)) ** 2))(x).tolist() == (10 * x).tolist()
+
+
+def test_splits_append_and_real_helpers_as_numpy():
+    """vsplit/hsplit/dsplit, append, fabs and the complex helpers on real values (real, imag,
+    conj, conjugate), against NumPy; refusals the peer suites met."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for name, k in (("vsplit", 2), ("hsplit", 3), ("dsplit", 2)):
+        got = graphc.jit(lambda a, name=name, k=k: getattr(gnp, name)(a, k), static_argnames=("name", "k"))(x)
+        for g, r in zip(got, getattr(np, name)(x, k), strict=True):
+            np.testing.assert_array_equal(g, r)
+    with pytest.raises(graphc.ShapeError, match="dsplit only works on arrays of 3 or more dimensions"):
+        graphc.jit(lambda a: gnp.dsplit(a, 2))(x[0])
+    for axis in (None, 0):
+        np.testing.assert_array_equal(graphc.jit(lambda a, b, axis=axis: gnp.append(a, b, axis=axis),
+                                                 static_argnames="axis")(x[0], x[1]), np.append(x[0], x[1], axis=axis))
+    w = np.array([1.0, -2.0, 0.5])
+    g = graphc.grad(lambda a: gnp.sum(gnp.real(a) * 2 + gnp.imag(a) + gnp.conj(a) + gnp.fabs(a) + np.conjugate(a)))(w)
+    np.testing.assert_array_equal(g, 4 + np.sign(w))
+    assert gnp.imag(np.array([1 + 2j])).tolist() == [2.0] and gnp.conj(np.array([1 + 2j])).tolist() == [1 - 2j]

@@ -105,6 +105,41 @@ CASES = [
     ("trace", lambda a: gnp.trace(a), lambda a: np.trace(a), [(3, 3)]),
     ("trace_axes", lambda a: gnp.trace(a, axis1=1, axis2=2), lambda a: np.trace(a, axis1=1, axis2=2),
      [(2, 3, 3)]),
+    # issue 26 follow-up: offsets, non-square diagonals, sublists, gradient, partition, ldexp/frexp
+    ("trace_offset", lambda a: gnp.trace(a, offset=3), lambda a: np.trace(a, offset=3), [(4, 6)]),
+    ("trace_offset_neg", lambda a: gnp.trace(a, -2), lambda a: np.trace(a, -2), [(6, 4)]),
+    ("trace_nonsquare", lambda a: gnp.trace(a), lambda a: np.trace(a), [(5, 3)]),
+    ("trace_extradims", lambda a: gnp.trace(a, offset=-2), lambda a: np.trace(a, offset=-2), [(5, 6, 4, 3)]),
+    ("trace_axes_offset", lambda a: gnp.trace(a, 1, axis1=2, axis2=0), lambda a: np.trace(a, 1, axis1=2, axis2=0),
+     [(3, 2, 4)]),
+    ("diagonal_offset", lambda a: gnp.diagonal(a, offset=1, axis1=1, axis2=2),
+     lambda a: np.diagonal(a, offset=1, axis1=1, axis2=2), [(2, 3, 4)]),
+    ("diagonal_offset_neg", lambda a: gnp.diagonal(a, -1), lambda a: np.diagonal(a, -1), [(4, 3)]),
+    ("einsum_sublist", lambda a, b: gnp.einsum(a, [0, 1], b, [1, 2], [0, 2]),
+     lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [0, 2]), [(2, 3), (3, 4)]),
+    ("einsum_sublist_implicit", lambda a, b, c: gnp.einsum(a, [0, 1], b, [1, 2], c, [2, 3]),
+     lambda a, b, c: np.einsum(a, [0, 1], b, [1, 2], c, [2, 3]), [(2, 3), (3, 2), (2, 2)]),
+    ("einsum_sublist_ellipsis", lambda a, b: gnp.einsum(a, [Ellipsis, 0, 1], b, [Ellipsis, 1, 27], [Ellipsis, 27, 0]),
+     lambda a, b: np.einsum(a, [Ellipsis, 0, 1], b, [Ellipsis, 1, 27], [Ellipsis, 27, 0]), [(2, 2, 3), (2, 3, 2)]),
+    ("einsum_sublist_trace", lambda a: gnp.einsum(a, [0, 0]), lambda a: np.einsum(a, [0, 0]), [(3, 3)]),
+    ("gradient_1d", lambda x: gnp.gradient(x), lambda x: np.gradient(x), [(6,)]),
+    ("gradient_1d_edge2", lambda x: gnp.gradient(x, 0.5, edge_order=2), lambda x: np.gradient(x, 0.5, edge_order=2),
+     [(5,)]),
+    ("gradient_2d", lambda x: gnp.stack(gnp.gradient(x, 2.0, 0.5)), lambda x: np.stack(np.gradient(x, 2.0, 0.5)),
+     [(4, 3)]),
+    ("gradient_axis", lambda x: gnp.gradient(x, axis=-1, edge_order=2), lambda x: np.gradient(x, axis=-1, edge_order=2),
+     [(2, 3, 4)]),
+    ("gradient_axes", lambda x: gnp.stack(gnp.gradient(x, axis=(0, -1))), lambda x: np.stack(np.gradient(x, axis=(0, -1))),
+     [(3, 2, 2)]),
+    ("gradient_short", lambda x: gnp.stack(gnp.gradient(x)), lambda x: np.stack(np.gradient(x)), [(2, 2)]),
+    ("partition", lambda x: gnp.partition(x, 2), lambda x: np.partition(x, 2), [(3, 5)]),
+    ("partition_kths_axis0", lambda x: gnp.partition(x, (0, 3), axis=0), lambda x: np.partition(x, (0, 3), axis=0),
+     [(5, 2)]),
+    ("partition_flat", lambda x: gnp.partition(x, -2, axis=None), lambda x: np.partition(x, -2, axis=None), [(2, 3)]),
+    ("ldexp", lambda x: gnp.ldexp(x, 3), lambda x: np.ldexp(x, 3), [(4,)]),
+    ("ldexp_neg", lambda x: gnp.ldexp(x, -4) + gnp.ldexp(x, np.int64(2)), lambda x: np.ldexp(x, -4) + np.ldexp(x, 2),
+     [(2, 3)]),
+    ("frexp", lambda x: gnp.frexp(x * 8.0)[0], lambda x: np.frexp(x * 8.0)[0], [(6,)]),
     ("kron", lambda a, b: gnp.kron(a, b), lambda a, b: np.kron(a, b), [(2, 2), (3, 2)]),
     ("cross", lambda a, b: gnp.cross(a, b), lambda a, b: np.cross(a, b), [(4, 3), (3,)]),
     ("cross_axis", lambda a, b: gnp.cross(a, b, axisa=0, axisb=0), lambda a, b: np.cross(a, b, axisa=0, axisb=0),
@@ -379,7 +414,11 @@ def _trace(f, *args):
     (lambda a, b: gnp.sum(gnp.cross(a, b)), [(2, 2), (2,)], ShapeError, "3 components"),
     (lambda a, b: gnp.sum(gnp.var(a, where=a > 0)), [(2, 2), (2,)], UnsupportedError, "where="),
     (lambda a, b: gnp.linalg.norm(a, "nuc"), [(2, 2), (2,)], UnsupportedError, "nuc"),
-    (lambda a, b: gnp.sum(gnp.trace(a, offset=1)), [(2, 2), (2,)], UnsupportedError, "offset"),
+    (lambda a, b: gnp.sum(gnp.gradient(a, b, axis=1)), [(2, 2), (2,)], UnsupportedError, "spacing"),
+    (lambda a, b: gnp.sum(gnp.diagonal(a, offset=2)), [(2, 2), (2,)], ShapeError, "offset=2"),
+    (lambda a, b: gnp.sum(gnp.gradient(a, edge_order=2)), [(2, 2), (2,)], ValueError, "too small"),
+    (lambda a, b: gnp.sum(gnp.ldexp(a, b)), [(2, 2), (2,)], TypeError, "integers"),
+    (lambda a, b: gnp.sum(gnp.partition(a, 2)), [(2, 2), (2,)], ShapeError, "kth"),
 ])
 def test_bad_input_is_a_graphc_error_naming_the_argument(f, args, cls, word):
     rng = np.random.default_rng(0)
@@ -416,3 +455,91 @@ def test_coverage_lists_every_function_issue_26_names():
 def test_sort_method_in_place_is_refused():
     with pytest.raises(GraphcError, match="in place"):
         _trace(lambda x: x.sort(), np.ones(3))
+
+
+# ------------------------------------------------------------------ issue 26 follow-up
+
+
+def test_frexp_matches_numpy_at_special_points_and_powers_of_two():
+    v = np.array([0.0, -0.0, 1.0, -2.5, 3e-310, np.inf, -np.inf, np.nan, 0.5, 1 - 2**-53, 2**100 * (1 - 2**-53),
+                  1e300, -7.0, 2.0**-1000, 1024.0])
+    m, e = graphc.jit(lambda x: gnp.frexp(x))(v)
+    want_m, want_e = np.frexp(v)
+    np.testing.assert_array_equal(m, want_m)
+    np.testing.assert_array_equal(e, want_e)
+    # the mantissa's gradient is 2**-exponent; the exponent carries none
+    x = np.array([3.0, -0.3, 8.0, 1e-3])
+    g = graphc.grad(lambda x: gnp.sum(gnp.frexp(x)[0] + gnp.frexp(x)[1]))(x)
+    np.testing.assert_array_equal(g, np.ldexp(1.0, -np.frexp(x)[1]))
+    v32 = np.array([0.3, -5.0, 6e-39], dtype=np.float32)
+    m32, e32 = graphc.jit(lambda x: gnp.frexp(x))(v32)
+    assert m32.dtype == np.float32
+    np.testing.assert_array_equal(m32, np.frexp(v32)[0])
+    np.testing.assert_array_equal(e32, np.frexp(v32)[1])
+
+
+def test_ldexp_gradient_is_two_to_the_x2_and_integer_tracers_work():
+    x = np.array([1.5, -2.0, 0.25])
+    g = graphc.grad(lambda x: gnp.sum(gnp.ldexp(x, -3) * x))(x)
+    np.testing.assert_allclose(g, 2 * x / 8, rtol=1e-15)
+    # a traced integer exponent (argmax's int64) counts as numbers, with no gradient
+    v, g = graphc.value_and_grad(lambda x: gnp.sum(gnp.ldexp(x, gnp.argmax(x))))(x)
+    assert v == pytest.approx(np.sum(np.ldexp(x, np.argmax(x))))
+    np.testing.assert_array_equal(g, np.full(3, 2.0 ** np.argmax(x)))
+
+
+def test_partition_value_is_numpys_exactly_with_ties_and_gradient_follows_it():
+    x = np.array([[3.0, 1.0, 2.0, 1.0, 3.0, 0.5], [2.0, 2.0, 2.0, 1.0, 5.0, -1.0]])
+    for kth in (0, 2, (1, 4), -1):
+        got = graphc.jit(lambda x, kth=kth: gnp.partition(x, kth), static_argnames=("kth",))(x)
+        np.testing.assert_array_equal(got, np.partition(x, kth))
+    w = np.arange(1.0, 7.0)
+    g = graphc.grad(lambda x, w: gnp.sum(gnp.partition(x, 2) * w))(x, w)
+    perm = np.argpartition(x, 2)
+    want = np.zeros_like(x)
+    np.put_along_axis(want, perm, np.broadcast_to(w, x.shape), axis=1)
+    np.testing.assert_array_equal(g, want)
+    assert np.array_equal(gnp.partition(x, 1, axis=0), np.partition(x, 1, axis=0))  # eager
+
+
+def test_gradient_returns_numpys_containers_and_second_derivatives():
+    x = np.linspace(0.0, 1.0, 7) ** 3
+    one = graphc.jit(lambda x: gnp.gradient(x, 1 / 6, edge_order=2))(x)
+    np.testing.assert_allclose(one, np.gradient(x, 1 / 6, edge_order=2), rtol=1e-12)
+    y = R.normal(size=(3, 4))
+    got = graphc.jit(lambda y: gnp.gradient(y))(y)
+    want = np.gradient(y)
+    assert type(got) is type(want) and len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert type(gnp.gradient(y)) is type(want)  # eager: NumPy's own
+    # linear in f (f -> D f): the Hessian-vector product of |D f|^2 / 2 is D^T D v, at any point
+    gq = graphc.grad(lambda x: gnp.sum(gnp.gradient(x) ** 2) / 2)
+    hv = graphc.grad(lambda x, v: gnp.sum(gq(x) * v))
+    D = np.stack([np.gradient(e) for e in np.eye(5)], axis=1)
+    v = R.normal(size=5)
+    np.testing.assert_allclose(hv(R.normal(size=5), v), D.T @ D @ v, rtol=1e-12, atol=1e-12)
+
+
+def test_einsum_sublists_match_numpy_eagerly_and_refuse_bad_subscripts():
+    a, b = R.normal(size=(2, 3)), R.normal(size=(3, 4))
+    np.testing.assert_allclose(gnp.einsum(a, [0, 1], b, [1, 2]), np.einsum(a, [0, 1], b, [1, 2]))
+    np.testing.assert_allclose(gnp.einsum(a, [1, 0], [0]), np.einsum(a, [1, 0], [0]))
+    with pytest.raises(ValueError, match="sublist"):
+        graphc.jit(lambda a: gnp.einsum(a, [0, -1]))(a)
+
+
+def test_diagonal_offsets_eagerly_and_on_non_square_matrices():
+    a = R.normal(size=(3, 5))
+    for k in range(-2, 5):
+        np.testing.assert_array_equal(graphc.jit(lambda a, k: gnp.diagonal(a, k), static_argnames=("k",))(a, k=k),
+                                      np.diagonal(a, k))
+        got = graphc.jit(lambda a, k: gnp.trace(a, k), static_argnames=("k",))(a, k=k)
+        assert got == pytest.approx(np.trace(a, k), rel=1e-14)
+        np.testing.assert_array_equal(gnp.diagonal(a, k), np.diagonal(a, k))
+    # past the matrix (autograd's test_trace2 draws such offsets): 0, and a zero gradient
+    for k in (5, -3):
+        v, g = graphc.value_and_grad(lambda a, k: gnp.sum(gnp.trace(a, k)), static_argnames=("k",))(a, k=k)
+        assert v == 0.0 and np.array_equal(g, np.zeros_like(a))
+    v, g = graphc.value_and_grad(lambda a: gnp.sum(gnp.trace(a, 4, axis1=1, axis2=2) * 2.0))(R.normal(size=(2, 3, 4)))
+    assert v == 0.0 and g.shape == (2, 3, 4) and not g.any()

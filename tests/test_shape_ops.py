@@ -1,7 +1,8 @@
 """graphc.numpy's joining, splitting, padding and axis-moving functions and the ops under
 them (issue 26): concatenate, stack, hstack, vstack, split, array_split, expand_dims,
 squeeze, flip, tile, repeat, pad, roll, swapaxes, moveaxis, ravel, take,
-take_along_axis, diag, tril, triu; the primitives slice / unslice / concatenate /
+take_along_axis, diag, tril, triu, rot90, fliplr, flipud, column_stack, dstack, ndim,
+shape, size, NumPy's r_ and c_ on traced values; the primitives slice / unslice / concatenate /
 gather / scatter / index_array / index_mask / triangle.
 
 References: NumPy's own functions (values, and central differences of them for
@@ -88,6 +89,15 @@ CASES = [
     ("triu-k", lambda m, a: m.triu(a, k=1), [_a(3, 4)]),
     ("triu-batched", lambda m, a: m.triu(a, -1), [_a(2, 3, 3)]),
     ("tril-1d", lambda m, a: m.tril(a), [_a(3)]),
+    ("rot90", lambda m, a: m.rot90(a), [_a(2, 3)]),
+    ("rot90-k2", lambda m, a: m.rot90(a, 2), [_a(2, 3)]),
+    ("rot90-negk", lambda m, a: m.rot90(a, k=-1, axes=(2, 0)), [_a(2, 3, 2)]),
+    ("rot90-k4", lambda m, a: m.rot90(a, 4, axes=[1, -1]), [_a(2, 3, 2)]),
+    ("fliplr", lambda m, a: m.fliplr(a), [_a(2, 3, 2)]),
+    ("flipud", lambda m, a: m.flipud(a), [_a(3)]),
+    ("column_stack", lambda m, a, b, c: m.column_stack((a, b, c)), [_a(3), _a(3, 2), _a(3)]),
+    ("dstack-1d", lambda m, a, b: m.dstack([a, b]), [_a(3), _a(3)]),
+    ("dstack-2d-3d", lambda m, a, b: m.dstack([a, b]), [_a(2, 3), _a(2, 3, 2)]),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -255,6 +265,11 @@ def test_random_pads(n, before, after, mode):
     (lambda a, b: gnp.repeat(a, -1), ShapeError, "negative"),
     (lambda a, b: gnp.ravel(a, order="F"), UnsupportedError, "order='F'"),
     (lambda a, b: gnp.concatenate([a, np.ones((2, 3))]), GraphcError, "pass it as an argument"),
+    (lambda a, b: gnp.fliplr(a[0]), ShapeError, ">= 2-d"),
+    (lambda a, b: gnp.rot90(a, axes=(0, 0)), ValueError, "Axes must be different"),
+    (lambda a, b: gnp.rot90(a, axes=(0, 3)), ShapeError, "axes 3 is out of bounds"),
+    (lambda a, b: gnp.column_stack([a, a[0]]), ShapeError, r"tup\[1\]"),
+    (lambda a, b: gnp.vstack(a[0, 0]), TypeError, "0-d"),
 ])
 def test_bad_arguments_are_graphc_errors_naming_them(fn, err, match):
     with pytest.raises(err, match=match):
@@ -324,3 +339,78 @@ def test_a_broken_gather_gradient_is_caught_by_the_sympy_checker():
         register_op(good, replace=True)
     fn = graphc.compile(graphc.value_and_grad(lambda x, idx: gnp.sum(gnp.sin(x[idx]))).lower(x, idx))
     assert check_tensor(fn, values=[{"x": x, "idx": idx}]).ok
+
+
+# ------------------------------------------------------------------ one array's rows; r_ and c_; sizes
+
+ROWS = [  # (name, function of (module, array), array): NumPy joins the array's rows x[0], x[1], ...
+    ("vstack-1d", lambda m, x: m.vstack(x), _a(3)),
+    ("vstack-2d", lambda m, x: m.vstack(x), _a(3, 2)),
+    ("vstack-3d", lambda m, x: m.vstack(x), _a(2, 3, 2)),
+    ("hstack-1d", lambda m, x: m.hstack(x), _a(3)),
+    ("hstack-2d", lambda m, x: m.hstack(x), _a(3, 2)),
+    ("hstack-3d", lambda m, x: m.hstack(x), _a(2, 3, 4)),
+    ("column_stack-2d", lambda m, x: m.column_stack(x), _a(3, 2)),
+    ("dstack-2d", lambda m, x: m.dstack(x), _a(3, 2)),
+]
+# NumPy's own r_ / c_ (their items through numpy.ndim and numpy.array, then np.concatenate)
+CONCATENATORS = [
+    ("r_-one", lambda x: np.r_[x], _a(3, 2)),
+    ("r_-double", lambda x: np.r_[x, x], _a(3, 2)),
+    ("r_-scalars", lambda x: np.r_[-1, x[0], 2.5, 3 * x[1]], _a(3, 2)),
+    ("r_-directive", lambda x: np.r_["0,2", x[0], x[1]], _a(3, 2)),
+    ("r_-axis", lambda x: np.r_["-1", x, x[:, :1]], _a(3, 2)),
+    ("c_", lambda x: np.c_[x, 2 * x, x], _a(3, 2)),
+    ("c_-1d", lambda x: np.c_[x[:, 0], x, x[:, 1]], _a(3, 2)),
+]
+
+
+def _check_one(f, x):
+    want = f(x)
+    C = RNG.normal(size=want.shape)
+    v, g = graphc.value_and_grad(lambda x, C: gnp.sum(f(x) * C), target="numpy")(x, C)
+    assert v == pytest.approx(float(np.sum(want * C)), rel=1e-13, abs=1e-13)
+    fd = _fd(lambda m, x: f(x), [x], [C])[0]
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,fn,x", ROWS, ids=[r[0] for r in ROWS])
+def test_joins_of_one_arrays_rows(name, fn, x):
+    assert np.array_equal(fn(gnp, x), fn(np, x))
+    _check_one(lambda x: fn(gnp, x), x)
+
+
+@pytest.mark.parametrize("name,fn,x", CONCATENATORS, ids=[c[0] for c in CONCATENATORS])
+def test_numpys_r_and_c_on_traced_values(name, fn, x):
+    _check_one(fn, x)
+
+
+def test_r_and_c_without_traced_values_are_numpys():
+    assert np.array_equal(np.r_[1:4, [7, 8], 0.5], [1, 2, 3, 7, 8, 0.5])
+    assert np.r_["0,2,0", [1, 2], [3, 4]].shape == (4, 1)
+    assert np.array_equal(np.c_[np.ones(2), np.zeros(2)], [[1, 0], [1, 0]])
+    assert isinstance(np.r_["r", [1, 2]], np.matrix)
+
+
+def test_r_with_a_captured_array_is_refused_naming_it():
+    c = _a(3, 2)
+    with pytest.raises(GraphcError, match="pass it as an argument"):
+        graphc.value_and_grad(lambda x: gnp.sum(np.r_[x, c]))(_a(3, 2))
+
+
+def test_ndim_shape_size_of_traced_values_are_ints():
+    seen = {}
+
+    def f(x):
+        for m in (np, gnp):  # NumPy dispatches on a traced value, not on a list holding some
+            seen[m.__name__] = (m.ndim(x), m.shape(x), m.size(x), m.size(x, 1), m.size(x, (0, -1)))
+        seen["lists"] = (gnp.ndim([x, x]), gnp.shape([x, x]), gnp.size([x, x]))
+        return gnp.sum(x)
+
+    x = _a(2, 3)
+    graphc.value_and_grad(f)(x)
+    want = (2, (2, 3), 6, 3, 6)
+    assert seen == {"numpy": want, "graphc.numpy": want, "lists": (3, (2, 2, 3), 12)}
+    assert all(type(v) is int for v in seen["numpy"][:1] + seen["numpy"][2:] + seen["numpy"][1])
+    assert (gnp.ndim(x), gnp.shape(x), gnp.size(x), gnp.size(x, 0)) == (2, (2, 3), 6, 2)
+    assert (gnp.ndim(1.5), gnp.shape([[1], [2]]), gnp.size([1, 2, 3])) == (0, (2, 1), 3)
