@@ -374,14 +374,7 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: Any = "introselect", order
     _refuse("partition", order=(order, None))
     if not _traced(a):
         return np.partition(a, kth, axis=axis)
-    a = as_number(a)
-    if axis is None:
-        a, axis = _ravel(a), 0
-    if _ndim(a) == 0:
-        raise ShapeError(f"graphc.numpy.partition: axis={axis} is out of range for a scalar")
-    if not _int(axis):
-        raise ShapeError(f"graphc.numpy.partition: axis must be an int or None, got {axis!r}")
-    ax = _axes("partition", _ndim(a), axis)[0]
+    a, ax = _sort_args("partition", a, axis, "stable", order, None)  # its kind is introselect, checked above
     kth = tuple(int(k) for k in np.atleast_1d(np.asarray(kth)).reshape(-1)) if not _int(kth) else int(kth)
     perm = apply("argsort", a, axis=ax, kth=kth)  # argsort with kth=: numpy.argpartition's permutation
     return NUMPY_FUNCTIONS["take_along_axis"](a, perm, axis=ax)
