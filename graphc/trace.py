@@ -153,10 +153,7 @@ class Tracer:
         too, since integers are counted in floats); a float value to bool or int is refused."""
         kind = np.dtype(dtype).kind
         if kind == "f" or (kind in "iu" and self.node.dtype in ("bool", "i64")):
-            if self.node.dtype == "bool":
-                return Tracer(make("where", self.node, const(1.0, self.trace.dtype), const(0.0, self.trace.dtype)),
-                              self.trace)
-            if self.node.dtype == "i64":
+            if self.node.dtype in ("bool", "i64"):  # as apply does for masks and integers used as numbers
                 return Tracer(make("to_float", self.node, dtype=self.trace.dtype), self.trace)
             return self
         if kind == "b" and self.node.dtype == "bool":
@@ -289,8 +286,8 @@ _UFUNCS = {
     "expm1": "expm1", "logaddexp": "logaddexp", "hypot": "hypot", "floor": "floor", "ceil": "ceil",
     "sign": "sign", "exp2": "exp2", "log2": "log2", "log10": "log10", "greater": "greater", "less": "less",
     "greater_equal": "greater_equal", "less_equal": "less_equal", "equal": "equal", "not_equal": "not_equal",
-    "square": "square", "fabs": "fabs", "conjugate": "conjugate", "fmax": "fmax", "fmin": "fmin", "logaddexp2": "logaddexp2", "reciprocal": "reciprocal",
-    "deg2rad": "deg2rad", "rad2deg": "rad2deg", "radians": "deg2rad", "degrees": "rad2deg", "remainder": "mod",
+    "square": "square", "fabs": "fabs", "conjugate": "conjugate", "fmax": "fmax", "fmin": "fmin",
+    "logaddexp2": "logaddexp2", "reciprocal": "reciprocal", "deg2rad": "deg2rad", "rad2deg": "rad2deg", "radians": "deg2rad", "degrees": "rad2deg", "remainder": "mod",
     "floor_divide": "floor_divide",
 }
 
@@ -781,10 +778,9 @@ class Traced:
             return self.f(*args, **kwargs) if self.mode == "jit" else self._nested(args, kwargs)
         try:
             sig, leaves, trees, dims = self._entry(args, kwargs)
-        except _TracedArgument:  # called on traced values, inside a function being traced
-            if self.mode == "jit":  # as JAX: the function is traced into the outer program
-                return self.f(*args, **kwargs)
-            return self._nested(args, kwargs)  # its derivative, as IR of the outer program
+        except _TracedArgument as exc:  # no trace is recording: a traced value kept from an ended one
+            raise TracingError(f"argument {exc.where} is a traced value of a trace that has ended (kept from "
+                               "inside a traced function): pass arrays") from None
         # the signature fixed every shape and dtype: leaves go straight to the kernel
         dt = sig.np_dtype
         arrays = [x if type(x) is np.ndarray else np.asarray(x, dtype=dt if k not in sig.int_slots else None)

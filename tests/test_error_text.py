@@ -139,3 +139,18 @@ def test_compile_names_what_it_was_given_with_its_article(bad, words):
 def test_out_of_the_wrong_kind_is_named_with_its_article():
     with pytest.raises(graphc.GraphcError, match="got a Python int$"):
         graphc.compile("x*y")(np.ones(3), np.ones(3), out=5)
+
+
+def test_a_traced_value_kept_after_its_trace_is_named():
+    """Regression: a tracer kept from inside a traced function and passed later reached the
+    nested-derivative path with no trace recording (an IndexError traceback)."""
+    kept = []
+
+    def f(x):
+        kept.append(x)
+        return gnp.sum(x)
+
+    graphc.grad(f)(np.ones(2))
+    for mode in (graphc.grad, graphc.jit):
+        text = _message(lambda mode=mode: mode(lambda x: gnp.sum(x))(kept[0]))
+        assert "traced value of a trace that has ended" in text and "argument x" in text
