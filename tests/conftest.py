@@ -3,6 +3,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
 
@@ -86,3 +87,15 @@ def one_thread():
     old = targets.set_parallel_min(1 << 17)
     yield
     targets.set_parallel_min(old)
+
+
+def fd_grad(f, x, h=1e-6):
+    """Central differences of a scalar function f at the float64 array x (a test reference)."""
+    x = np.asarray(x, dtype=float)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, dn = x.copy(), x.copy()
+        up[i] += h
+        dn[i] -= h
+        g[i] = (f(up) - f(dn)) / (2 * h)
+    return g

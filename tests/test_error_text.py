@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import fd_grad
 
 import graphc
 import graphc.numpy as gnp
@@ -78,15 +79,6 @@ def test_a_compiled_formula_inside_a_traced_function_says_what_to_do():
 # ------------------------------------------------------------------ jit under a trace: traced inline
 
 
-def _fd(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, dn = x.copy(), x.copy()
-        up[i] += h
-        dn[i] -= h
-        g[i] = (f(up) - f(dn)) / (2 * h)
-    return g
-
 
 def test_jit_called_on_traced_values_is_traced_inline():
     @graphc.jit
@@ -105,7 +97,7 @@ def test_jit_called_on_traced_values_is_traced_inline():
     w, X = rng.normal(size=(3, 2)), rng.normal(size=(5, 3))
     v, g = graphc.value_and_grad(loss)(w, X)
     assert v == pytest.approx(ref(w, X), rel=1e-13)
-    np.testing.assert_allclose(g, _fd(lambda w: ref(w, X), w), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(g, fd_grad(lambda w: ref(w, X), w), rtol=1e-6, atol=1e-8)
     assert layer.cache_info()["misses"] == 0  # nothing compiled for the inner function
     # the jit-ed function still runs on arrays by itself
     h, extra = layer(w, X)
@@ -117,7 +109,7 @@ def test_jit_inline_with_static_arguments_and_inside_jit():
     x = np.linspace(-1.0, 1.0, 4)
     v, g = graphc.value_and_grad(lambda x: gnp.sum(scale(x, k=3.0) ** 2))(x)
     assert v == pytest.approx(float(np.sum((3 * x + np.sin(x)) ** 2)), rel=1e-13)
-    np.testing.assert_allclose(g, _fd(lambda x: float(np.sum((3 * x + np.sin(x)) ** 2)), x), rtol=1e-6)
+    np.testing.assert_allclose(g, fd_grad(lambda x: float(np.sum((3 * x + np.sin(x)) ** 2)), x), rtol=1e-6)
     outer = graphc.jit(lambda x: scale(x, k=2.0) - 1.0)
     np.testing.assert_allclose(outer(x), 2 * x + np.sin(x) - 1.0, rtol=1e-13)
 

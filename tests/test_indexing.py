@@ -8,7 +8,7 @@ the updates; SymPy's exact derivatives (graphc.verify.tensor) on small shapes.
 
 import numpy as np
 import pytest
-from conftest import FUZZ, TENSOR_TARGETS_THREADS_SLOW
+from conftest import FUZZ, TENSOR_TARGETS_THREADS_SLOW, fd_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,15 +186,6 @@ def _updated(x, key, v, mode):
     return r
 
 
-def _fd(fn, arr, h=1e-6):
-    out = np.zeros_like(arr)
-    for j in np.ndindex(arr.shape):
-        up, dn = arr.copy(), arr.copy()
-        up[j] += h
-        dn[j] -= h
-        out[j] = (fn(up) - fn(dn)) / (2 * h)
-    return out
-
 
 @pytest.mark.parametrize("mode", ["set", "add", "multiply", "max", "min"])
 @pytest.mark.parametrize("key", UPDATE_KEYS, ids=_show)
@@ -212,8 +203,8 @@ def test_at_updates_value_and_gradients_against_finite_differences(key, mode):
         return float(np.sum(_updated(x, key, v, mode) * W))
 
     assert val == pytest.approx(ref(x, v), rel=1e-13)
-    np.testing.assert_allclose(gx, _fd(lambda a: ref(a, v), x), atol=1e-7)
-    np.testing.assert_allclose(gv, _fd(lambda a: ref(x, a), v), atol=1e-7)
+    np.testing.assert_allclose(gx, fd_grad(lambda a: ref(a, v), x), atol=1e-7)
+    np.testing.assert_allclose(gv, fd_grad(lambda a: ref(x, a), v), atol=1e-7)
 
 
 def test_at_updates_broadcast_scalars_and_keep_x():
@@ -253,8 +244,8 @@ def test_at_with_traced_indices_drops_out_of_range_updates():
                      + np.sum(_updated(x, k, vk, "max")))
 
     assert val == pytest.approx(ref(x, v), rel=1e-13)
-    np.testing.assert_allclose(gx, _fd(lambda a: ref(a, v), x), atol=1e-6)
-    np.testing.assert_allclose(gv, _fd(lambda a: ref(x, a), v), atol=1e-6)
+    np.testing.assert_allclose(gx, fd_grad(lambda a: ref(a, v), x), atol=1e-6)
+    np.testing.assert_allclose(gv, fd_grad(lambda a: ref(x, a), v), atol=1e-6)
     assert gv[3] == 0.0 and gv[4] == 0.0
 
 

@@ -6,21 +6,10 @@ nested-derivative test cases (perturbation confusion, third derivatives)."""
 
 import numpy as np
 import pytest
-from conftest import TENSOR_TARGETS_THREADS_SLOW
+from conftest import TENSOR_TARGETS_THREADS_SLOW, fd_grad
 
 import graphc
 import graphc.numpy as gnp
-
-
-def fd_grad(f, x, h=1e-6):
-    x = np.asarray(x, dtype=float)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, dn = x.copy(), x.copy()
-        up[i] += h
-        dn[i] -= h
-        g[i] = (f(up) - f(dn)) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("target", TENSOR_TARGETS_THREADS_SLOW)
