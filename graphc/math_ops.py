@@ -284,7 +284,7 @@ def _le(a, b, strict=False):
 
 
 def _infer_sort(op, args, attrs):
-    _only(op, attrs, ("axis", "kth") if op == "argsort" else ("axis",))
+    _only(op, attrs, ("axis", "kth", "window") if op == "argsort" else ("axis",))
     for a in args:
         _float_arg(op, a)
     x = args[0]
@@ -295,6 +295,10 @@ def _infer_sort(op, args, attrs):
     ax = _axis1(op, x, attrs.get("axis", -1))
     if attrs.get("kth") is not None:  # argsort(kth=...): numpy.argpartition's permutation
         return {"axis": ax, "kth": _kth(op, x, ax, attrs["kth"])}, Type("i64", x.shape)
+    if attrs.get("window") is not None:  # argsort(window=(lo, hi)): entries lo..hi-1 of the sorting permutation
+        lo, hi = _window(op, x, ax, attrs["window"])
+        shape = tuple(hi - lo if i == ax else d for i, d in enumerate(x.shape))
+        return {"axis": ax, "window": (lo, hi)}, Type("i64", shape)
     return {"axis": ax}, Type("i64", x.shape) if op == "argsort" else args[-1].type
 
 
@@ -312,20 +316,46 @@ def _kth(op, x, ax, kth):
     return tuple(out)
 
 
+def _window(op, x, ax, window):
+    """argsort's window=(lo, hi): a non-empty run of ranks along the axis."""
+    n = _known(op, x, ax)
+    try:
+        lo, hi = (int(w) for w in window)
+    except (TypeError, ValueError):
+        raise IRError(f"{op}: window must be a pair of ints (lo, hi), got {window!r}") from None
+    if not 0 <= lo < hi <= n:
+        raise ShapeError(f"{op}: window ({lo}, {hi}) is not a run of ranks in 0..{n} on axis {ax}")
+    return lo, hi
+
+
 def _order(key, axis):
-    return np.argsort(key, axis=axis, kind="stable")
+    """The sorting permutation behind sort's gradient (sort_by, unsort): NumPy's default
+    kind (its SIMD sorts, 4x the stable merge sort here). Ties may take either order: a
+    sort's values are the same and so is the summed gradient of tied entries."""
+    return np.argsort(key, axis=axis)
 
 
 def _np_sort(x, axis):
-    return np.sort(x, axis=axis, kind="stable")
+    return np.sort(x, axis=axis)  # every kind sorts to the same values; the default is the fastest
 
 
-def _np_argsort(x, axis, kth=None):
-    """The stable sorting permutation; with kth, numpy.argpartition's (applied by
-    take_along_axis it gives numpy.partition's output exactly)."""
+def _np_argsort(x, axis, kth=None, window=None):
+    """The stable sorting permutation (numpy.argsort(kind='stable')); with kth,
+    numpy.argpartition's (applied by take_along_axis it gives numpy.partition's output
+    exactly); with window=(lo, hi), the permutation's entries lo..hi-1 only, found by
+    one argpartition and a sort of the window (the top-k of `sort(x)[..., -k:]`)."""
     if kth is not None:
         return np.argpartition(x, list(kth), axis=axis).astype(np.int64)
-    return _order(x, axis).astype(np.int64)
+    if window is None:
+        return np.argsort(x, axis=axis, kind="stable").astype(np.int64)
+    lo, hi = window
+    n = np.shape(x)[axis]
+    if (lo, hi) == (0, n):
+        return np.argsort(x, axis=axis, kind="stable").astype(np.int64)
+    part = np.argpartition(x, sorted({lo, hi - 1}), axis=axis)
+    part = np.take(part, np.arange(lo, hi), axis=axis)
+    inner = np.argsort(np.take_along_axis(x, part, axis=axis), axis=axis, kind="stable")
+    return np.take_along_axis(part, inner, axis=axis).astype(np.int64)
 
 
 def _np_sort_by(key, v, axis):
@@ -406,13 +436,14 @@ def _argpartition_of(perm, kth):
     return [int(i) for i in np.argpartition(ranks, list(kth))]
 
 
-def _sym_argsort(x, axis, kth=None):
+def _sym_argsort(x, axis, kth=None, window=None):
     def line(items, _):
         pieces = _perm_pieces(items)
         of = (lambda p: p) if kth is None else (lambda p: _argpartition_of(p, kth))
         return [_piecewise(pieces, lambda p, k=k: _sp().Integer(of(p)[k])) for k in range(len(items))]
 
-    return _sym_lines(x, axis, line)
+    out = _sym_lines(x, axis, line)
+    return out if window is None else np.take(out, np.arange(*window), axis=axis)
 
 
 def _sym_sort_by(key, v, axis):
@@ -435,6 +466,79 @@ def _sym_unsort(key, g, axis):
         return [_piecewise(pieces, lambda p, k=k: vals[list(p).index(k)]) for k in range(len(items))]
 
     return _sym_lines(key, axis, line)
+
+
+# ------------------------------------------------------------------ take_along / put_along
+
+
+def _infer_take_along(op, args, attrs):
+    x, idx = args
+    _only(op, attrs, ("axis", "n") if op == "put_along" else ("axis",))
+    _float_arg(op, x)
+    if idx.dtype != "i64":
+        raise IRError(f"{op}: indices must be integers (i64), got {idx.dtype}")
+    if idx.type.ndim != x.type.ndim or x.type.ndim == 0:
+        raise ShapeError(f"{op}: indices {fmt_shape(idx.shape)} and values {fmt_shape(x.shape)} need the same "
+                         "number of dimensions (at least one)")
+    ax = _axis1(op, x, attrs.get("axis", -1))
+    if any(a != b for i, (a, b) in enumerate(zip(idx.shape, x.shape)) if i != ax):
+        raise ShapeError(f"{op}: indices {fmt_shape(idx.shape)} and values {fmt_shape(x.shape)} differ off axis {ax}")
+    if op == "take_along":
+        return {"axis": ax}, Type(x.dtype, idx.shape)
+    n = attrs.get("n")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < idx.shape[ax]:
+        raise ShapeError(f"{op}: n={n!r} must be an int of at least {idx.shape[ax]} (the indices' length on axis {ax})")
+    return {"axis": ax, "n": int(n)}, Type(x.dtype, tuple(int(n) if i == ax else d for i, d in enumerate(x.shape)))
+
+
+def _np_take_along(x, idx, axis):
+    return np.take_along_axis(np.asarray(x), np.asarray(idx), axis=axis)
+
+
+def _np_put_along(g, idx, axis, n):
+    g = np.asarray(g)
+    out = np.zeros(tuple(n if i == axis else d for i, d in enumerate(g.shape)), dtype=g.dtype)
+    np.put_along_axis(out, np.asarray(idx), g, axis=axis)
+    return out
+
+
+def _picked(e, pick):
+    """pick(k) for an index e: an integer, or the Piecewise of integers argsort's SymPy form
+    gives (a permutation chosen by the order of the keys), taken piece by piece."""
+    sp = _sp()
+    if isinstance(e, sp.Piecewise):
+        return sp.Piecewise(*[(_picked(v, pick), c) for v, c in e.args])
+    return pick(int(e))
+
+
+def _sym_take_along(x, idx, axis):
+    x, idx = np.moveaxis(_obj(x), axis, -1), np.moveaxis(_obj(idx), axis, -1)
+    out = np.empty(idx.shape, dtype=object)
+    for pos in np.ndindex(*idx.shape):
+        line = x[pos[:-1]]
+        out[pos] = _picked(idx[pos], lambda k, line=line: line[k])
+    return np.moveaxis(out, -1, axis)
+
+
+def _sym_put_along(g, idx, axis, n):
+    sp = _sp()
+    g, idx = np.moveaxis(_obj(g), axis, -1), np.moveaxis(_obj(idx), axis, -1)
+    out = np.empty(g.shape[:-1] + (n,), dtype=object)
+    for pos in np.ndindex(*out.shape):
+        line, at = g[pos[:-1]], idx[pos[:-1]]
+        out[pos] = sp.Add(*[line[k] * _picked(at[k], lambda j, p=pos[-1]: sp.Integer(int(j == p)))
+                            for k in range(len(line))])
+    return np.moveaxis(out, -1, axis)
+
+
+def _g_take_along(n, g):
+    x, idx = n.args
+    ax = n.attrs["axis"]
+    return make("put_along", g, idx, axis=ax, n=x.shape[ax]), None
+
+
+def _g_put_along(n, g):
+    return make("take_along", g, n.args[1], axis=n.attrs["axis"]), None
 
 
 # ------------------------------------------------------------------ diagonals
@@ -609,11 +713,18 @@ for _spec in [
     _O("sort", 1, _np_sort, _g_sort, None, "", "entries sorted along axis (numpy.sort; the gradient follows the "
        "permutation)", infer=_infer_sort, symbolic=_sym_sort, keywords=("axis",)),
     _O("argsort", 1, _np_argsort, _g_none, None, "", "the stable sorting permutation (numpy.argsort, "
-       "kind='stable'); with kth=, numpy.argpartition's", infer=_infer_sort, symbolic=_sym_argsort, keywords=("axis",)),
+       "kind='stable'); with kth=, numpy.argpartition's; with window=(lo, hi), its entries lo..hi-1",
+       infer=_infer_sort, symbolic=_sym_argsort, keywords=("axis",)),
     _O("sort_by", 2, _np_sort_by, _g_sort_by, None, "", "values ordered as sorting the keys orders them",
        infer=_infer_sort, symbolic=_sym_sort_by, internal=True),
     _O("unsort", 2, _np_unsort, _g_unsort, None, "", "sort_by's transpose: values scattered back (sort's gradient)",
        infer=_infer_sort, symbolic=_sym_unsort, internal=True),
+    _O("take_along", 2, _np_take_along, _g_take_along, None, "", "x's entries at the indices along axis "
+       "(numpy.take_along_axis; the indices of a run of a permutation: sort's top-k window)",
+       infer=_infer_take_along, symbolic=_sym_take_along, internal=True),
+    _O("put_along", 2, _np_put_along, _g_put_along, None, "", "take_along's transpose: g placed at the indices "
+       "along an axis of length n, zeros elsewhere (numpy.put_along_axis; the indices distinct on each line)",
+       infer=_infer_take_along, symbolic=_sym_put_along, internal=True),
     _O("diagonal", 1, _np_diagonal, _g_diagonal, None, "", "the diagonal of axes axis1, axis2, as a last axis "
        "(numpy.diagonal)", infer=_infer_diagonal, symbolic=_sym_np(_np_diagonal), keywords=("axis1", "axis2")),
     _O("diag_embed", 1, _np_diag_embed, _g_diag_embed, None, "", "diagonal's transpose: the last axis placed on "

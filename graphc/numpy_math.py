@@ -217,11 +217,12 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
     a = as_number(a)
     axes = _axes("var", a.ndim, axis)
     d = a - apply("mean", a, axis=axes, keepdims=True)
-    v = apply("mean", d * d, axis=axes, keepdims=keep)
+    # a sum divided by the count (numpy.mean's arithmetic), so the square's sum joins the loop that centres
+    n = _n_over(a, axes)
+    s = apply("sum", d * d, axis=axes, keepdims=keep)
     if isinstance(ddof, Tracer) or ddof != 0:
-        n = _n_over(a, axes)
-        v = v * (n / (n - ddof))
-    return v
+        return s / n * (n / (n - ddof))
+    return s / n
 
 
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0, keepdims: Any = _NoValue, *,

@@ -236,7 +236,7 @@ def _g_concatenate(n, g):
 # ------------------------------------------------------------------ gather / scatter
 
 
-def _norm(idx: np.ndarray, sizes: Sequence[int], clip: bool) -> tuple[np.ndarray, np.ndarray]:
+def normalize_indices(idx: np.ndarray, sizes: Sequence[int], clip: bool) -> tuple[np.ndarray, np.ndarray]:
     """Indices with negatives counted from the end, then clamped into range (clip) or
     replaced by 0 where out of range; and the mask of those that were in range."""
     idx = np.asarray(idx, dtype=np.int64)
@@ -268,7 +268,7 @@ def _gather(x, idx, clip):
     shape = idx.shape[:-1] + x.shape[k:]
     if any(d == 0 for d in x.shape[:k]) or 0 in idx.shape[:-1]:
         return _zeros_like(shape, x)
-    j, inside = _norm(idx, x.shape[:k], clip)
+    j, inside = normalize_indices(idx, x.shape[:k], clip)
     out = x[tuple(j[..., c] for c in range(k))]
     if not clip:
         keep = inside.reshape(inside.shape + (1,) * (x.ndim - k))
@@ -313,7 +313,7 @@ def _scatter(x, v, idx, update, clip, symbolic=False):
     k = idx.shape[-1]
     if any(d == 0 for d in x.shape[:k]) or 0 in idx.shape[:-1]:
         return out
-    j, inside = _norm(idx, x.shape[:k], clip)
+    j, inside = normalize_indices(idx, x.shape[:k], clip)
     j, vv = j[inside], v[inside]
     where = tuple(j[:, c] for c in range(k))
     if symbolic:  # object arrays: one update at a time, in order (the last of duplicates wins a "set")
@@ -411,7 +411,7 @@ def _index_mask(idx, shape, which, clip, dtype):
     out = np.zeros(lead, dtype=bool)
     if any(d == 0 for d in shape):
         return out
-    j, inside = _norm(idx, shape, clip)
+    j, inside = normalize_indices(idx, shape, clip)
     if which == "valid":
         return inside
     flat = np.ravel_multi_index(tuple(j.reshape(-1, len(shape)).T), tuple(shape)) if j.size else np.zeros(0, int)

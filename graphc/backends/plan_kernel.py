@@ -22,6 +22,7 @@ from ..schedule.memory import MemoryPlan
 from ..schedule.plan import GemmStep, HostStep, LoopStep, RowStep, lower
 from ..schedule.regions import regions
 from ..shapes import bound
+from ..tensor_ops import resolve_attrs
 from .kernel import Kernel
 from .numpy_ref import run_op
 
@@ -143,7 +144,12 @@ class PlanKernel(Kernel):
     # ------------------------------------------------ one function per step kind
 
     def run_host(self, s: HostStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
-        env[s.out] = run_op(s.fn, [env[j] for j in s.ins], s.attrs, s.symbolic, dims, s.dtype)
+        vals = [env[j] for j in s.ins]
+        if s.into:
+            attrs = (resolve_attrs(s.attrs, dims) if s.symbolic else s.attrs) or {}
+            env[s.out] = s.fn(*vals, out=buffer(s.out, bound(s.node.shape, dims), s.dtype), **attrs)
+        else:
+            env[s.out] = run_op(s.fn, vals, s.attrs, s.symbolic, dims, s.dtype)
 
     def run_gemm(self, s: GemmStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
         x, y = env[s.a], env[s.b]

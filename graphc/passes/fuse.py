@@ -92,11 +92,33 @@ def _log_of_softmax(n: Node) -> Node | None:
     return make("log_softmax", x.args[0], axis=x.attrs["axis"]) if x.op == "softmax" else None
 
 
+def _sorted_window(n: Node) -> Node | None:
+    """sort(x, axis=k) sliced to a run of ranks lo..hi-1 on k (every other axis whole)
+    -> take_along(x, argsort(x, k, window=(lo, hi)), k): one argpartition and a sort of
+    the window instead of sorting every line (the top-k of `sort(x)[:, -k:]`), and the
+    gradient scatters through the window's indices (put_along) instead of unsorting."""
+    x = n.args[0]
+    if x.op != "sort":
+        return None
+    src, ax = x.args[0], x.attrs["axis"]
+    start, step, shape = n.attrs["start"], n.attrs["step"], n.attrs["shape"]
+    full = x.shape
+    if not all(isinstance(d, int) for d in full) or step[ax] != 1:
+        return None
+    if any(start[i] != 0 or step[i] != 1 or shape[i] != full[i] for i in range(len(full)) if i != ax):
+        return None
+    lo, hi = start[ax], start[ax] + shape[ax]
+    if hi <= lo or (lo, hi) == (0, full[ax]):
+        return None
+    return make("take_along", src, make("argsort", src, axis=ax, window=(lo, hi)), axis=ax)
+
+
 TENSOR = [
     FnRule("exp(s)/sum(exp(s), axis=k, keepdims=True) -> softmax(s, k)", _softmax, "div"),
     FnRule("log(sum(exp(s), axis)) -> logsumexp(s, axis)", _logsumexp, "log"),
     FnRule("s - logsumexp(s, k, keepdims=True) -> log_softmax(s, k)", _log_softmax, "sub"),
     FnRule("log(softmax(s, k)) -> log_softmax(s, k)", _log_of_softmax, "log"),
+    FnRule("sort(x, k)[window on k] -> take_along(x, argsort(x, k, window))", _sorted_window, "slice"),
 ]
 
 SIMPLE = [

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..backends.host_kernels import FAST
 from ..backends.numpy_ref import op_step
 from ..ir import DTYPE_NUMPY, Graph, Node
 from .regions import Region, Xent
@@ -146,7 +147,9 @@ class GemmStep:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class HostStep:
-    """One op's NumPy form (`numpy_ref.op_step`): out = fn(*ins, **attrs)."""
+    """One op's NumPy form (`numpy_ref.op_step`): out = fn(*ins, **attrs); with `into`,
+    a compiled form (`backends.host_kernels.FAST`) that writes into its buffer `out=`
+    (a runner that passes none gets a new array)."""
 
     kind: ClassVar[str] = "host"  # renderers run a step by its kind: `run_host`
 
@@ -157,6 +160,7 @@ class HostStep:
     symbolic: bool
     dtype: np.dtype
     out: int
+    into: bool = False
 
     @property
     def reads(self) -> tuple[int, ...]:
@@ -255,6 +259,9 @@ def lower(graph: Graph, steps: list) -> Plan:
         else:
             ins = tuple(slot[id(a)] for a in s.args)
             fn, attrs, symbolic, dt = op_step(s)
-            out.append(HostStep(s, fn, ins, attrs, symbolic, dt, new(s)))
+            if s.op in FAST:  # a compiled form into a buffer of the plan's (the numpy target keeps NumPy's)
+                out.append(HostStep(s, FAST[s.op], ins, attrs, symbolic, dt, keep(s).slot, into=True))
+            else:
+                out.append(HostStep(s, fn, ins, attrs, symbolic, dt, new(s)))
     outputs = tuple(Value(slot[id(v)], v.shape, np_dtype(v)) for _, v in graph.outputs)
     return Plan(tuple(out), len(slot), inputs, tuple(consts), outputs, buffers, pooled)
