@@ -669,6 +669,67 @@ def _sym_iota(x, n):
     return np.array([_sp().Integer(i) for i in range(n)], dtype=object)
 
 
+MAX_ARRAY_CONSTANT = 1 << 16  # entries of a NumPy array captured as a constant; larger ones are arguments
+
+
+def _infer_array(op, args, attrs):
+    (x,) = args
+    _only(op, attrs, ("data", "shape", "mask"))
+    _float_arg(op, x)
+    if x.type.ndim:
+        raise ShapeError("array: takes a scalar (its dtype is the result's)")
+    shape, data = attrs.get("shape"), attrs.get("data")
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise IRError(f"array: shape must be a tuple of sizes, got {shape!r}")
+    mask = _flag(op, "mask", attrs.get("mask", False))
+    n = int(np.prod(shape, dtype=np.int64))
+    if n > MAX_ARRAY_CONSTANT:
+        raise ShapeError(f"array: {n} entries; constants hold at most {MAX_ARRAY_CONSTANT} (pass larger "
+                         "arrays as arguments)")
+    width = 1 if mask else 8
+    if not isinstance(data, str) or len(data) != 2 * width * n or any(c not in "0123456789abcdef" for c in data):
+        raise IRError(f"array: data must be the hex text of {n} {'bytes' if mask else 'float64 values'}")
+    return {"data": data, "shape": shape, "mask": mask}, Type("bool" if mask else x.dtype, shape)
+
+
+def _entries(data: str, mask: bool) -> np.ndarray:
+    """An array constant's entries: its data is the hex text of little-endian float64 values
+    (masks: of bytes), exact and printable in the IR's text."""
+    return np.frombuffer(bytes.fromhex(data), dtype=np.uint8 if mask else "<f8")
+
+
+def _np_array(x, data, shape, mask):
+    """The captured array, a new one each call (a caller may write into a result)."""
+    return _entries(data, mask).astype(bool if mask else np.result_type(x)).reshape(shape)
+
+
+def _sym_array(x, data, shape, mask):
+    sp = _sp()
+    vals = [bool(v) if mask else sp.Integer(int(v)) if float(v).is_integer() else sp.Float(float(v), 30)
+            for v in _entries(data, mask)]
+    return np.array(vals + [None], dtype=object)[:-1].reshape(shape)
+
+
+def captured_array(x: np.ndarray, dtype: str) -> Node:
+    """A NumPy array used in a traced computation, as IR: a broadcast scalar where every
+    entry is the same (np.zeros, np.ones, np.full), else an `array` constant (masks kept as
+    masks, integers as floats of the trace's dtype)."""
+    from .ir import make as _make
+
+    mask = x.dtype == np.bool_
+    if x.size and not mask and x.dtype.kind in "iuf":
+        first = x.flat[0]
+        if np.all(x == first):
+            return _make("broadcast_to", const(float(first), dtype), shape=tuple(x.shape))
+    if x.size > MAX_ARRAY_CONSTANT:
+        raise ShapeError(f"a NumPy array of shape {x.shape} ({x.size} entries) captured by a traced function: "
+                         f"constants hold at most {MAX_ARRAY_CONSTANT} entries; pass it as an argument")
+    if x.dtype.kind not in "biuf":
+        raise IRError(f"a NumPy array of dtype {x.dtype} captured by a traced function: graphc takes real numbers")
+    data = (x.astype(np.uint8) if mask else x.astype("<f8")).tobytes().hex()
+    return _make("array", const(0.0, dtype), data=data, shape=tuple(x.shape), mask=mask)
+
+
 def _infer_to_float(op, args, attrs):
     (x,) = args
     _only(op, attrs, ("dtype",))
@@ -734,6 +795,8 @@ for _spec in [
        infer=_infer_cross, symbolic=_sym_cross),
     _O("iota", 1, _np_iota, _g_none, None, "", "0, 1, ..., n-1 in the dtype of a scalar: iota(0, n=5)",
        infer=_infer_iota, symbolic=_sym_iota, keywords=("n",), internal=True),
+    _O("array", 1, _np_array, _g_none, None, "", "a NumPy array captured by a traced function (its entries as data; "
+       "a scalar carries the dtype)", infer=_infer_array, symbolic=_sym_array, internal=True),
     _O("to_float", 1, _np_to_float, _g_none, None, "", "integers or a mask as numbers (x.astype(float); no "
        "gradient)", infer=_infer_to_float, symbolic=_sym_to_float, keywords=("dtype",), internal=True),
 ]:

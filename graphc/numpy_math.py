@@ -1031,6 +1031,48 @@ def _like(fn: str, a: Any, fill: Any, dtype: Any, order: Any, subok: Any, shape:
     return broadcast_like(as_number(fill), shp, like)
 
 
+def zeros(shape: Any, dtype: Any = None, order: Any = "C", *, device: Any = None, like: Any = None) -> Any:
+    """numpy.zeros: a NumPy array; used in a traced function it is a constant of the program
+    (a broadcast zero), as every NumPy array it captures."""
+    return np.zeros(shape, dtype=dtype, order=order)
+
+
+def ones(shape: Any, dtype: Any = None, order: Any = "C", *, device: Any = None, like: Any = None) -> Any:
+    """numpy.ones: a NumPy array (a constant of a traced program, as zeros)."""
+    return np.ones(shape, dtype=dtype, order=order)
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, order: Any = "C", *, device: Any = None,
+         like: Any = None) -> Any:
+    """numpy.full: a NumPy array of a number; a traced fill value is broadcast (differentiable)."""
+    if isinstance(fill_value, Tracer):
+        return NUMPY_FUNCTIONS["broadcast_to"](fill_value, shape if isinstance(shape, tuple) else
+                                                tuple(np.atleast_1d(shape).tolist()))
+    return np.full(shape, fill_value, dtype=dtype, order=order)
+
+
+def eye(N: Any, M: Any = None, k: Any = 0, dtype: Any = float, order: Any = "C", *, device: Any = None,  # noqa: N803
+        like: Any = None) -> Any:
+    """numpy.eye: a NumPy array (a constant of a traced program)."""
+    return np.eye(N, M, k, dtype=dtype, order=order)
+
+
+def identity(n: Any, dtype: Any = None, *, like: Any = None) -> Any:
+    """numpy.identity: a NumPy array (a constant of a traced program)."""
+    return np.identity(n, dtype=dtype)
+
+
+def copy(a: Any, order: Any = "K", subok: Any = False) -> Any:
+    """numpy.copy: traced values are never written in place, so a traced copy is the value itself."""
+    return a if isinstance(a, Tracer) else np.copy(a, order=order, subok=subok)
+
+
+def empty_like(prototype: Any, /, dtype: Any = None, order: Any = "K", subok: Any = True, shape: Any = None, *,
+               device: Any = None) -> Any:
+    """numpy.empty_like: zeros of the prototype's shape (its contents are unspecified in NumPy)."""
+    return zeros_like(prototype, dtype=dtype, order=order, subok=subok, shape=shape)
+
+
 def zeros_like(a: Any, dtype: Any = None, order: Any = "K", subok: Any = True, shape: Any = None, *,
                device: Any = None) -> Any:
     """numpy.zeros_like: zeros of a's shape (a constant: no gradient to a)."""
@@ -1113,6 +1155,29 @@ def coverage() -> list[tuple[str, bool]]:
     return out
 
 
+def coverage_markdown() -> str:
+    """coverage() as the Markdown table of docs/numpy-coverage.md (tests/test_numpy_more.py keeps
+    that file equal to this text: regenerate it with `write_coverage_doc()`)."""
+    rows = coverage()
+    done = builtins.sum(ok for _, ok in rows)
+    lines = ["# graphc.numpy: NumPy's common functions", "",
+             f"Generated from `graphc.numpy.coverage()`: {done} of {len(rows)} of NumPy's most used functions "
+             "work on traced values (value and gradient; integer results such as argmax carry none). "
+             "Complex numbers are out of scope. Any other name raises an error naming the closest supported "
+             "functions.", "", "| function | supported |", "|---|---|"]
+    lines += [f"| `numpy.{name}` | {'yes' if ok else 'no'} |" for name, ok in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_coverage_doc() -> str:
+    """Rewrite docs/numpy-coverage.md from coverage() (in a source checkout); its path."""
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "docs" / "numpy-coverage.md"
+    path.write_text(coverage_markdown())
+    return str(path)
+
+
 class MissingFunctionError(GraphcError, AttributeError):
     """A function graphc.numpy (or its linalg) does not have: the message names the closest ones."""
 
@@ -1135,6 +1200,7 @@ __all__ = [
     "floor_divide", "sinc", "nan_to_num", "var", "std", "prod", "cumsum", "cumprod", "diff", "argmax", "argmin",
     "sort", "argsort", "einsum", "tensordot", "outer", "inner", "trace", "diagonal", "kron", "cross",
     "count_nonzero", "select", "sum", "mean", "zeros_like", "ones_like", "full_like", "arange", "linspace",
+    "zeros", "ones", "full", "eye", "identity", "copy", "empty_like",
     "gradient", "partition",
 ]
 # graphc.numpy's names that are not NumPy functions: served by graphc.numpy's module __getattr__
@@ -1145,3 +1211,4 @@ EXTRA.update(ldexp=ldexp, frexp=frexp)
 NUMPY_FUNCTIONS.update(ldexp=ldexp, frexp=frexp)
 
 NUMPY_FUNCTIONS["norm"] = linalg.norm  # numpy.linalg.norm on a tracer (__array_function__ goes by name)
+

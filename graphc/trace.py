@@ -323,9 +323,10 @@ def _lift(x: Any, trace: Trace) -> Node:
         raise TracingError("a Python bool in a traced computation: use 1.0/0.0 or a comparison mask")
     if isinstance(x, (int, float, np.integer, np.floating)) or (isinstance(x, np.ndarray) and x.ndim == 0):
         return const(float(x), trace.dtype)
-    if isinstance(x, np.ndarray):
-        raise TracingError(f"a NumPy array of shape {x.shape} captured by the traced function: pass it as an "
-                           "argument (graphc's IR holds scalar constants only)")
+    if isinstance(x, np.ndarray):  # a constant of the program (JAX's captured constants)
+        from .math_ops import captured_array
+
+        return captured_array(x, trace.dtype)
     raise TracingError(f"cannot use {describe(x)} in a traced computation")
 
 

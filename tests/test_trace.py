@@ -11,7 +11,7 @@ from conftest import TENSOR_TARGETS
 import graphc
 import graphc.nn as nn
 import graphc.numpy as gnp
-from graphc import ArgumentError, ShapeError, TracingError
+from graphc import ArgumentError, GraphcError, ShapeError, TracingError
 
 
 def mlp_loss(params, X, y, reg=1e-3):
@@ -194,9 +194,13 @@ def test_in_place_mutation_and_indexing():
 
 
 def test_captured_arrays_and_conversions():
-    data = np.ones(3)
-    with pytest.raises(TracingError, match="captured by the traced function: pass it as an argument"):
-        graphc.grad(lambda w: gnp.sum(w * data))(np.ones(3))
+    data = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_array_equal(graphc.grad(lambda w: gnp.sum(w * data))(np.ones(3)), data)  # a constant
+    big = np.ones(1 << 17)
+    big[0] = 2.0  # not uniform (a uniform one is one broadcast number, whatever its size)
+    with pytest.raises(GraphcError, match="constants hold at most 65536 entries; pass it as an argument"):
+        graphc.grad(lambda w: gnp.sum(w * big))(np.ones(1 << 17))
+    np.testing.assert_array_equal(graphc.grad(lambda w: gnp.sum(w * np.ones(1 << 17)))(np.ones(1 << 17)), 1.0)
     with pytest.raises(TracingError, match="float\\(\\) of a traced value"):
         graphc.grad(lambda w: float(gnp.sum(w)))(np.ones(3))
 
