@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import ArgumentError
+from .nn_conv import *  # noqa: F403  (conv1d, conv2d, pooling: graphc/nn_conv.py)
+from .nn_conv import __all__ as _conv_all
+from .nn_layers import *  # noqa: F403  (normalisation, dropout, attention, losses: graphc/nn_layers.py)
+from .nn_layers import __all__ as _layers_all
+from .nn_layers import gelu_tanh as _gelu_tanh
 from .trace import apply
 
 
@@ -23,9 +29,14 @@ def softplus(x: Any) -> Any:
     return apply("softplus", x)
 
 
-def gelu(x: Any) -> Any:
-    """x * Phi(x), the exact (erf) GELU."""
-    return apply("gelu", x)
+def gelu(x: Any, approximate: str = "none") -> Any:
+    """torch.nn.functional.gelu: x * Phi(x), the exact (erf) GELU (approximate="none", the gelu
+    op), or PyTorch's tanh approximation (approximate="tanh")."""
+    if approximate == "none":
+        return apply("gelu", x)
+    if approximate == "tanh":
+        return _gelu_tanh(x)
+    raise ArgumentError(f"gelu: approximate={approximate!r}; use 'none' (the default, exact) or 'tanh'")
 
 
 def softmax(x: Any, axis: int = -1) -> Any:
@@ -55,4 +66,4 @@ def one_hot(labels: Any, n: int, dtype: str = "f64") -> Any:
 
 
 __all__ = ["sigmoid", "relu", "softplus", "gelu", "softmax", "log_softmax", "logsumexp", "cross_entropy", "pick",
-           "one_hot"]
+           "one_hot", *_conv_all, *_layers_all]

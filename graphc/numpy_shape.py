@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import ShapeError, UnsupportedError
 from .ir import Dim, Node, broadcast_shapes, const, fmt_shape, make
+from .math_ops import captured_array
 from .numpy_args import refuse as _refuse
 from .trace import INDEXING, Tracer, TracingError
 
@@ -56,9 +57,9 @@ def _traced(*xs: Any) -> Tracer | None:
 
 
 def _node(x: Any, like: Tracer, what: str = "an argument") -> Node:
-    """A value of the traced program: a tracer's node, or a Python number as a constant.
-    A NumPy array captured by the traced function cannot be (the IR's constants are
-    scalars): pass it as an argument."""
+    """A value of the traced program: a tracer's node, a Python number as a constant, a
+    NumPy array (or a list of numbers) captured by the traced function as an array
+    constant (`math_ops.captured_array`, as JAX's captured constants)."""
     if isinstance(x, Tracer):
         return x.node
     if isinstance(x, (bool, np.bool_)):
@@ -67,8 +68,10 @@ def _node(x: Any, like: Tracer, what: str = "an argument") -> Node:
                                                                    and x.dtype.kind in "iuf"):
         return const(float(x), like.trace.dtype)
     if isinstance(x, (np.ndarray, list, tuple)):
-        raise TracingError(f"{what} is a NumPy array (or list) of shape {np.shape(x)} captured by the traced "
-                           "function: pass it as an argument (graphc's IR holds scalar constants only)")
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise TracingError(f"{what} is an array of dtype {arr.dtype}: graphc computes with real numbers")
+        return captured_array(arr, like.trace.dtype)
     raise TracingError(f"{what}: cannot use {type(x).__name__} in a traced computation")
 
 
@@ -881,8 +884,7 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: Any = "r
     if not isinstance(a, Tracer) and not isinstance(indices, Tracer):
         return np.take(a, indices, axis=axis, out=out, mode=mode)
     if not isinstance(a, Tracer):
-        raise TracingError("graphc.numpy.take: the array is a NumPy array captured by the traced function: pass it "
-                           "as an argument")
+        a = Tracer(captured_array(np.asarray(a), indices.trace.dtype), indices.trace)  # a constant table
     _refuse("take", out=(out, None))
     if mode not in ("raise", "wrap", "clip"):
         raise ValueError(f"clipmode must be one of 'clip', 'raise', or 'wrap' (got {mode!r})")
@@ -913,8 +915,7 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
     if not isinstance(arr, Tracer) and not isinstance(indices, Tracer):
         return np.take_along_axis(arr, indices, axis=axis)
     if not isinstance(arr, Tracer):
-        raise TracingError("graphc.numpy.take_along_axis: arr is a NumPy array captured by the traced function: "
-                           "pass it as an argument")
+        arr = Tracer(captured_array(np.asarray(arr), indices.trace.dtype), indices.trace)  # a constant
     if axis is None:
         arr, axis = ravel(arr), 0
     nd = arr.node.type.ndim

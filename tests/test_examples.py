@@ -38,3 +38,11 @@ def test_dask_logistic_regression_learns_the_true_model(capsys):
     assert _load("dask_logistic").main(["--fast"]) == 0  # 10^6 rows generated lazily in chunks
     out = capsys.readouterr().out
     assert "1,000,000 rows" in out and "largest weight error" in out
+
+
+@pytest.mark.slow  # ~20 s: 40 epochs of a two-convolution network
+def test_cnn_digits_reaches_97_percent_on_held_out_digits(capsys):
+    pytest.importorskip("sklearn")
+    assert _load("cnn_digits").main(["--fast"]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("test accuracy ")[1].split("%")[0]) >= 97.0, out
