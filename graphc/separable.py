@@ -89,7 +89,7 @@ class _Classifier:
         if SEP in kinds:
             return self._linear(n, kinds)
         # row-aligned arguments from here
-        if spec.per_element:
+        if spec.per_element or n.op == "to_float":  # integers or a mask as numbers: per row too
             for a, k in zip(n.args, kinds):
                 if k == ROW and len(a.shape) != len(n.shape):
                     raise self.why(n, "a per-row value is broadcast along a new leading axis")

@@ -464,6 +464,11 @@ class _TracedArgument(ArgumentError):
                          "graphc.value_and_grad/grad/jit was called inside another traced function")
 
 
+class _DaskArgument(ArgumentError):
+    """A Dask array among the arguments: `Traced.__call__` hands the call to graphc.dask
+    (a separable loss split over row chunks)."""
+
+
 def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
     """(shape, 'float64' | 'float32' | 'int64' | 'float') of one argument leaf."""
     if type(leaf) is np.ndarray:
@@ -487,6 +492,9 @@ def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
         raise ArgumentError(f"argument {where} is a list")
     if isinstance(leaf, Tracer):
         raise _TracedArgument(where)
+    if type(leaf).__module__.startswith("dask."):
+        raise _DaskArgument(f"argument {where} is {describe(leaf)}: graphc.value_and_grad and graphc.grad take "
+                            "Dask arrays of data chunked by rows; other uses take NumPy arrays")
     raise ArgumentError(f"argument {where} is {describe(leaf)}: pass arrays, floats, or dicts, lists "
                         "and tuples of them (mark other arguments static_argnames=)")
 
@@ -782,6 +790,10 @@ class Traced:
         except _TracedArgument as exc:  # no trace is recording: a traced value kept from an ended one
             raise TracingError(f"argument {exc.where} is a traced value of a trace that has ended (kept from "
                                "inside a traced function): pass arrays") from None
+        except _DaskArgument:  # data as Dask arrays: a separable loss over row chunks
+            from .dask import traced_call
+
+            return traced_call(self, args, kwargs)
         # the signature fixed every shape and dtype: leaves go straight to the kernel
         dt = sig.np_dtype
         arrays = [x if type(x) is np.ndarray else np.asarray(x, dtype=dt if k not in sig.int_slots else None)
@@ -860,6 +872,11 @@ class Traced:
 
 _NESTED = [0]  # stand-in inputs of nested derivatives: unique names
 _ACTIVE: list[Trace] = []  # the traces being recorded (a function traced inside another's trace)
+
+
+def active_trace() -> Trace | None:
+    """The trace being recorded (the innermost), or None outside any traced function."""
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:

@@ -46,3 +46,10 @@ def test_cnn_digits_reaches_97_percent_on_held_out_digits(capsys):
     assert _load("cnn_digits").main(["--fast"]) == 0
     out = capsys.readouterr().out
     assert float(out.split("test accuracy ")[1].split("%")[0]) >= 97.0, out
+
+
+@pytest.mark.slow  # ~20 s: 200 steps of a transformer block
+def test_attention_block_learns_to_reverse_digits(capsys):
+    assert _load("attention").main(["--fast"]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("held-out token accuracy ")[1].split("%")[0]) >= 99.0, out
