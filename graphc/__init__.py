@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # ops and tensor_ops register the built-in ops before anything builds a graph; graphc.numpy and
 # graphc.nn are the namespaces for traced functions (and eager arrays)
-from . import math_ops, nn, numpy, ops, optim, random, shape_ops, tensor_ops  # noqa: F401
+from . import dask, math_ops, nn, numpy, ops, optim, random, shape_ops, tensor_ops  # noqa: F401
 from .api import CompiledFunction, compile, hessian, targets
 from .errors import (
     ArgumentError,
@@ -22,6 +22,7 @@ from .errors import (
 from .forward import jacfwd, jacrev, jvp, linearize
 from .frontend import parse
 from .ir import Graph, Node, from_json, parse_graph, print_graph, to_dot, to_json, verify
+from .loops import fori_loop, scan
 from .passes.autodiff import autodiff, gradients, hessian_graph
 from .program import Program
 from .registry import Domain, OpSpec, register_op, unregister_op
@@ -46,6 +47,6 @@ __all__ = [
     "GraphcError", "ParseError", "UnknownFunctionError", "ArityError", "LimitError", "IRError",
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "ShapeError", "TracingError", "__version__",
     "CacheWarning",
-    "value_and_grad", "grad", "jit", "hvp", "numpy", "nn", "random", "optim",
+    "value_and_grad", "grad", "jit", "hvp", "numpy", "nn", "scan", "fori_loop", "random", "optim",
     "jvp", "linearize", "jacfwd", "jacrev",
 ]

@@ -339,10 +339,15 @@ def _any_dask(args: tuple, kwargs: Mapping[str, Any]) -> bool:
     return any(type(a).__module__.startswith("dask.") for a in (*args, *kwargs.values()))
 
 
-def _over_dask(fn: CompiledFunction, args: tuple, kwargs: Mapping[str, Any], out: Any, options: Mapping[str, Any]):
-    from . import dask as over_dask  # lazy results: chunk by chunk, or row chunks of a separable loss
+# graphc.dask's entry points (`call`: a compiled function over Dask arrays), filled in when graphc.dask
+# is imported (graphc's __init__ does): graphc.dask builds on the API and on tracing, so the API
+# does not import it
+DASK: dict[str, Any] = {}
 
-    return over_dask.call(fn, fn._values(args, kwargs), out, options)
+
+def _over_dask(fn: CompiledFunction, args: tuple, kwargs: Mapping[str, Any], out: Any, options: Mapping[str, Any]):
+    # lazy results: chunk by chunk, or row chunks of a separable loss
+    return DASK["call"](fn, fn._values(args, kwargs), out, options)
 
 
 _FUNCTIONS: dict[str, CompiledFunction] = {}  # loaded functions, the most recently loaded last

@@ -105,7 +105,7 @@ class BatchSplit:
 
     def __init__(self, forward: Any, wrt: Sequence[str], batch: tuple[str, ...], target: str | None, *,
                  dtype: str, passes: Any = None, unsafe: bool = False):
-        from .api import CompiledFunction  # imported here: the API imports this module
+        from .api import CompiledFunction
         from .program import Program
         from .separable import split
 
@@ -219,7 +219,7 @@ def value_and_grad_over_chunks(traced: Any, args: tuple, kwargs: dict, *, comput
     `args[argnums]`, as the traced call's; floats for 0-d results. With
     compute=False: a dask Delayed of the pair (nothing runs yet)."""
     dask, da = _dask()
-    from .trace import _leaf_type, flatten
+    from .trace import flatten, leaf_type
 
     where = f"graphc.{traced.mode}"
     if traced.mode not in ("value_and_grad", "grad"):
@@ -252,7 +252,7 @@ def value_and_grad_over_chunks(traced: Any, args: tuple, kwargs: dict, *, comput
                                     "(NumPy arrays), not the chunked data")
             types.append(((ROWS, *x.shape[1:]), _kind(x.dtype, path)))
             continue
-        shape, kind = _leaf_type(x, path)
+        shape, kind = leaf_type(x, path)
         if owner[i] not in nums and shape and shape[0] == n:
             first = paths[batch[0]]
             raise ArgumentError(f"{where}: argument {path} is a NumPy array with the {n} rows of the Dask data "
@@ -287,7 +287,7 @@ def value_and_grad_over_chunks(traced: Any, args: tuple, kwargs: dict, *, comput
 
 
 def _kind(dtype: np.dtype, path: str) -> str:
-    """The leaf kind `trace._leaf_type` gives an ndarray of this dtype."""
+    """The leaf kind `trace.leaf_type` gives an ndarray of this dtype."""
     if dtype == np.float64:
         return "float64"
     if dtype == np.float32:
@@ -336,7 +336,7 @@ def _plan(traced: Any, dyn: list, static: dict, leaves: list, paths: list[str], 
     """Trace once with the rows symbolic, prove the loss separable, compile its parts."""
     from .backends.targets import get_target
     from .separable import NotSeparableError
-    from .trace import Traced, TracingError, _count
+    from .trace import Traced, TracingError, leaf_count
 
     target = get_target(traced.target)
     if not target.tensors:
@@ -359,7 +359,7 @@ def _plan(traced: Any, dyn: list, static: dict, leaves: list, paths: list[str], 
     except NotSeparableError as exc:
         shown = ", ".join(paths[i] for i in batch)
         raise NotSeparableError(f"graphc.{traced.mode} over Dask row chunks (of {shown}): {exc}") from None
-    starts = np.cumsum([0] + [_count(td) for td in trees])
+    starts = np.cumsum([0] + [leaf_count(td) for td in trees])
     grads = [(k, list(sig.names[starts[k]:starts[k + 1]])) for k in nums]
     return _TracedSplit(parts, list(sig.names), grads, n_rows)
 
@@ -418,3 +418,14 @@ def _pack(total: tuple, wrt: Sequence[str], grads: list[tuple[int, list[str]]], 
 
     per_arg = [unflatten(trees[k], [out(name) for name in names]) for k, names in grads]
     return float(total[0]), per_arg[0] if single else tuple(per_arg)
+
+
+def _register() -> None:
+    from .api import DASK
+    from .trace import DASK_CALL
+
+    DASK["call"] = call
+    DASK_CALL["traced_call"] = traced_call
+
+
+_register()

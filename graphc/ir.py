@@ -220,7 +220,7 @@ def make(op: str, *args: Node, **attrs: object) -> Node:
     spec = REGISTRY.get(op)
     if spec is None:
         raise IRError(f"unknown op {op!r}")
-    if len(args) != spec.arity:
+    if len(args) != spec.arity and not variadic(spec):
         raise IRError(f"op {op!r} takes {spec.arity} argument(s), got {len(args)}")
     if spec.infer is None:
         if attrs:
@@ -235,6 +235,13 @@ def make(op: str, *args: Node, **attrs: object) -> Node:
         return _intern(op, tuple(args), None, typ)
     attr, typ = spec.infer(op, tuple(args), dict(attrs))
     return _intern(op, tuple(args), tuple(sorted(attr.items())) if attr else None, typ)
+
+
+def variadic(spec: object) -> bool:
+    """An op whose `infer` is marked `variadic = True` takes any number of arguments
+    (graphc.loops' scan: its carries, xs and the values its body closes over); its
+    `infer` checks them."""
+    return bool(getattr(getattr(spec, "infer", None), "variadic", False))
 
 
 def rebuild(node: Node, args: Sequence[Node]) -> Node:
@@ -431,9 +438,15 @@ def print_graph(graph: Graph) -> str:
             continue
         args = ", ".join(names[a] for a in n.args)
         attrs = n.attrs
-        if attrs:
-            args += " {" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + "}"
+        bodies = {k: v for k, v in attrs.items() if isinstance(v, Graph)}  # a loop's body: printed below it
+        shown = [f"{k}={v!r}" for k, v in attrs.items() if k not in bodies]
+        if shown:
+            args += " {" + ", ".join(shown) + "}"
         lines.append(f"  {names[n]} = {n.op} {args} : {n.type}")
+        for k, sub in bodies.items():  # its own graph (own names), indented under the node
+            text = print_graph(sub).splitlines()
+            lines.append(f"    {k} = {text[0]}")
+            lines += ["    " + ln for ln in text[1:]]
     outs = ", ".join(f"{name} = {names[v]}" for name, v in graph.outputs)
     lines.append(f"  return {outs}")
     lines.append("}")
@@ -504,7 +517,7 @@ def parse_graph(text: str) -> Graph:
         raise IRError("IR text must end with '}'")
     body: list[Node] = []
     outputs: list[tuple[str, Node]] = []
-    for lineno, line in enumerate(lines[1:-1], start=2):
+    for lineno, line, subs in _blocks(lines[1:-1]):
         if line.startswith("return"):
             rest = line[len("return"):].strip()
             for item in [s.strip() for s in rest.split(",")] if rest else []:
@@ -530,7 +543,7 @@ def parse_graph(text: str) -> Graph:
             if a.op == "const" and a not in body:
                 body.append(a)
         try:
-            node = make(lm.group("op"), *args, **_parse_attrs(lm.group("attrs") or "", lineno))
+            node = make(lm.group("op"), *args, **_parse_attrs(lm.group("attrs") or "", lineno), **subs)
         except IRError as exc:
             raise IRError(f"line {lineno}: {exc}") from None
         if node.type != declared:
@@ -545,6 +558,36 @@ def parse_graph(text: str) -> Graph:
     g = Graph(inputs, outputs, body=_dedupe(body))
     verify(g)
     return g
+
+
+_SUB_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z_0-9]*)\s*=\s*(?P<head>graph\(.*\)\s*\{)$")
+
+
+def _blocks(lines: list[str], start: int = 2) -> list[tuple[int, str, dict[str, Graph]]]:
+    """The lines of a graph's body, each with the graphs printed under it (`key = graph(...) {`
+    ... `}`: a loop's body), parsed into attributes."""
+    out: list[tuple[int, str, dict[str, Graph]]] = []
+    i = 0
+    while i < len(lines):
+        m = _SUB_RE.match(lines[i])
+        if m is None:
+            out.append((start + i, lines[i], {}))
+            i += 1
+            continue
+        if not out or out[-1][1].startswith("return"):
+            raise IRError(f"line {start + i}: a body graph must follow the node that holds it")
+        depth, j = 1, i + 1
+        while j < len(lines) and depth:
+            depth += 1 if _SUB_RE.match(lines[j]) else -1 if lines[j] == "}" else 0
+            j += 1
+        if depth:
+            raise IRError(f"line {start + i}: the graph {m.group('key')} = graph(...) has no closing '}}'")
+        try:
+            out[-1][2][m.group("key")] = parse_graph("\n".join([m.group("head"), *lines[i + 1:j]]))
+        except IRError as exc:
+            raise IRError(f"line {start + i}: in the graph {m.group('key')}: {exc}") from None
+        i = j
+    return out
 
 
 def _attr_value(v: object) -> bool:
@@ -618,7 +661,7 @@ def verify(graph: Graph) -> None:
             spec = REGISTRY.get(n.op)
             if spec is None:
                 raise IRError(f"body[{i}]: unknown op {n.op!r}")
-            if len(n.args) != spec.arity:
+            if len(n.args) != spec.arity and not variadic(spec):
                 raise IRError(f"body[{i}]: {n.op} has {len(n.args)} argument(s), expects {spec.arity}")
             for a in n.args:
                 if id(a) not in defined:
@@ -660,9 +703,12 @@ def to_json(graph: Graph) -> str:
         ids[id(n)] = str(n.attr)
         nodes.append({"id": str(n.attr), "op": "input", "args": [], "type": str(n.type)})
     k = 0
+    taken = set(graph.input_names)  # a constant's id never names an input (a loop body's %c0)
     for n in graph.body:
         if n.op == "const":
             nid = f"c{k}"
+            while nid in taken:
+                nid = "_" + nid
         else:
             nid = f"%{k}"
         k += 1
@@ -673,8 +719,9 @@ def to_json(graph: Graph) -> str:
             "args": [ids[id(a)] for a in n.args],
             "type": str(n.type),
         }
-        if n.attrs:
-            item["attrs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in n.attrs.items()}
+        if n.attrs:  # a graph attribute (a loop's body) as its own JSON object
+            item["attrs"] = {k: list(v) if isinstance(v, tuple) else {"graph": json.loads(to_json(v))}
+                             if isinstance(v, Graph) else v for k, v in n.attrs.items()}
         if n.op == "const":
             v = float(n.attr)  # type: ignore[arg-type]
             item["value"] = v if math.isfinite(v) else _fmt_float(v)
@@ -714,7 +761,8 @@ def from_json(text: str) -> Graph:
             node = const(float(item["value"]), typ.dtype)
             body.append(node)
         else:
-            attrs = {a: tuple(v) if isinstance(v, list) else v for a, v in (item.get("attrs") or {}).items()}
+            attrs = {a: tuple(v) if isinstance(v, list) else from_json(json.dumps(v["graph"]))
+                     if isinstance(v, dict) and "graph" in v else v for a, v in (item.get("attrs") or {}).items()}
             node = make(op, *args, **attrs)
             if node.type != typ:
                 raise IRError(f"node {nid}: declared type {typ} but the op gives {node.type}")

@@ -273,6 +273,10 @@ class IndexUpdateRef:
 # filled in when it is imported (as NUMPY_FUNCTIONS below, so trace imports neither)
 INDEXING: dict[str, Callable[..., Any]] = {}
 
+# graphc.dask's traced_call (a traced function called with Dask data), filled in when graphc.dask
+# is imported (graphc's __init__ does), so trace imports neither graphc.dask nor what it imports
+DASK_CALL: dict[str, Callable[..., Any]] = {}
+
 # graphc.numpy's functions by name, filled in by graphc.numpy when it is imported (graphc's
 # __init__ does): NumPy's own functions applied to a tracer are routed to these
 NUMPY_FUNCTIONS: dict[str, Callable[..., Any]] = {}
@@ -469,7 +473,7 @@ class _DaskArgument(ArgumentError):
     (a separable loss split over row chunks)."""
 
 
-def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
+def leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
     """(shape, 'float64' | 'float32' | 'int64' | 'float') of one argument leaf."""
     if type(leaf) is np.ndarray:
         dt = leaf.dtype
@@ -487,7 +491,7 @@ def _leaf_type(leaf: Any, where: str) -> tuple[tuple, str]:
     if isinstance(leaf, (int, float, np.integer, np.floating)):
         return (), "float"
     if isinstance(leaf, np.ndarray):
-        return _leaf_type(np.asarray(leaf), where)
+        return leaf_type(np.asarray(leaf), where)
     if isinstance(leaf, list):
         raise ArgumentError(f"argument {where} is a list")
     if isinstance(leaf, Tracer):
@@ -627,10 +631,10 @@ class Traced:
             else:
                 trees.append(_flatten_into(value, leaves))
         try:
-            types = tuple(_leaf_type(x, "") for x in leaves)
+            types = tuple(leaf_type(x, "") for x in leaves)
         except ArgumentError:  # again, with the argument's path in the message
             paths = [p for name, value in dyn for p in flatten(value, name)[1]]
-            types = tuple(_leaf_type(x, p) for x, p in zip(leaves, paths))
+            types = tuple(leaf_type(x, p) for x, p in zip(leaves, paths))
         skey = ()
         if static:
             try:
@@ -727,7 +731,7 @@ class Traced:
                     trace.dims.setdefault(d, (node, axis))
         tracers = [Tracer(n, trace) for n in nodes]
         it = iter(tracers)
-        traced_args = [unflatten(td, [next(it) for _ in range(_count(td))]) for td in trees]
+        traced_args = [unflatten(td, [next(it) for _ in range(leaf_count(td))]) for td in trees]
         call_kwargs = dict(static)
         positional = []
         for (name, _), value in zip(dyn, traced_args):
@@ -769,7 +773,7 @@ class Traced:
             program = Program(graph, grad=False, dtype=DTYPE_NUMPY[dtype])
         else:
             nums = self._argnums(len(dyn))
-            starts = np.cumsum([0] + [_count(td) for td in trees])
+            starts = np.cumsum([0] + [leaf_count(td) for td in trees])
             wrt = [names[i] for k in nums for i in range(starts[k], starts[k + 1]) if types[i][1] != "int64"]
             program = Program(graph, wrt=wrt, dtype=DTYPE_NUMPY[dtype])
         target = get_target(self.target)  # None: the default (llvm)
@@ -777,7 +781,7 @@ class Traced:
             raise ArgumentError(f"target {target.name!r} does not run traced (tensor) programs: use target='numpy'")
         grad_names = []
         if self.mode != "jit":
-            starts = np.cumsum([0] + [_count(td) for td in trees])
+            starts = np.cumsum([0] + [leaf_count(td) for td in trees])
             grad_names = [(k, [f"df/d{n}" for n in names[starts[k]:starts[k + 1]]]) for k in nums]
         ints = frozenset(k for k, (_, t) in enumerate(types) if t == "int64")
         return Signature(program, build(program.graph, target), names, out_tree, aux_tree, aux_names, grad_names, ints)
@@ -790,10 +794,8 @@ class Traced:
         except _TracedArgument as exc:  # no trace is recording: a traced value kept from an ended one
             raise TracingError(f"argument {exc.where} is a traced value of a trace that has ended (kept from "
                                "inside a traced function): pass arrays") from None
-        except _DaskArgument:  # data as Dask arrays: a separable loss over row chunks
-            from .dask import traced_call
-
-            return traced_call(self, args, kwargs)
+        except _DaskArgument:  # data as Dask arrays: a separable loss over row chunks (graphc.dask)
+            return DASK_CALL["traced_call"](self, args, kwargs)
         # the signature fixed every shape and dtype: leaves go straight to the kernel
         dt = sig.np_dtype
         arrays = [x if type(x) is np.ndarray else np.asarray(x, dtype=dt if k not in sig.int_slots else None)
@@ -861,7 +863,7 @@ class Traced:
         done = substitute(roots + aux_nodes, dict(zip(map(id, stand_ins), actual)))
         value, grads, aux_done = done[0], done[1:len(roots)], done[len(roots):]
         it = iter(Tracer(g, trace) for g in grads)
-        per_arg = [unflatten(trees[k], [next(it) for _ in range(_count(trees[k]))]) for k in nums]
+        per_arg = [unflatten(trees[k], [next(it) for _ in range(leaf_count(trees[k]))]) for k in nums]
         g = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg)
         v = Tracer(value, trace)
         if self.has_aux:
@@ -890,10 +892,10 @@ def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
     return [memo[id(r)] for r in roots]
 
 
-def _count(td: TreeDef) -> int:
+def leaf_count(td: TreeDef) -> int:
     if td.kind == "leaf":
         return 1
-    return sum(_count(c) for c in td.children)
+    return sum(leaf_count(c) for c in td.children)
 
 
 def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,

@@ -245,3 +245,30 @@ def test_max_over_a_nonempty_axis_of_an_empty_array_is_numpys():
     x = np.zeros((0, 3))
     got = graphc.jit(lambda x: gnp.max(x, axis=1), target="numpy")(x)
     assert got.shape == np.max(x, axis=1).shape == (0,)
+
+
+# ---------------------------------------------------------------- a batch of rows times a matrix: one GEMM
+
+def test_rows_times_a_matrix_is_one_gemm_with_one_gemm_gradient():
+    from graphc.ir import input_node, make
+    from graphc.passes.fuse import _rows_matmul
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 3, 5)), rng.normal(size=(5, 2))
+    vg = graphc.value_and_grad(lambda a, b: gnp.sum(gnp.tanh(a @ b)), argnums=(0, 1))
+    v, (ga, gb) = vg(a, b)
+    t = np.tanh(a @ b)
+    assert v == pytest.approx(np.sum(t), rel=1e-13)
+    d = 1 - t ** 2
+    np.testing.assert_allclose(ga, d @ b.T, rtol=1e-12)
+    np.testing.assert_allclose(gb, np.einsum("bmk,bmn->kn", a, d), rtol=1e-12)
+    text = vg._sigs[0].fn.describe()
+    assert text.count("gemm:") == 3 and "numpy: " not in [line[:7] for line in text.splitlines()
+                                                           if "matmul" in line], text
+    # negative cases: already 2-D, a batch on the right, sizes not all known
+    x2, x3, w = input_node("x", "f64", (6, 5)), input_node("y", "f64", (4, 3, 5)), input_node("w", "f64", (5, 2))
+    assert _rows_matmul(make("matmul", x2, w)) is None
+    assert _rows_matmul(make("matmul", w, input_node("z", "f64", (4, 2, 3)))) is None
+    assert _rows_matmul(make("matmul", input_node("s", "f64", ("N", 3, 5)), w)) is None
+    hit = _rows_matmul(make("matmul", x3, w))
+    assert hit.op == "reshape" and hit.args[0].op == "matmul" and hit.args[0].args[0].shape == (12, 5)

@@ -51,7 +51,7 @@ def run_op(fn, vals: list, attrs: dict | None, symbolic: bool, dims: dict[str, i
         val = fn(*vals)
     else:
         val = fn(*vals, **(resolve_attrs(attrs, dims) if symbolic else attrs))
-    if type(val) is np.ndarray and val.dtype == dt:
+    if type(val) is np.ndarray and val.dtype == dt or type(val) is tuple:  # a tuple: a loop's several results
         return val
     return np.asarray(val, dtype=dt) if np.ndim(val) else dt.type(val)
 

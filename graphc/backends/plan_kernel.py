@@ -19,7 +19,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..schedule.memory import MemoryPlan
-from ..schedule.plan import GemmStep, HostStep, LoopStep, RowStep, lower
+from ..schedule.plan import GemmStep, HostStep, LoopStep, RowStep, ScanStep, lower
 from ..schedule.regions import regions
 from ..shapes import bound
 from ..tensor_ops import resolve_attrs
@@ -186,6 +186,24 @@ class PlanKernel(Kernel):
         env[s.softmax] = p
         if s.diff is not None:
             env[s.diff] = d
+
+    def run_scan(self, s: ScanStep, env: list, dims: dict[str, int], buffer: Callable) -> None:
+        """A loop: its body compiled once for this target (a kernel of its own, made on the first
+        call), called once per step from a host loop; the stacked results written into the
+        plan's buffers (`loops.run_loop`)."""
+        from ..loops import run_loop
+        from .targets import build
+
+        key = f"scan:{id(s)}"
+        body = self._compiled.get(key)
+        if body is None:
+            body = self._compiled[key] = build(s.body, self.target)  # type: ignore[assignment]
+        attrs = s.node.attrs
+        want = [i for i, v in enumerate(s.outs) if v is not None]
+        got = run_loop(attrs, [env[k] for k in s.ins], body.run_tensor, want, dims,  # type: ignore[attr-defined]
+                       alloc=lambda i, shape, dt: buffer(s.outs[i].slot, shape, dt))  # type: ignore[union-attr]
+        for i in want:
+            env[s.outs[i].slot] = got[i]  # type: ignore[union-attr]
 
     def run(self, arrays, shape, out=None, **options):
         from ..errors import UnsupportedError

@@ -8,12 +8,19 @@ optimised, printed, checked and differentiated again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import ArgumentError, ShapeError
 from ..ir import Graph, Node, const, fmt_shape, make, topo_order
 from ..registry import REGISTRY
 from ..tensor_ops import sum_to
+
+# Ops whose node has several results, each read by a node of a picking op (`{index: k}`), as
+# graphc.loops' scan and scan_out: the pick's adjoint goes to the node, whose rule then takes
+# every result's adjoint at once -- rule(node, {index: adjoint}, [argument k depends on wrt])
+# -> one contribution per argument -- so a loop runs backwards once, not once per result.
+SEVERAL: dict[str, Callable[..., tuple[Node | None, ...]]] = {}  # op -> its rule
+PICKS: set[str] = set()  # the ops that pick one result
 
 
 def gradients(root: Node, wrt: Sequence[Node], cotangent: Node | None = None) -> list[Node]:
@@ -29,20 +36,47 @@ def adjoints(root: Node, wrt: Sequence[Node], cotangent: Node | None = None,
     """The reverse sweep: id(node) -> its adjoint (an IR node) for every node
     between root and wrt; `edges` (if given) gets (id(node), k) -> the
     contribution that flowed back along node's k-th argument (for pictures)."""
-    order = topo_order([root])
+    seed = cotangent if cotangent is not None else const(1.0, root.dtype)
+    return _sweep([(root, seed)], wrt, edges), edges if edges is not None else {}
+
+
+def vjp(roots: Sequence[Node], cotangents: Sequence[Node | None], wrt: Sequence[Node]) -> list[Node | None]:
+    """sum_k cotangent_k . d roots[k] / d w for each w in wrt (None where nothing flows back),
+    in one reverse sweep: several outputs at once (a loop body's backward step)."""
+    adjoint = _sweep([(r, c) for r, c in zip(roots, cotangents) if c is not None], wrt, None)
+    return [adjoint.get(id(w)) for w in wrt]
+
+
+def _sweep(seeds: Sequence[tuple[Node, Node]], wrt: Sequence[Node],
+           edges: dict[tuple[int, int], Node] | None) -> dict[int, Node]:
+    order = topo_order([r for r, _ in seeds])
     wanted = {id(w) for w in wrt}
     live: set[int] = set()  # float nodes that depend on some wrt node
     for n in order:
         if n.type.is_float and (id(n) in wanted or any(id(a) in live for a in n.args)):
             live.add(id(n))
     adjoint: dict[int, Node] = {}
-    if id(root) in live:
-        adjoint[id(root)] = cotangent if cotangent is not None else const(1.0, root.dtype)
+    for r, c in seeds:
+        if id(r) in live:
+            adjoint[id(r)] = c if id(r) not in adjoint else _accumulate(adjoint[id(r)], c)
+    several: dict[int, dict[int, Node]] = {}  # a node with several results: index -> that result's adjoint
     for n in reversed(order):
-        g = adjoint.get(id(n))
-        if g is None or not n.args:
-            continue
-        for k, (a, c) in enumerate(zip(n.args, _contributions(n, g))):
+        if n.op in SEVERAL:
+            cts = several.pop(id(n), None)
+            if not cts:
+                continue
+            contributions = SEVERAL[n.op](n, cts, [id(a) in live for a in n.args])
+        else:
+            g = adjoint.get(id(n))
+            if g is None or not n.args:
+                continue
+            if n.op in PICKS:  # handed to the node it picks from (which comes earlier in the order)
+                got = several.setdefault(id(n.args[0]), {})
+                k = n.attrs["index"]
+                got[k] = g if k not in got else _accumulate(got[k], g)
+                continue
+            contributions = _contributions(n, g)
+        for k, (a, c) in enumerate(zip(n.args, contributions)):
             if c is None or id(a) not in live:
                 continue
             c = sum_to(c, a.shape)
@@ -50,7 +84,7 @@ def adjoints(root: Node, wrt: Sequence[Node], cotangent: Node | None = None,
                 edges[id(n), k] = c
             prev = adjoint.get(id(a))
             adjoint[id(a)] = c if prev is None else _accumulate(prev, c)
-    return adjoint, edges if edges is not None else {}
+    return adjoint
 
 
 def _selected(g: Node) -> tuple[Node, Node, int] | None:

@@ -36,7 +36,7 @@ def cse(graph: Graph, ctx=None) -> Graph:
         else:
             new = n
         mapping[id(n)] = new
-        if new.args and id(new) not in digest:
+        if new.op not in ("input", "const") and id(new) not in digest:  # an op of no arguments too (a loop)
             h = hashlib.blake2b(new.op.encode() + repr(new.attr).encode(), digest_size=8)
             for a in new.args:
                 h.update(digest[id(a)] if a.args else repr(key(a)).encode())

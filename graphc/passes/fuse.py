@@ -113,12 +113,28 @@ def _sorted_window(n: Node) -> Node | None:
     return make("take_along", src, make("argsort", src, axis=ax, window=(lo, hi)), axis=ax)
 
 
+def _rows_matmul(n: Node) -> Node | None:
+    """a (..., m, k) @ b (k, n) with a's sizes known -> one (P, k) @ (k, n) product, P the
+    rows of every batch entry together, reshaped back: the plan runs one GEMM (NumPy's
+    matmul would loop over the batch, one small product each), and autodiff then makes
+    b's gradient one GEMM too, never a batch of products summed."""
+    a, b = n.args
+    if a.type.ndim <= 2 or b.type.ndim != 2 or not all(isinstance(d, int) for d in a.shape):
+        return None
+    rows = 1
+    for d in a.shape[:-1]:
+        rows *= d
+    flat = make("matmul", make("reshape", a, shape=(rows, a.shape[-1])), b)
+    return make("reshape", flat, shape=n.shape)
+
+
 TENSOR = [
     FnRule("exp(s)/sum(exp(s), axis=k, keepdims=True) -> softmax(s, k)", _softmax, "div"),
     FnRule("log(sum(exp(s), axis)) -> logsumexp(s, axis)", _logsumexp, "log"),
     FnRule("s - logsumexp(s, k, keepdims=True) -> log_softmax(s, k)", _log_softmax, "sub"),
     FnRule("log(softmax(s, k)) -> log_softmax(s, k)", _log_of_softmax, "log"),
     FnRule("sort(x, k)[window on k] -> take_along(x, argsort(x, k, window))", _sorted_window, "slice"),
+    FnRule("a (..., m, k) @ b (k, n) -> reshape(reshape(a, (P, k)) @ b)", _rows_matmul, "matmul"),
 ]
 
 SIMPLE = [

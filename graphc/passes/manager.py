@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import GraphcError
-from ..ir import Graph, print_graph, verify
+from ..ir import Graph, Node, make, print_graph, rebuild, verify
 
 PassFn = Callable[[Graph, "PassContext"], Graph]
 
@@ -62,6 +62,25 @@ def _registry() -> dict[str, PassFn]:
     return {"simplify": simplify, "fuse": fuse, "autodiff": _autodiff, "cse": cse, "dce": dce}
 
 
+def in_bodies(graph: Graph, fn: PassFn, ctx: PassContext) -> Graph:
+    """`graph` with the pass applied inside every graph a node holds as an attribute (a loop's
+    body, graphc.loops), innermost first, so a body is optimised as the same nodes unrolled would
+    be; the nodes after a changed one rebuilt. Autodiff is not applied this way: a loop's own rule
+    differentiates its body."""
+    if not any(isinstance(v, Graph) for n in graph.body for v in n.attrs.values()):
+        return graph
+    mapping: dict[int, Node] = {}
+    for n in graph.body:
+        args = [mapping.get(id(a), a) for a in n.args]
+        attrs = n.attrs
+        if any(isinstance(v, Graph) for v in attrs.values()):
+            attrs = {k: fn(in_bodies(v, fn, ctx), ctx) if isinstance(v, Graph) else v for k, v in attrs.items()}
+            mapping[id(n)] = make(n.op, *args, **attrs)
+        elif n.args:
+            mapping[id(n)] = rebuild(n, args)
+    return Graph(graph.inputs, [(name, mapping.get(id(v), v)) for name, v in graph.outputs])
+
+
 DEFAULT_PIPELINE: tuple[str, ...] = ("simplify", "fuse", "autodiff", "simplify", "cse", "dce")
 FORWARD_PIPELINE: tuple[str, ...] = ("simplify", "fuse", "simplify", "cse", "dce")
 
@@ -106,7 +125,7 @@ def run_pipeline(
         before = graph.op_count()
         ctx.fired = Counter()
         t0 = time.perf_counter()
-        graph = fn(graph, ctx)
+        graph = fn(graph if name == "autodiff" else in_bodies(graph, fn, ctx), ctx)
         dt = time.perf_counter() - t0
         try:
             verify(graph)

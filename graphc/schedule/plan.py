@@ -171,7 +171,34 @@ class HostStep:
         return (self.out,)
 
 
-Step = LoopStep | RowStep | GemmStep | HostStep
+@dataclass(frozen=True, slots=True, eq=False)
+class ScanStep:
+    """A loop (graphc.loops' `scan` node): its body graph, which a runner compiles once for
+    its own target and calls once per step from a host loop (`loops.run_loop`). `outs[i]`
+    is the buffer of result i -- the final carry's leaves, the stacked ys, the stacked
+    carries (what the backward loop reads) -- or None where nothing reads it (not stored)."""
+
+    kind: ClassVar[str] = "scan"  # renderers run a step by its kind: `run_scan`
+
+    node: Node
+    ins: tuple[int, ...]
+    outs: tuple[Value | None, ...]
+
+    @property
+    def body(self) -> Graph:
+        return self.node.attrs["body"]
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        return self.ins
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        return tuple(v.slot for v in self.outs if v is not None)
+
+
+Step = LoopStep | RowStep | GemmStep | HostStep | ScanStep
+LOOP, RESULT = "scan", "scan_out"  # graphc.loops' ops: a loop, and the node that picks one of its results
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +266,14 @@ def lower(graph: Graph, steps: list) -> Plan:
             pooled[k] = buffers[k]
         return Value(k, n.shape, np_dtype(n))
 
+    picks: dict[int, dict[int, Node]] = {}  # a loop's results that the graph reads, by index
+    for n in graph.body:
+        if n.op == RESULT:
+            picks.setdefault(id(n.args[0]), {})[n.attrs["index"]] = n
     out: list[Step] = []
     for s in steps:
+        if isinstance(s, Node) and s.op == RESULT:
+            continue  # its loop's step wrote it
         if isinstance(s, Xent):
             scores, labels = (slot[id(a)] for a in s.ce.args)
             loss = new(s.ce)  # the loss itself is a NumPy scalar or vector
@@ -253,6 +286,10 @@ def lower(graph: Graph, steps: list) -> Plan:
             outs = tuple(keep(o) for o in s.outputs)
             sums = tuple(keep(n, n.shape or (1,)) for n in s.reductions)
             out.append(LoopStep(s, ins, scalars, outs, sums))
+        elif s.op == LOOP:
+            got = picks.get(id(s), {})
+            outs = tuple(keep(got[i]) if i in got else None for i in range(max(got, default=-1) + 1))
+            out.append(ScanStep(s, tuple(slot[id(a)] for a in s.args), outs))
         elif is_gemm(s):
             a, b = (slot[id(x)] for x in s.args)
             out.append(GemmStep(s, a, b, keep(s).slot, np_dtype(s)))

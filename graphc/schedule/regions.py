@@ -327,6 +327,14 @@ def describe_schedule(graph: Graph, steps: list, target: str, gemm: str = "gemm"
             note = f" (transpose of %{', %'.join(fold)} folded: a view)" if fold else ""
             out.append(f"{gemm}: {names[id(s)]} = {names.get(id(a), '?')}{fmt_shape(a.shape)} @ "
                        f"{names.get(id(b), '?')}{fmt_shape(b.shape)}{note}")
+        elif s.op == "scan":  # graphc.loops: the body is a program of its own, compiled once
+            a = s.attrs
+            reads = ", ".join(names.get(id(x), "?") + fmt_shape(x.shape) for x in s.args)
+            out.append(f"loop: {names[id(s)]} = scan over {a['n']} steps{' (from the last)' if a['reverse'] else ''}"
+                       f"; reads {reads or 'nothing'}; its body ({a['body'].op_count()} ops) compiled once for "
+                       f"{target}, called per step from a host loop; results stored in buffers")
+        elif s.op == "scan_out":
+            out.append(f"  {names[id(s)]} = its result {s.attrs['index']} {fmt_shape(s.shape)}")
         else:
             out.append(f"{other}: {names[id(s)]} = {s.op} {fmt_shape(s.shape)}")
     for k, r in enumerate(kernels):

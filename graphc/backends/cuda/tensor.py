@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import DTYPE_NUMPY, Graph, print_graph
-from ...schedule.plan import XENT_ROW, GemmStep, HostStep, LoopStep, Plan, RowStep, lower
+from ...schedule.plan import XENT_ROW, GemmStep, HostStep, LoopStep, Plan, RowStep, ScanStep, lower
 from ...schedule.regions import Region, Xent, describe_schedule, region_code, regions
 from ...shapes import bound
 from .. import cache
@@ -277,6 +277,34 @@ class TensorCudaKernel(Kernel):
         env[s.softmax] = p
         if s.diff is not None:
             env[s.diff] = d
+
+    def run_scan(self, s: ScanStep, env: list, dims: dict[str, int]) -> None:
+        """A loop: its body compiled once as a CUDA program of its own, called once per step
+        from a host loop (`loops.run_loop`), the carry staying on the device between steps;
+        the stacked results written into device buffers (0-d values stay on the host)."""
+        from ...loops import run_loop
+        from ..targets import build
+
+        key = f"scan:{id(s)}"
+        body = self._compiled.get(key)
+        if body is None:
+            body = self._compiled[key] = build(s.body, "cuda")
+
+        def alloc(i: int, shape: tuple, dt: np.dtype) -> Any:
+            return self.cuda.device_array(shape, dtype=dt) if shape else np.empty((), dtype=dt)
+
+        def put(buf: Any, t: int | None, v: Any) -> None:
+            if t is None and hasattr(buf, "copy_to_device"):
+                buf.copy_to_device(v if hasattr(v, "copy_to_host") else np.ascontiguousarray(v))
+            else:
+                buf[... if t is None else t] = v
+
+        want = [i for i, v in enumerate(s.outs) if v is not None]
+        got = run_loop(s.node.attrs, [env[k] for k in s.ins], body.run_tensor, want, dims, alloc=alloc, put=put,
+                       item=lambda x, t: x[t])
+        for i in want:
+            v = got[i]
+            env[s.outs[i].slot] = v if hasattr(v, "copy_to_host") else s.outs[i].dtype.type(v)  # type: ignore[union-attr]
 
     def run(self, arrays, shape, out=None, **options):
         from ...errors import UnsupportedError
