@@ -53,3 +53,10 @@ def test_attention_block_learns_to_reverse_digits(capsys):
     assert _load("attention").main(["--fast"]) == 0
     out = capsys.readouterr().out
     assert float(out.split("held-out token accuracy ")[1].split("%")[0]) >= 99.0, out
+
+
+@pytest.mark.slow  # ~10-40 s: 250 steps of a 64-step scan, forward and backward
+def test_char_rnn_loss_falls_steadily_and_it_samples(capsys):
+    assert _load("char_rnn").main(["--fast"]) == 0
+    out = capsys.readouterr().out
+    assert "sample: The gradient " in out and "OK" in out, out
