@@ -27,6 +27,7 @@ from .passes.autodiff import autodiff, gradients, hessian_graph
 from .program import Program
 from .registry import Domain, OpSpec, register_op, unregister_op
 from .trace import TracingError, grad, hvp, jit, value_and_grad
+from .train import train_step
 from .verify.pointwise import CheckReport, check
 from .version import __version__
 
@@ -48,5 +49,5 @@ __all__ = [
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "ShapeError", "TracingError", "__version__",
     "CacheWarning",
     "value_and_grad", "grad", "jit", "hvp", "numpy", "nn", "scan", "fori_loop", "random", "optim",
-    "jvp", "linearize", "jacfwd", "jacrev",
+    "jvp", "linearize", "jacfwd", "jacrev", "train_step",
 ]

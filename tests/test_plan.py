@@ -97,3 +97,28 @@ def test_the_row_step_carries_the_plan_passes():
                         dtypes={"y": "int64"}, target="llvm")
     rows = [s for s in fn.kernel.plan.steps if s.kind == "row"]
     assert rows and all(s.ops is plan_mod.XENT_ROW for s in rows)
+
+
+def test_a_region_of_inputs_only_joins_the_loop_that_needs_it():
+    """Adam's `b2 * v` reads only an input: it joins the loop that finishes the gradient
+    (one pass over the weight) instead of making a loop, or a NumPy step, of its own."""
+    import graphc
+
+    rng = np.random.default_rng(0)
+    X, W, v = rng.normal(size=(6, 4)), rng.normal(size=(4, 3)), rng.normal(size=(4, 3)) ** 2
+
+    def moment(W, v, X):
+        g = X.T @ (X @ W)
+        return 0.999 * v + 0.001 * g * g
+
+    fn = graphc.jit(moment)
+    got = fn(W, v, X)
+    g = X.T @ (X @ W)
+    np.testing.assert_allclose(got, 0.999 * v + 0.001 * g * g, rtol=1e-14)
+    text = fn._sigs[0].fn.describe().split("# ----")[0]
+    assert text.count("kernel ") == 1 and "numpy: " not in text.replace("numpy: %", "", 0).split("gemm")[-1], text
+    # another shape: the input-only region cannot join, it stays a loop of its own
+    fn2 = graphc.jit(lambda W, v, X: (0.999 * v * v + 1.0, (X @ W) * 2.0 + 1.0))
+    a, b = fn2(W, v[:, :1] @ np.ones((1, 5)), X)
+    np.testing.assert_allclose(a, 0.999 * (v[:, :1] @ np.ones((1, 5))) ** 2 + 1.0)
+    assert fn2._sigs[0].fn.describe().split("# ----")[0].count("kernel ") == 2

@@ -129,7 +129,25 @@ def regions(graph: Graph) -> list:
         r.at = max([r.at, *(when(b) for b in ext)])
         r.nodes.append(n)
         member[id(n)] = r
+        for b in n.args:  # a same-shape region of an argument that reads only inputs joins too (one pass)
+            f = member.get(id(b))
+            if f is None or f is r or f.shape != r.shape or not free(f):
+                continue
+            fin = {id(m) for m in f.nodes}
+            outside = [a for m in r.nodes for a in m.args if member.get(id(a)) is not r and id(a) not in fin]
+            if reaches(outside, fin):
+                continue
+            r.nodes[:0] = f.nodes
+            for m in f.nodes:
+                member[id(m)] = r
+            found.remove(f)
         return True
+
+    def free(r: Region) -> bool:
+        """A region that reads only inputs and constants: it can run anywhere, so it
+        merges into a region that needs it rather than making a loop of its own
+        (`b2 * v` of an Adam update joins the loop that finishes the gradient)."""
+        return all(a.op in ("const", "input") or member.get(id(a)) is r for m in r.nodes for a in m.args)
 
     for k, n in enumerate(order):
         if not _fusible(n) or id(n) in taken:
@@ -139,6 +157,7 @@ def regions(graph: Graph) -> list:
         homes = [member[id(a)] for a in n.args if id(a) in member]
         shared = {id(a) for a in n.args if a.op != "const"}
         homes += [r for r in found if any(id(b) in shared for m in r.nodes for b in m.args)]
+        homes.sort(key=free)  # a region that reads only inputs last: it can join n's instead
         if not any(r.shape == n.shape and join(r, n) for r in homes):
             r = Region(n.shape, k, at=k)
             found.append(r)
