@@ -4,7 +4,8 @@
     python examples/spiral.py --fast     # what CI runs: fewer steps, same accuracy bar
 
 Forward (compute loss), backward (compute gradients), update (gradient
-descent); repeat. Before training, the gradient is checked against centred
+descent); repeat -- the three traced and compiled as one program by
+graphc.train_step. Before training, the gradient is checked against centred
 differences, as the seed advises.
 """
 
@@ -72,12 +73,13 @@ def train(steps: int, step_size: float = 1.0, hidden: int = 100, seed: int = 0, 
     probe = {name: rng.normal(size=p.shape) for name, p in params.items()}
     err = gradient_check(probe, X, y)
     print(f"gradient check: max relative error {err:.2e} (centred differences, h = 1e-5, 40 entries)")
-    step = graphc.value_and_grad(loss)
+    opt = graphc.optim.sgd(step_size)                 # p <- p - step_size * grad, PyTorch's SGD
+    step = graphc.train_step(loss, opt)               # forward, backward and update: one compiled program
+    state = opt.init(params)
     losses = []
     t0 = time.perf_counter()
     for k in range(steps):
-        value, grads = step(params, X, y)                                         # forward + backward
-        params = {name: p - step_size * grads[name] for name, p in params.items()}  # update
+        params, state, value = step(params, state, X, y)
         losses.append(value)
         if k % report_every == 0 or k == steps - 1:
             acc = np.mean(predict(params, X) == y)

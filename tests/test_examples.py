@@ -40,7 +40,7 @@ def test_dask_logistic_regression_learns_the_true_model(capsys):
     assert "1,000,000 rows" in out and "largest weight error" in out
 
 
-@pytest.mark.slow  # ~20 s: 40 epochs of a two-convolution network
+@pytest.mark.slow  # ~20 s: 50 epochs of a two-convolution network
 def test_cnn_digits_reaches_97_percent_on_held_out_digits(capsys):
     pytest.importorskip("sklearn")
     assert _load("cnn_digits").main(["--fast"]) == 0
