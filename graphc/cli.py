@@ -171,7 +171,15 @@ def cmd_ir(args: argparse.Namespace) -> int:
     import graphc
 
     topts = _tensor_opts(args)
-    prog = graphc.Program(args.formula, wrt=None if args.no_grad else args.wrt, dtype=args.dtype,
+    source: object = args.formula
+    if args.formula.endswith(".ir"):  # IR text (print_graph's, e.g. a traced function's with its loops)
+        try:
+            with open(args.formula, encoding="utf-8") as fh:
+                source = graphc.parse_graph(fh.read())
+        except OSError as exc:
+            raise GraphcError(f"cannot read {args.formula}: {exc.strerror}") from None
+        topts = {}
+    prog = graphc.Program(source, wrt=None if args.no_grad else args.wrt, dtype=args.dtype,
                           passes=args.passes, grad=not args.no_grad, **topts)
     if args.at is not None or args.format in ("svg", "png"):
         from .picture import render
@@ -354,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("ir", help="print the IR (value+gradient, or --no-grad)")
-    r.add_argument("formula")
+    r.add_argument("formula", help="a formula, or a FILE.ir of IR text (graphc.print_graph's, loops included)")
     r.add_argument("--no-grad", action="store_true", help="the optimised forward graph only")
     r.add_argument("--format", default="text", choices=["text", "json", "dot", "svg", "png"],
                    help="dot: Graphviz text; svg, png: rendered by Graphviz's dot (when installed)")

@@ -71,3 +71,27 @@ def test_ir_print_after_all_and_stats():
     r = run("ir", "log(1+exp(x*y))", "--passes", "autodiff,dce", "--stats")
     assert "softplus" not in r.stdout.split("pass ")[0]
     assert "fuse" not in r.stdout
+
+
+def test_ir_of_a_traced_loop_prints_one_scan_node_with_its_body(tmp_path):
+    """`graphc ir FILE.ir`: IR text, as print_graph writes a traced function's, loops included."""
+    import numpy as np
+
+    import graphc
+    import graphc.numpy as gnp
+
+    def loss(W, xs):
+        h, _ = graphc.scan(lambda h, x: (gnp.tanh(h @ W + x), None), np.zeros(3), xs)
+        return gnp.sum(h)
+
+    rng = np.random.default_rng(0)
+    forward = graphc.value_and_grad(loss).lower(rng.normal(size=(3, 3)), rng.normal(size=(50, 3))).forward
+    path = tmp_path / "rnn.ir"
+    path.write_text(graphc.print_graph(forward))
+    r = run("ir", str(path), "--no-grad")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(" = scan ") == 1 and "tanh" in r.stdout, r.stdout  # one loop node, its body inside
+    r = run("ir", str(path))  # with gradients: the backward loop is a second scan
+    assert r.returncode == 0 and r.stdout.count(" = scan ") == 2, r.stdout + r.stderr
+    r = run("ir", str(tmp_path / "missing.ir"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
