@@ -82,6 +82,7 @@ class TrainStep:
         self.has_aux, self.donate, self.target = bool(has_aux), bool(donate), target
         self.traces = 0
         self.traced = Traced(self._program, "jit", target=target)
+        self._dask_vg: Any = None  # value_and_grad of the loss, for data given as Dask arrays
         self._owned: dict[tuple, tuple] = {}  # (signature id, sizes) -> (signature, per donated output a buffer or None)
         self._info: dict[int, list] = {}  # signature id -> what a call needs of it (`_signature`)
         self._lock = threading.Lock()  # the kept buffers belong to one call at a time
@@ -128,6 +129,8 @@ class TrainStep:
     # ------------------------------------------------------------ a step
 
     def __call__(self, params: Any, opt_state: dict, *data: Any) -> tuple:
+        if any(type(leaf).__module__.startswith("dask.") for leaf in flatten(data, "data")[0]):
+            return self._over_dask(params, opt_state, data)
         opt = self.optimizer
         count = step_count(opt_state)
         slots = state_slots(opt, opt_state)
@@ -162,6 +165,23 @@ class TrainStep:
             return new_params, state, value
         aux = [r if np.ndim(r) else float(r) for r in results[n_donated + 1:]]
         return new_params, state, value, unflatten(sig.out_tree.children[3], aux)
+
+    def _over_dask(self, params: Any, opt_state: dict, data: tuple) -> tuple:
+        """A step over Dask data chunked by rows: the loss's value and gradients computed chunk by
+        chunk on the current scheduler (a cluster's workers when a Client is active) by
+        graphc.dask, from the one traced and compiled program every step reuses; then the
+        optimizer's update on the host (the same rule as the fused step's)."""
+        from .dask import value_and_grad_over_chunks
+
+        if self.has_aux:
+            raise ArgumentError("graphc.train_step over Dask data: has_aux=True is not offered (an aux value is "
+                                "per chunk, not a sum over rows)")
+        vg = self._dask_vg
+        if vg is None:
+            vg = self._dask_vg = value_and_grad(self.loss, target=self.target)
+        value, grads = value_and_grad_over_chunks(vg, (params, *data), {})
+        new_params, state = self.optimizer.update(grads, opt_state, params, donate=self.donate)
+        return new_params, state, float(value)
 
     def _signature(self, sig: Any, params_tree: TreeDef) -> list:
         """What a call needs of a compiled signature, found once: [signature, the kernel's position of
