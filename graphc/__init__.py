@@ -6,6 +6,7 @@ from __future__ import annotations
 # graphc.nn are the namespaces for traced functions (and eager arrays)
 from . import dask, math_ops, nn, numpy, ops, optim, random, shape_ops, tensor_ops  # noqa: F401
 from .api import CompiledFunction, compile, hessian, targets
+from .custom import checkpoint, custom_vjp
 from .errors import (
     ArgumentError,
     ArityError,
@@ -49,5 +50,5 @@ __all__ = [
     "ArgumentError", "UnsupportedError", "BackendUnavailableError", "ShapeError", "TracingError", "__version__",
     "CacheWarning",
     "value_and_grad", "grad", "jit", "hvp", "numpy", "nn", "scan", "fori_loop", "random", "optim",
-    "jvp", "linearize", "jacfwd", "jacrev", "train_step",
+    "jvp", "linearize", "jacfwd", "jacrev", "train_step", "custom_vjp", "checkpoint",
 ]

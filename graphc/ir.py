@@ -517,8 +517,10 @@ def parse_graph(text: str) -> Graph:
         raise IRError("IR text must end with '}'")
     body: list[Node] = []
     outputs: list[tuple[str, Node]] = []
+    returned = False  # a graph may return nothing (a custom rule giving no cotangent), but says so
     for lineno, line, subs in _blocks(lines[1:-1]):
         if line.startswith("return"):
+            returned = True
             rest = line[len("return"):].strip()
             for item in [s.strip() for s in rest.split(",")] if rest else []:
                 if "=" not in item:
@@ -553,7 +555,7 @@ def parse_graph(text: str) -> Graph:
             raise IRError(f"line {lineno}: {res} defined twice")
         env[res] = node
         body.append(node)
-    if not outputs:
+    if not returned:
         raise IRError("IR text has no 'return' line")
     g = Graph(inputs, outputs, body=_dedupe(body))
     verify(g)

@@ -97,10 +97,11 @@ def test_late_op_runs_in_the_cuda_simulator():
 
 def test_internal_ops_are_not_user_functions():
     internal = sorted(n for n, s in REGISTRY.items() if s.internal)
-    assert internal == ["amax", "amin", "array", "cmpw", "concatenate", "count", "diag_embed", "diff_t", "dpow",
-                        "dsigmoid", "dtanh", "fold", "gather", "index_array", "index_mask", "iota", "put_along",
-                        "random_normal", "random_split", "random_uniform", "scan", "scan_out", "scatter", "slice",
-                        "sort_by", "step", "take_along", "to_float", "triangle", "unfold", "unslice", "unsort"]
+    assert internal == ["amax", "amin", "array", "cmpw", "concatenate", "count", "custom_vjp", "custom_vjp_out",
+                        "diag_embed", "diff_t", "dpow", "dsigmoid", "dtanh", "fold", "gather", "index_array",
+                        "index_mask", "iota", "put_along", "random_normal", "random_split", "random_uniform",
+                        "remat_barrier", "scan", "scan_out", "scatter", "slice", "sort_by", "step", "take_along",
+                        "to_float", "triangle", "unfold", "unslice", "unsort"]
     for name in internal:
         with pytest.raises(UnknownFunctionError):
             graphc.parse(f"{name}(x)" if REGISTRY[name].arity == 1 else f"{name}(x, y)")

@@ -10,12 +10,20 @@ is stable.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from ..ir import Graph, Node, rebuild
 from ..registry import REGISTRY
 
+# Ops whose node only carries a rule for reverse mode (graphc.custom's custom_vjp_out: a value with
+# a custom VJP): op -> the node that computes its value. Once no autodiff follows, CSE replaces each
+# such node by it, and the node holding the rule is dead.
+FORWARD: dict[str, Callable[[Node], Node]] = {}
+
 
 def cse(graph: Graph, ctx=None) -> Graph:
+    strip = bool(FORWARD) and not (ctx is not None and ctx.autodiff_follows)
+    dropped: set[int] = set()  # the nodes FORWARD replaced, and the nodes holding their rules
     pos = {id(n): i for i, n in enumerate(graph.inputs)}
     digest: dict[int, bytes] = {}
     mapping: dict[int, Node] = {}
@@ -33,6 +41,9 @@ def cse(graph: Graph, ctx=None) -> Graph:
             if REGISTRY[n.op].commutative:
                 args.sort(key=key)
             new = rebuild(n, args)
+            if strip and new.op in FORWARD:
+                dropped.update((id(new), id(new.args[0])))
+                new = FORWARD[new.op](new)
         else:
             new = n
         mapping[id(n)] = new
@@ -42,7 +53,9 @@ def cse(graph: Graph, ctx=None) -> Graph:
                 h.update(digest[id(a)] if a.args else repr(key(a)).encode())
             digest[id(new)] = h.digest()
     out = Graph(graph.inputs, [(name, mapping.get(id(v), v)) for name, v in graph.outputs])
-    merged = len(graph.body) - len(out.body)
+    merged = len(graph.body) - len(out.body) - len(dropped)
     if ctx is not None and merged > 0:
         ctx.fired["nodes merged"] += merged
+    if ctx is not None and dropped:
+        ctx.fired["reverse-mode rule dropped"] += len(dropped)
     return out
