@@ -48,6 +48,7 @@ from .errors import ArgumentError, GraphcError, IRError, ShapeError
 from .ir import Graph, Node, Type, const, input_node, make, rebuild, verify
 from .passes import autodiff, cse
 from .registry import OpSpec, register_op
+from .several import register_pick, whole_rule
 from .trace import Trace, Tracer, TracingError, TreeDef, active_trace, apply, substitute, unflatten
 
 CALL, RESULT, BARRIER = "custom_vjp", "custom_vjp_out", "remat_barrier"
@@ -103,16 +104,10 @@ def _infer_call(op: str, args: tuple, attrs: dict) -> tuple[dict, Type]:
     return out_attrs, Type(dtype)  # the node itself only holds its rule: custom_vjp_out picks the outputs
 
 
-def _infer_result(op: str, args: tuple, attrs: dict) -> tuple[dict, Type]:
-    (src,) = args
-    if src.op != CALL:
-        raise IRError(f"custom_vjp_out: picks an output of a custom_vjp node, got {src.op}")
-    if set(attrs) != {"index"}:
-        raise IRError(f"custom_vjp_out: takes one attribute, index; got {', '.join(sorted(attrs)) or 'none'}")
-    k, a = attrs["index"], src.attrs
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < a["nout"]:
-        raise IRError(f"custom_vjp_out: index {k!r}, but the custom_vjp node has {a['nout']} output(s)")
-    return {"index": int(k)}, src.args[a["nx"] + int(k)].type
+def _output_types(node: Node) -> list[Type]:
+    """The types of a custom_vjp node's outputs: its output arguments'."""
+    a = node.attrs
+    return [x.type for x in node.args[a["nx"]:a["nx"] + a["nout"]]]
 
 
 def _infer_barrier(op: str, args: tuple, attrs: dict) -> tuple[dict, Type]:
@@ -129,22 +124,11 @@ def _outputs(*args: Any, bwd: Graph, name: str, nx: int, nout: int, nres: int, n
     return tuple(args[nx:nx + nout])
 
 
-def _pick(t: tuple, index: int) -> Any:
-    return t[index]
-
-
-def _no_rule(node: Node, g: Node) -> tuple:
-    raise IRError(f"{node.op}: its adjoints are taken by the custom_vjp node's own rule (autodiff.SEVERAL), every "
-                  "output at once")
-
-
 register_op(OpSpec(
-    CALL, 1, _outputs, _no_rule, None, "",
+    CALL, 1, _outputs, whole_rule("the custom_vjp node"), None, "",
     "a function with a custom VJP: its outputs (computed by its own ops, its arguments) and its bwd rule as a graph",
     infer=_infer_call, symbolic=_outputs, internal=True))
-register_op(OpSpec(
-    RESULT, 1, _pick, _no_rule, None, "", "one output of a custom_vjp node",
-    infer=_infer_result, symbolic=_pick, internal=True))
+register_pick(RESULT, CALL, _output_types, "one output of a custom_vjp node", "the custom_vjp node")
 register_op(OpSpec(
     BARRIER, 2, lambda x, t: np.array(x, copy=True), lambda n, g: (g, None), None, "({0})",
     "x itself; t, read from the cotangents, holds a checkpointed block's recomputation until the backward pass",

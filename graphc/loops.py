@@ -41,6 +41,7 @@ from .describe import describe
 from .errors import ArgumentError, IRError, ShapeError
 from .ir import DTYPE_NUMPY, Graph, Node, Type, const, fmt_shape, input_node, make, topo_order, verify
 from .registry import OpSpec, register_op
+from .several import register_pick, whole_rule
 from .trace import Trace, Tracer, TracingError, TreeDef, active_trace, substitute, unflatten
 
 LOOP, RESULT = "scan", "scan_out"  # the loop node and the node that picks one of its results
@@ -104,19 +105,6 @@ def _infer_scan(op: str, args: tuple, attrs: dict) -> tuple[dict, Type]:
     return out, Type(body.dtype)  # the node itself only holds its results: scan_out picks them
 
 
-def _infer_result(op: str, args: tuple, attrs: dict) -> tuple[dict, Type]:
-    (src,) = args
-    if src.op != LOOP:
-        raise IRError(f"scan_out: picks a result of a scan node, got {src.op}")
-    if set(attrs) != {"index"}:
-        raise IRError(f"scan_out: takes one attribute, index; got {', '.join(sorted(attrs)) or 'none'}")
-    types = results(src)
-    k = _int(op, "index", attrs["index"])
-    if k >= len(types):
-        raise IRError(f"scan_out: index {k}, but the scan has {len(types)} results")
-    return {"index": k}, types[k]
-
-
 _REFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # body -> its reference evaluation order
 
 
@@ -156,22 +144,11 @@ def _bare(v: Any) -> Any:
     return v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v
 
 
-def _pick(t: tuple, index: int) -> Any:
-    return t[index]
-
-
-def _no_rule(node: Node, g: Node) -> tuple:
-    raise IRError(f"{node.op}: its adjoints are taken by the scan's own rule (autodiff.SEVERAL), every result at "
-                  "once")
-
-
 register_op(OpSpec(
-    LOOP, 1, _np_scan, _no_rule, None, "",
+    LOOP, 1, _np_scan, whole_rule("the scan"), None, "",
     "a loop: the body graph applied n times to a carry and one slice of each xs (jax.lax.scan); results by scan_out",
     infer=_infer_scan, symbolic=_sym_scan, internal=True))
-register_op(OpSpec(
-    RESULT, 1, _pick, _no_rule, None, "", "one result of a scan: final carry, stacked ys, stacked carries",
-    infer=_infer_result, symbolic=_pick, internal=True))
+register_pick(RESULT, LOOP, results, "one result of a scan: final carry, stacked ys, stacked carries", "the scan")
 _infer_scan.variadic = True  # type: ignore[attr-defined]  # carries, xs and closed-over values: any number
 
 
