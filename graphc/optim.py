@@ -265,7 +265,7 @@ class Optimizer:
             biggest[p.dtype] = max(biggest.get(p.dtype, 0), p.size)
         for dt, n in biggest.items():
             scratch[dt] = np.empty(2 * n, dtype=dt)
-        new_p, new_slots = [], [[] for _ in self.slots]
+        results: list[tuple] = []
         for k, (p, g, path) in enumerate(zip(p_leaves, g_leaves, p_paths)):
             slots = [leaves[k] for leaves in slot_leaves]
             if donate:
@@ -283,13 +283,8 @@ class Optimizer:
             into = Into(param=outs[0], tmp=flat[:p.size].reshape(p.shape),
                         tmp2=flat[half:half + p.size].reshape(p.shape), **dict(zip(self.slots, outs[1:])))
             result = self.rule(p, g, *slots, step=step, hyper=hyper, out=into)
-            new_p.append(result[0])
-            for j, x in enumerate(result[1:]):
-                new_slots[j].append(x)
-        new_state: dict[str, Any] = {"step": step}
-        for name, leaves in zip(self.slots, new_slots):
-            new_state[name] = unflatten(tree, leaves)
-        return unflatten(tree, new_p), new_state
+            results.append(result)
+        return self._assemble(tree, results, step)
 
     def apply(self, grads: Any, state: dict[str, Any], params: Any, lr: Any = None) -> tuple[Any, dict]:
         """One step as a pure function: (new params, new state), nothing written. Works on NumPy
@@ -302,16 +297,18 @@ class Optimizer:
                                  "schedule cannot be evaluated here: pass lr= (a number or a traced scalar)")
         hyper = {**self.options, "lr": lr} if lr is not None else self.hyper(count)
         step = count + 1
-        new_p, new_slots = [], [[] for _ in self.slots]
+        results: list[tuple] = []
         for k, (p, g) in enumerate(zip(p_leaves, g_leaves)):
             result = self.rule(p, g, *(leaves[k] for leaves in slot_leaves), step=step, hyper=hyper)
-            new_p.append(result[0])
-            for j, x in enumerate(result[1:]):
-                new_slots[j].append(x)
-        new_state: dict[str, Any] = {"step": step}
-        for name, leaves in zip(self.slots, new_slots):
-            new_state[name] = unflatten(tree, leaves)
-        return unflatten(tree, new_p), new_state
+            results.append(result)
+        return self._assemble(tree, results, step)
+
+    def _assemble(self, tree: TreeDef, results: list[tuple], step: Any) -> tuple[Any, dict]:
+        """(new params, new state) from each leaf's rule result (param, *slots)."""
+        state: dict[str, Any] = {"step": step}
+        for j, name in enumerate(self.slots):
+            state[name] = unflatten(tree, [r[1 + j] for r in results])
+        return unflatten(tree, [r[0] for r in results]), state
 
     def _unpack(self, grads: Any, state: Any, params: Any, eager: bool) -> tuple:
         """Checked leaves: (count, params, their paths, structure, grads, per slot its leaves)."""
