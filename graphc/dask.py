@@ -219,7 +219,7 @@ def value_and_grad_over_chunks(traced: Any, args: tuple, kwargs: dict, *, comput
     `args[argnums]`, as the traced call's; floats for 0-d results. With
     compute=False: a dask Delayed of the pair (nothing runs yet)."""
     dask, da = _dask()
-    from .trace import flatten, leaf_type
+    from .trace import flatten, leaf_type, static_key
 
     where = f"graphc.{traced.mode}"
     if traced.mode not in ("value_and_grad", "grad"):
@@ -259,14 +259,7 @@ def value_and_grad_over_chunks(traced: Any, args: tuple, kwargs: dict, *, comput
                                 f"({first}): give every data array as a Dask array chunked by rows (dask.array."
                                 f"from_array(..., chunks={first}.chunks[0]) for a 1-D one)")
         types.append((shape, kind))
-    skey: tuple = ()
-    if static:
-        try:
-            skey = tuple(sorted(static.items()))
-            hash(skey)
-        except TypeError:
-            raise ArgumentError(f"static arguments must be hashable: {', '.join(static)}") from None
-    key = (tuple(trees), tuple(types), skey, batch)
+    key = (tuple(trees), tuple(types), static_key(static), batch)
     cache = traced.__dict__.setdefault("_dask_splits", {})
     plan = cache.get(key)
     if plan is None:

@@ -635,14 +635,7 @@ class Traced:
         except ArgumentError:  # again, with the argument's path in the message
             paths = [p for name, value in dyn for p in flatten(value, name)[1]]
             types = tuple(leaf_type(x, p) for x, p in zip(leaves, paths))
-        skey = ()
-        if static:
-            try:
-                skey = tuple(sorted(static.items()))
-                hash(skey)
-            except TypeError:
-                raise ArgumentError(f"static arguments must be hashable: {', '.join(static)}") from None
-        return (tuple(trees), types, skey), leaves, trees
+        return (tuple(trees), types, static_key(static)), leaves, trees
 
     def lower(self, *args: Any, **kwargs: Any):
         """The pipeline object (Program) for this signature: `.ir`, `.explain()`."""
@@ -890,6 +883,18 @@ def substitute(roots: Sequence[Node], mapping: dict[int, Node]) -> list[Node]:
         if id(n) not in memo:
             memo[id(n)] = rebuild(n, [memo.get(id(a), a) for a in n.args]) if n.args else n
     return [memo[id(r)] for r in roots]
+
+
+def static_key(static: dict) -> tuple:
+    """The static arguments as part of a cache key (hashable, or an ArgumentError naming them)."""
+    if not static:
+        return ()
+    try:
+        key = tuple(sorted(static.items()))
+        hash(key)
+    except TypeError:
+        raise ArgumentError(f"static arguments must be hashable: {', '.join(static)}") from None
+    return key
 
 
 def leaf_count(td: TreeDef) -> int:
