@@ -422,19 +422,20 @@ def _flatten_into(tree: Any, leaves: list) -> TreeDef:
 
 
 def unflatten(tdef: TreeDef, leaves: Sequence[Any]) -> Any:
-    it = iter(leaves)
+    return _build(tdef, iter(leaves))
 
-    def build(t: TreeDef) -> Any:
-        if t.kind == "leaf":
-            return next(it)
-        if t.kind == "none":
-            return None
-        kids = [build(c) for c in t.children]
-        if t.kind == "dict":
-            return dict(zip(t.keys, kids))
-        return kids if t.kind == "list" else tuple(kids)
 
-    return build(tdef)
+def _build(t: TreeDef, it: Any) -> Any:
+    # a module function, not a closure that calls itself: such a closure is a reference cycle,
+    # which kept the leaves (a step's results) alive until the garbage collector ran
+    if t.kind == "leaf":
+        return next(it)
+    if t.kind == "none":
+        return None
+    kids = [_build(c, it) for c in t.children]
+    if t.kind == "dict":
+        return dict(zip(t.keys, kids))
+    return kids if t.kind == "list" else tuple(kids)
 
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_]")

@@ -122,3 +122,31 @@ def test_a_region_of_inputs_only_joins_the_loop_that_needs_it():
     a, b = fn2(W, v[:, :1] @ np.ones((1, 5)), X)
     np.testing.assert_allclose(a, 0.999 * (v[:, :1] @ np.ones((1, 5))) ** 2 + 1.0)
     assert fn2._sigs[0].fn.describe().split("# ----")[0].count("kernel ") == 2
+
+
+def test_outputs_are_recycled_only_once_their_caller_let_go():
+    """A call writes its result into the array the last call returned when nothing refers to it
+    any more (memory already mapped); results the caller keeps are never written again."""
+    import graphc
+    import graphc.numpy as gnp
+
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(300, 200)), rng.normal(size=(300, 200))
+    vg = graphc.value_and_grad(lambda x, w: gnp.sum(gnp.cumsum(x, axis=1) * w * gnp.tanh(x)))
+    v1, g1 = vg(x, w)
+    kept = g1.copy()
+    v2, g2 = vg(x + 1.0, w)  # g1 still held: g2 is a new array, g1 unchanged
+    assert g2 is not g1 and np.array_equal(g1, kept)
+    v0, g0 = graphc.value_and_grad(lambda x, w: gnp.sum(gnp.cumsum(x, axis=1) * w * gnp.tanh(x)),
+                                   target="numpy")(x + 1.0, w)
+    np.testing.assert_allclose(g2, g0, rtol=1e-12)
+    address = g2.ctypes.data
+    del g1, g2
+    v3, g3 = vg(x, w)  # the last result was dropped: its memory holds this one
+    assert g3.ctypes.data == address
+    np.testing.assert_array_equal(g3, kept)
+    view = g3[:10]  # a view keeps g3 alive: no reuse
+    del g3
+    _, g4 = vg(x + 2.0, w)
+    assert g4.ctypes.data != view.ctypes.data or not np.shares_memory(g4, view)
+    np.testing.assert_array_equal(view, kept[:10])

@@ -219,3 +219,19 @@ def test_an_argument_returned_as_aux_as_it_is():
     assert graphc.grad(lambda x: (x * 2.0, x), has_aux=True)(3.5) == (2.0, 3.5)
     (v, aux), g = graphc.value_and_grad(lambda x: (gnp.sum(x * x), x), has_aux=True)(np.array([1.0, 2.0]))
     assert v == 5.0 and aux.tolist() == [1.0, 2.0] and g.tolist() == [2.0, 4.0]
+
+
+def test_unflatten_keeps_no_reference_to_the_leaves():
+    """Regression: unflatten's recursive closure was a reference cycle holding the leaves (a
+    step's results) until the garbage collector ran, so their memory could not be recycled."""
+    import sys
+
+    from graphc.trace import flatten, unflatten
+
+    x = np.zeros(3)
+    tree = flatten({"a": [x, 1.0], "b": (x,)}, "p")[2]
+    before = sys.getrefcount(x)
+    y = unflatten(tree, [x, 1.0, x])
+    assert sys.getrefcount(x) == before + 2  # y["a"][0] and y["b"][0], nothing else
+    del y
+    assert sys.getrefcount(x) == before
