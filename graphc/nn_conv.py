@@ -8,12 +8,24 @@ wrong kind, UnsupportedError for an option graphc does not honour). Unbatched in
 are accepted as PyTorch accepts them.
 
 They lower to the ops of `conv_ops.py`: a convolution is `unfold` (im2col), a reshape, one matmul
-with the reshaped weight (a batch of GEMMs; batched over groups as well), a reshape and the bias;
-conv1d is conv2d over a (N, C, 1, L) view; the transposed convolution a matmul then `fold`; the
+with the reshaped weight (a batch of GEMMs, one per image; batched over groups as well), a reshape and
+the bias; conv1d is conv2d over a (N, C, 1, L) view; the transposed convolution a matmul then `fold`;
+max pooling over windows that tile the image (stride = kernel, no padding or dilation: the usual
+`max_pool2d(x, 2)`) is `tile_max`, one pass over x (its VJP `tile_max_grad` one more), and the other
 pools an `unfold` (padded with -inf for max) and graphc's max or mean over the window axis. Their
 gradients are the ops' VJPs -- folds, unfolds and matmuls, i.e. convolutions in the same IR -- so
-they fuse with the rest of the program and run on every tensor target. Max pooling's gradient
-goes to the window's maximum, ties split evenly (graphc's `max`; PyTorch gives it to one of them).
+they fuse with the rest of the program and run on every tensor target; the compiled CPU targets run
+unfold, fold, tile_max and tile_max_grad as compiled loops into the plan's buffers
+(`backends/host_kernels.py`). Max pooling's gradient goes to the window's maximum, ties split evenly
+(graphc's `max`; PyTorch gives it to one of them).
+
+`MERGED = True` lays a known batch's windows side by side as the columns of one (C*kh*kw, N*L)
+matrix (`unfold(merged=True)`), so the product and both of its gradients are one 2-D GEMM each (plan
+`gemm:` steps into pooled buffers) instead of one per image. It is off: measured on the 2-core
+machine (benchmarks/RESULTS-cnn.md), the per-image GEMMs are as fast with one BLAS thread (the digits
+CNN's step 3.4 ms against 3.6 ms, LeNet-5's 31 ms against 36 ms: OpenBLAS is slow on the weight
+gradient's long, thin product), and the merged ones are big enough for OpenBLAS to start its threads,
+which on a machine whose cores are busy took the step from ~4 ms to 15-75 ms.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from .errors import ArgumentError, ShapeError, UnsupportedError
 from .trace import Tracer, apply
 
 __all__: list[str] = ["conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d"]
+
+MERGED = False  # True: a known batch's windows as the columns of one matrix, one GEMM a product (see above)
 
 
 # ------------------------------------------------------------------ helpers
@@ -165,13 +179,25 @@ def _conv(fn: str, x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: 
         kernel, stride, dilation, pads = (1,) + kernel, (1,) + stride, (1,) + dilation, (0, 0) + pads
     n, size = xs[0], (1,) + tuple(xs[2:]) if nd == 1 else tuple(xs[2:])
     oh, ow = windows(size, kernel, stride, pads, dilation)
-    cols = apply("unfold", x, kernel=kernel, stride=stride, padding=pads, dilation=dilation)  # (N, C*kh*kw, L)
+    geo = {"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation}
     k = cg * kernel[0] * kernel[1]
-    if groups == 1:
-        y = apply("matmul", _reshape(w, (o, k)), cols)  # (N, O, L)
+    if MERGED and _int(n):
+        # a known batch: its windows merged into the columns of one (C*kh*kw, N*L) matrix, so the product and
+        # both its gradients are one GEMM each (per group), not one per image; the result (O, N, oh, ow) is
+        # read through a transposed view (a batch named while tracing keeps the per-image layout)
+        cols = _reshape(apply("unfold", x, merged=True, **geo), (groups * k, n * oh * ow))
+        if groups == 1:
+            y = apply("matmul", _reshape(w, (o, k)), cols)  # (O, N*L)
+        else:
+            y = apply("matmul", _reshape(w, (groups, o // groups, k)), _reshape(cols, (groups, k, n * oh * ow)))
+        y = apply("transpose", _reshape(y, (o, n, oh, ow)), axes=(1, 0, 2, 3))
     else:
-        cols = _reshape(cols, (n, groups, k, oh * ow))
-        y = apply("matmul", _reshape(w, (groups, o // groups, k)), cols)  # (N, G, O/G, L)
+        cols = apply("unfold", x, **geo)  # (N, C*kh*kw, L)
+        if groups == 1:
+            y = apply("matmul", _reshape(w, (o, k)), cols)  # (N, O, L)
+        else:
+            cols = _reshape(cols, (n, groups, k, oh * ow))
+            y = apply("matmul", _reshape(w, (groups, o // groups, k)), cols)  # (N, G, O/G, L)
     y = _add_bias(_reshape(y, (n, o, oh, ow)), b, o)
     if nd == 1:
         y = _reshape(y, (n, o, ow))
@@ -279,6 +305,11 @@ def _pool(fn: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation
     _too_small(fn, tuple(xs[2:]), kernel, dilation, pads, f"input of shape {_fmt(xs)}")
     n, c = xs[0], xs[1]
     oh, ow = windows(tuple(xs[2:]), kernel, stride, pads, dilation)
+    if reduce == "amax" and stride == kernel and not any(pad) and dilation == (1, 1):
+        # windows that tile the image (the usual max_pool2d(x, k)): one pass over x each way, no im2col; the
+        # same values and gradients (ties split evenly) as the unfold and max below
+        y = apply("tile_max", x, kernel=kernel)
+        return y if batched else _reshape(y, _shape(y)[1:])
     extra = {"pad_value": "-inf"} if reduce == "amax" else {}
     cols = apply("unfold", x, kernel=kernel, stride=stride, padding=pads, dilation=dilation, **extra)
     cols = _reshape(cols, (n, c, kernel[0] * kernel[1], oh, ow))

@@ -15,6 +15,7 @@ import graphc
 import graphc.nn as gnn
 import graphc.numpy as gnp
 from graphc import ir
+from graphc.backends.targets import DEFAULT_TARGET
 from graphc.errors import ArgumentError, IRError, ShapeError, UnsupportedError
 from graphc.registry import REGISTRY
 from graphc.verify.tensor import check_tensor
@@ -490,8 +491,9 @@ def test_one_program_serves_every_batch_size():
 
 
 def test_schedule_shows_unfold_fold_and_gemms():
-    """A traced conv2d's schedule: unfold and its gradient's fold as NumPy host steps, the
-    products as GEMMs, the elementwise work fused (what benchmarks/RESULTS-array-ops.md shows)."""
+    """A traced conv2d's schedule: unfold and its gradient's fold as host steps (compiled ones, into the
+    plan's buffers), the products as GEMMs (one per image: nn_conv.MERGED is off), the elementwise work
+    fused (what benchmarks/RESULTS-cnn.md shows)."""
     rng = np.random.default_rng(0)
     x, w, b = rng.normal(size=(4, 3, 8, 8)), rng.normal(size=(5, 3, 3, 3)), rng.normal(size=5)
     vg = graphc.value_and_grad(lambda x, w, b: gnp.sum(gnn.relu(gnn.conv2d(x, w, b, padding=1)) ** 2),
@@ -501,6 +503,8 @@ def test_schedule_shows_unfold_fold_and_gemms():
     assert "numpy: %" in text and "= unfold (4, 27, 64)" in text and "= fold (4, 3, 8, 8)" in text, text
     assert text.count("gemm: ") >= 3, text  # the forward product, and the two of its gradient
     assert "fused loop nest" in text, text
+    host = {s.node.op: s.into for s in fn.kernel.plan.steps if s.kind == "host"}
+    assert host["unfold"] and host["fold"], host  # host_kernels' compiled forms
     np.testing.assert_allclose(fn(x=x, w=w, b=b)[0], np.sum(np.maximum(ref_conv2d(x, w, b, padding=1), 0) ** 2),
                                rtol=1e-12)
 
@@ -670,3 +674,256 @@ def test_errors_while_tracing_too():
     with pytest.raises(ShapeError, match="padding='same' is not supported for strided"):
         graphc.value_and_grad(lambda x, w: gnp.sum(gnn.conv1d(x[:, :, 0], w[:, :, 0], stride=2, padding="same")),
                               argnums=(0, 1))(x, _a(2, 3, 2, 2))
+
+
+# ------------------------------------------------------------------ the fast paths: tiling max pools, merged columns
+
+
+def _pool_by_unfold(x, kernel):
+    """max_pool2d(x, kernel) the general way (unfold with -inf padding, then graphc's max over the window
+    axis): the reference the tiling path must agree with bit for bit, ties and NaN included."""
+    from graphc.trace import apply
+
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    cols = apply("unfold", x, kernel=kernel, stride=kernel, pad_value="-inf")
+    return apply("amax", gnp.reshape(cols, (n, c, kh * kw, h // kh, w // kw)), axis=(2,), keepdims=False)
+
+
+TILE_CASES = [((2, 3, 4, 6), (2, 2)), ((1, 2, 7, 9), (2, 3)), ((2, 1, 6, 5), (3, 1)), ((1, 2, 4, 4), (4, 4)),
+              ((1, 1, 3, 3), (1, 1)), ((3, 2, 5, 8), (2, 2))]
+
+
+@pytest.mark.parametrize("shape,kernel", TILE_CASES, ids=[f"{s}-{k}" for s, k in TILE_CASES])
+def test_tiling_max_pools_are_one_op_and_agree_with_the_references(shape, kernel):
+    """stride = kernel, no padding: tile_max and its VJP tile_max_grad, no im2col; values against the loops
+    and PyTorch, gradients bit for bit against the unfold path on the reference and the default target."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.25 - 3.0  # distinct: PyTorch's argmax is ours
+    y = gnn.max_pool2d(x, kernel)
+    np.testing.assert_array_equal(y, ref_pool(x, kernel))
+    C = _loss_weights(y.shape)
+
+    def fast(x, C):
+        return gnp.sum(gnp.sin(gnn.max_pool2d(x, kernel) * C))
+
+    def slow(x, C):
+        return gnp.sum(gnp.sin(_pool_by_unfold(x, kernel) * C))
+
+    ops = {n.op for n in graphc.value_and_grad(fast).lower(x, C).graph.body}
+    assert {"tile_max", "tile_max_grad"} <= ops and "unfold" not in ops and "fold" not in ops, ops
+    for target in ("numpy", DEFAULT_TARGET):
+        v, g = graphc.value_and_grad(fast, target=target)(x, C)
+        v0, g0 = graphc.value_and_grad(slow, target=target)(x, C)
+        assert v == v0 and np.array_equal(g, g0), target
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tx, kernel)
+    torch.sin(ty * torch.tensor(C)).sum().backward()
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_tiling_max_pool_ties_split_evenly_nan_and_infinities():
+    """Ties share a window's gradient evenly (2, 3 and 4 ways), entries past the last window get 0,
+    a window holding NaN has NaN as its max and NaN gradients, a window of -inf is all ties -- each as
+    the unfold path (graphc's max) has it, bit for bit, in float64 and float32."""
+    x = np.zeros((1, 2, 5, 4))
+    x[0, 0, :4] = [[1, 1, 0, 2], [1, 0, 2, 2], [3, 3, 5, 4], [3, 0, 4, 5]]  # windows: 3-way, 3-way, 2-way, 2-way
+    x[0, 0, 4] = 9.0  # the row past the last window: read by no window
+    x[0, 1, :2, :2] = np.nan
+    x[0, 1, 2:4, :2] = -np.inf
+    x[0, 1, 2:4, 2:] = np.inf
+    x[0, 1, :2, 2:] = [[0.0, -0.0], [-0.0, -1.0]]
+    weights = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
+    for dt in (np.float64, np.float32):
+        xs, C = x.astype(dt), weights.astype(dt)
+        v, g = graphc.value_and_grad(lambda x, C: gnp.sum(gnn.max_pool2d(x, 2) * C))(xs, C)
+        v0, g0 = graphc.value_and_grad(lambda x, C: gnp.sum(_pool_by_unfold(x, (2, 2)) * C))(xs, C)
+        assert g.dtype == dt and np.array_equal(g, g0, equal_nan=True), (g, g0)
+        assert np.isnan(v) and np.isnan(v0)
+        want = np.array([[1 / 3, 1 / 3, 0, 2 / 3], [1 / 3, 0, 2 / 3, 2 / 3], [1, 1, 2, 0], [1, 0, 0, 2], [0, 0, 0, 0]])
+        np.testing.assert_array_equal(g[0, 0], want.astype(dt))
+        assert np.isnan(g[0, 1, :2, :2]).all()
+        np.testing.assert_array_equal(g[0, 1, 2:4, :2], np.full((2, 2), 7 / 4))  # -inf everywhere: four ties
+        np.testing.assert_array_equal(g[0, 1, 2:4, 2:], np.full((2, 2), 2.0))
+        np.testing.assert_array_equal(g[0, 1, :2, 2:], [[2, 2], [2, 0]])  # 0 == -0: three ties
+        np.testing.assert_array_equal(g[0, 1, 4], np.zeros(4))
+    y = gnn.max_pool2d(x, 2)
+    assert np.isnan(y[0, 1, 0, 0]) and y[0, 1, 1, 0] == -np.inf and y[0, 1, 1, 1] == np.inf
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tiling_max_pool_gradient_against_sympy(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 2, 4, 5)).astype(dtype)
+    f = lambda x: gnp.sum(gnp.sin(gnn.max_pool2d(x, 2)) * gnp.arange(1.0, 5.0).reshape(1, 1, 2, 2))  # noqa: E731
+    fn = graphc.compile(graphc.value_and_grad(f).lower(x))
+    assert "tile_max" in {n.op for n in fn.program.graph.body}
+    report = check_tensor(fn, values=[{"x": x}])
+    assert report.ok, str(report)
+
+
+def test_tiling_max_pool_hessian_vector_products():
+    """tile_max_grad's own VJP (each window's share of the cotangent, summed; none in x) makes the gradient
+    differentiable again: Hessian-vector products against central differences of the gradient."""
+    rng = np.random.default_rng(4)
+    x = rng.permutation(2 * 3 * 6 * 5).reshape(2, 3, 6, 5) * 0.05 - 2.0
+    w = rng.normal(size=(4, 3, 3, 3))
+    v = rng.normal(size=x.shape)
+
+    def f(x, w):
+        return gnp.sum(gnp.sin(gnn.max_pool2d(gnn.conv2d(x, w, padding=1), 2)) ** 2)
+
+    hv = graphc.hvp(f)(x, v, w)
+    grad = graphc.grad(f)
+    h = 1e-6
+    fd = (np.asarray(grad(x + h * v, w)) - np.asarray(grad(x - h * v, w))) / (2 * h)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv2d-groups", "conv2d-dilation", "conv1d-dilated-groups",
+                                  "conv2d-same-even"])
+def test_merged_columns_give_the_per_image_values_and_gradients(name, monkeypatch):
+    """nn_conv.MERGED: a known batch's windows as the columns of one matrix (unfold(merged=True)), each
+    product one GEMM (per group) instead of one per image; the same values and gradients, and a batch of
+    unknown size (named while tracing) keeps the per-image layout."""
+    from graphc import nn_conv
+
+    arrays = _arrays(name)
+    C = _loss_weights(reference(name, arrays).shape)
+    present = _present(arrays)
+    argnums = tuple(range(len(present)))
+    loss = _traced_loss(name, arrays, gnp.sin)
+    got = {}
+    for merged in (False, True):
+        monkeypatch.setattr(nn_conv, "MERGED", merged)
+        vg = graphc.value_and_grad(loss, argnums=argnums)
+        got[merged] = vg(*present, C)
+        unfolds = [n for n in vg.lower(*present, C).graph.body if n.op == "unfold"]
+        assert unfolds and all(bool(n.attrs.get("merged")) == merged for n in unfolds)
+    (v0, g0), (v1, g1) = got[False], got[True]
+    assert v1 == pytest.approx(v0, rel=1e-12)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    assert v0 == pytest.approx(float(np.sum(np.sin(reference(name, arrays) * C))), rel=1e-12)
+
+
+def test_merged_columns_schedule_and_named_batches(monkeypatch):
+    from graphc import nn_conv
+
+    monkeypatch.setattr(nn_conv, "MERGED", True)
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(4, 3, 8, 8)), rng.normal(size=(5, 3, 3, 3)), rng.normal(size=5)
+    vg = graphc.value_and_grad(lambda x, w, b: gnp.sum(gnn.relu(gnn.conv2d(x, w, b, padding=1)) ** 2),
+                               argnums=(0, 1, 2))
+    fn = graphc.compile(vg.lower(x, w, b))
+    text = fn.kernel.describe().split("# ----")[0]
+    assert "= unfold (1, 27, 256)" in text and "= fold (4, 3, 8, 8)" in text, text
+    assert text.count("gemm: ") == 3 and "= matmul" not in text, text  # the product and both gradients, 2-D
+    for n in (4, 3, 5):  # the second size names the batch: the per-image layout, one program for every size
+        xb = rng.normal(size=(n, 3, 8, 8))
+        v, _ = vg(xb, w, b)
+        assert v == pytest.approx(float(np.sum(np.maximum(ref_conv2d(xb, w, b, padding=1), 0) ** 2)), rel=1e-12)
+    named = [s for s in vg._sigs if s.pattern is not None]
+    assert named and not any(n.attrs.get("merged") for n in named[0].program.graph.body if n.op == "unfold")
+
+
+MERGED_GEOMETRIES = [((2, 3, 5, 6), (2, 2), (1, 1), (0, 0, 0, 0), (1, 1)),
+                     ((3, 2, 6, 5), (3, 2), (2, 1), (1, 1, 2, 2), (1, 2)),
+                     ((2, 1, 7, 8), (2, 2), (3, 4), (0, 1, 0, 0), (2, 3))]
+
+
+@pytest.mark.parametrize("shape,kernel,stride,pads,dilation", MERGED_GEOMETRIES)
+def test_merged_unfold_and_fold_are_the_batch_side_by_side(shape, kernel, stride, pads, dilation):
+    """unfold(merged=True) is (1, C*kh*kw, N*L): column n*L + l holds image n's window l; fold(merged=True)
+    its transpose; NumPy and SymPy forms against the loops and each other."""
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = rng.normal(size=shape)
+    geo = {"kernel": kernel, "stride": stride, "padding": pads, "dilation": dilation}
+    per_image = ref_unfold(x, kernel, stride, pads, dilation)  # (N, K, L)
+    n, k, L = per_image.shape
+    cols = REGISTRY["unfold"].numpy(x, merged=True, **geo)
+    np.testing.assert_array_equal(cols, per_image.transpose(1, 0, 2).reshape(1, k, n * L))
+    np.testing.assert_array_equal(REGISTRY["unfold"].numpy(x, merged=True, pad_value="-inf", **geo),
+                                  ref_unfold(x, kernel, stride, pads, dilation, -np.inf).transpose(1, 0, 2)
+                                  .reshape(1, k, n * L))
+    g = rng.normal(size=cols.shape)
+    back = REGISTRY["fold"].numpy(g, output_size=shape[2:], merged=True, **geo)
+    want = ref_fold(g.reshape(k, n, L).transpose(1, 0, 2), shape[2:], kernel, stride, pads, dilation)
+    np.testing.assert_allclose(back, want, rtol=1e-14, atol=1e-14)
+    assert np.sum(cols * g) == pytest.approx(np.sum(x * back), rel=1e-12)
+    np.testing.assert_array_equal(REGISTRY["unfold"].symbolic(x.astype(object), merged=True, **geo).astype(float),
+                                  cols)
+    np.testing.assert_allclose(REGISTRY["fold"].symbolic(g.astype(object), output_size=shape[2:], merged=True,
+                                                         **geo).astype(float), back, rtol=1e-14, atol=1e-14)
+    u = ir.make("unfold", ir.input_node("x", "f64", shape), merged=True, **geo)
+    assert u.type.shape == (1, k, n * L) and u.attrs["merged"] is True
+    f = REGISTRY["unfold"].grad(u, u)[0]
+    assert f.op == "fold" and f.attrs["merged"] is True and f.shape == shape
+    assert REGISTRY["fold"].grad(f, f)[0].attrs["merged"] is True
+
+
+def test_tile_ops_have_every_facet_and_round_trip():
+    for name in ("tile_max", "tile_max_grad"):
+        spec = REGISTRY[name]
+        assert spec.infer is not None and spec.symbolic is not None and callable(spec.grad), name
+        assert spec.internal and "torch.nn.functional" in spec.doc and spec.keywords == ("kernel",), name
+    x = ir.input_node("x", "f32", ("N", 3, 7, 5))
+    t = ir.make("tile_max", x, kernel=2)
+    assert t.type == ir.Type("f32", ("N", 3, 3, 2)) and t.attrs == {"kernel": (2, 2)}
+    (dg,) = REGISTRY["tile_max"].grad(t, t)
+    assert dg.op == "tile_max_grad" and dg.type == x.type
+    dx, dh = REGISTRY["tile_max_grad"].grad(dg, x)
+    assert dx is None and dh.type == t.type  # piecewise constant in x; linear in the cotangent
+    # the symbolic forms: Max over each window, and the share of each entry (ties split)
+    xs = np.array([[[[1.0, 3.0, 2.0], [3.0, 0.0, 5.0]]]])
+    np.testing.assert_array_equal(REGISTRY["tile_max"].symbolic(xs.astype(object), kernel=(2, 2)).astype(float),
+                                  [[[[3.0]]]])
+    sym = REGISTRY["tile_max_grad"].symbolic(xs.astype(object), np.array([[[[6.0]]]], dtype=object), kernel=(2, 2))
+    np.testing.assert_array_equal(sym.astype(float), [[[[0, 3, 0], [3, 0, 0]]]])
+    # the IR text, JSON and pickles keep the ops and merged=True
+    rng = np.random.default_rng(1)
+    xv, wv = rng.normal(size=(2, 2, 6, 6)), rng.normal(size=(3, 2, 3, 3))
+
+    def f(x, w):
+        return gnp.sum(gnn.max_pool2d(gnn.conv2d(x, w, padding=1), 2) ** 2)
+
+    from graphc import nn_conv
+
+    old, nn_conv.MERGED = nn_conv.MERGED, True
+    try:
+        prog = graphc.value_and_grad(f, argnums=(0, 1)).lower(xv, wv)
+    finally:
+        nn_conv.MERGED = old
+    g = prog.graph
+    assert {"tile_max", "tile_max_grad", "unfold", "fold"} <= {n.op for n in g.body}
+    text = ir.print_graph(g)
+    assert "merged=True" in text and "= tile_max_grad %" in text
+    assert ir.parse_graph(text) == g and ir.from_json(ir.to_json(g)) == g
+    fn = graphc.compile(prog)
+    v, grads = fn(x=xv, w=wv)
+    v2, grads2 = pickle.loads(pickle.dumps(fn))(x=xv, w=wv)
+    assert v == v2 and np.array_equal(grads["w"], grads2["w"])
+
+
+@pytest.mark.parametrize("op,shapes,attrs,err,match", [
+    ("tile_max", [(2, 3, 4)], {"kernel": 2}, ShapeError, r"x of shape \(2, 3, 4\) is not \(N, C, H, W\)"),
+    ("tile_max", [(1, 1, 3, 3)], {"kernel": (2, 4)}, ShapeError, r"kernel \(2, 4\) is bigger than x of shape"),
+    ("tile_max", [(1, 1, 3, 3)], {"kernel": 0}, ShapeError, "must be positive"),
+    ("tile_max", [(1, 1, 3, 3)], {}, IRError, "needs kernel="),
+    ("tile_max", [(1, 1, 3, 3)], {"kernel": 2, "stride": 2}, IRError, "unknown attribute stride="),
+    ("tile_max", [(1, 1, "H", 3)], {"kernel": 2}, ShapeError, "must be known while tracing"),
+    ("tile_max_grad", [(1, 2, 4, 4), (1, 2, 2, 3)], {"kernel": 2}, ShapeError,
+     r"y of f64\[1,2,2,3\] must be f64 of shape \(1, 2, 2, 2\)"),
+    ("unfold", [("N", 2, 4, 4)], {"kernel": 2, "merged": True}, ShapeError, r"batch size .* must be known"),
+    ("unfold", [(1, 2, 4, 4)], {"kernel": 2, "merged": "yes"}, IRError, "merged= must be True or False"),
+    ("fold", [(2, 8, 9)], {"kernel": 2, "output_size": (4, 4), "merged": True}, ShapeError,
+     r"not \(1, C\*kh\*kw, N\*L\)"),
+    ("fold", [(1, 8, 10)], {"kernel": 2, "output_size": (4, 4), "merged": True}, ShapeError,
+     "not a whole batch"),
+])
+def test_fast_path_op_errors_name_the_argument(op, shapes, attrs, err, match):
+    args = [ir.input_node(nm, "f64", s) for nm, s in zip("xy", shapes)]
+    with pytest.raises(err, match=match):
+        ir.make(op, *args, **attrs)

@@ -4,6 +4,7 @@ positive and negative cases, values and gradients against hand-written NumPy."""
 
 import numpy as np
 import pytest
+from conftest import FUZZ, TENSOR_TARGETS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,8 +16,6 @@ from graphc.ir import input_node, make
 from graphc.passes.fuse import _sorted_window
 from graphc.registry import REGISTRY
 from graphc.verify.tensor import check_tensor
-
-from conftest import FUZZ, TENSOR_TARGETS
 
 
 @FUZZ
@@ -145,3 +144,113 @@ def test_windows_out_of_range_are_shape_errors():
         make("argsort", x, axis=1, window=(4, 9))
     with pytest.raises(ShapeError, match="differ off axis"):
         make("take_along", x, make("argsort", input_node("y", "f64", (3, 6)), axis=1), axis=1)
+
+
+# ---------------------------------------------------------------- convolutions and pools (issue 27)
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal bit for bit: -0.0 is not 0.0, and NaNs must match too."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    ints = np.uint32 if a.dtype == np.float32 else np.uint64
+    return np.array_equal(np.ascontiguousarray(a).view(ints), np.ascontiguousarray(b).view(ints))
+
+
+@st.composite
+def _geometries(draw):
+    """A window geometry and an image it fits (PyTorch's output size >= 1), narrow or wide (unfold's gathers
+    and its row copies: host_kernels.NARROW_ROWS windows a row or more)."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    wide = draw(st.booleans()) * host_kernels.NARROW_ROWS * stride[1]
+    size = tuple(max(1, d * (k - 1) + 1 - padding[2 * a] - padding[2 * a + 1] + draw(st.integers(0, 4)))
+                 + a * wide for a, (k, d) in enumerate(zip(kernel, dilation)))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) + size
+    return shape, {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+
+
+@FUZZ
+@given(case=_geometries(), merged=st.booleans(), f32=st.booleans(), given_out=st.booleans(),
+       pad_value=st.sampled_from(["0.0", "-inf", "1.5"]), strided=st.booleans(), seed=st.integers(0, 2**16))
+def test_unfold_and_fold_are_numpys_bit_for_bit(case, merged, f32, given_out, pad_value, strided, seed):
+    shape, geo = case
+    rng = np.random.default_rng(seed)
+    dt = np.float32 if f32 else np.float64
+    x = rng.normal(size=shape).astype(dt)
+    x[rng.random(shape) < 0.2] = -0.0
+    if strided:  # a view (read through a contiguous copy)
+        x = np.concatenate([x, x], axis=3)[:, :, :, ::2]
+    want = REGISTRY["unfold"].numpy(x, pad_value=pad_value, merged=merged, **geo)
+    out = np.full(want.shape, np.nan, dtype=dt) if given_out else None
+    got = host_kernels.unfold(x, pad_value=pad_value, merged=merged, out=out, **geo)
+    assert _same_bits(got, want) and (out is None or got is out)
+    g = rng.normal(size=want.shape).astype(dt)
+    g[rng.random(g.shape) < 0.2] = -0.0  # a copy keeps -0.0 (windows apart), an add from zero makes it 0.0
+    want = REGISTRY["fold"].numpy(g, output_size=shape[2:], merged=merged, **geo)
+    out = np.full(want.shape, np.nan, dtype=dt) if given_out else None
+    got = host_kernels.fold(g, shape[2:], merged=merged, out=out, **geo)
+    assert _same_bits(got, want) and (out is None or got is out)
+
+
+@st.composite
+def _tiles(draw):
+    kernel = draw(st.sampled_from([(2, 2), (2, 2), (1, 1), (2, 3), (3, 1), (3, 3)]))
+    size = tuple(k * draw(st.integers(1, 3)) + draw(st.sampled_from([0, 0, 1])) for k in kernel)
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 3))) + size, kernel
+
+
+@FUZZ
+@given(case=_tiles(), f32=st.booleans(), given_out=st.booleans(), strided=st.booleans(), seed=st.integers(0, 2**16))
+def test_tile_max_and_its_gradient_are_numpys_bit_for_bit(case, f32, given_out, strided, seed):
+    """Ties (small integers), -0.0 against 0.0, NaN, +-inf, rows and columns past the last window, the 2x2
+    straight-line loops and the general ones, contiguous and strided arguments."""
+    shape, kernel = case
+    rng = np.random.default_rng(seed)
+    dt = np.float32 if f32 else np.float64
+    x = rng.integers(-1, 2, size=shape).astype(dt)  # mostly ties
+    special = rng.random(shape)
+    x[special < 0.04] = np.nan
+    x[(special >= 0.04) & (special < 0.08)] = np.inf
+    x[(special >= 0.08) & (special < 0.12)] = -np.inf
+    x[(special >= 0.12) & (special < 0.45)] = -0.0  # the first of equal maxima is kept: 0.0 or -0.0
+    if strided:
+        x = np.concatenate([x, x], axis=2)[:, :, ::2]
+    want = REGISTRY["tile_max"].numpy(x, kernel=kernel)
+    out = np.full(want.shape, 7.0, dtype=dt) if given_out else None
+    got = host_kernels.tile_max(x, kernel, out=out)
+    assert _same_bits(got, want) and (out is None or got is out)
+    g = rng.normal(size=want.shape).astype(dt)
+    g[rng.random(g.shape) < 0.1] = np.inf
+    g[rng.random(g.shape) < 0.1] = -0.0
+    if strided:
+        g = np.concatenate([g, g], axis=3)[:, :, :, ::2]
+    want = REGISTRY["tile_max_grad"].numpy(x, g, kernel=kernel)
+    out = np.full(want.shape, 7.0, dtype=dt) if given_out else None
+    got = host_kernels.tile_max_grad(x, g, kernel, out=out)
+    assert _same_bits(got, want) and (out is None or got is out)
+
+
+def test_a_cnn_step_runs_the_compiled_window_steps():
+    """A conv - relu - max_pool step on the default target: unfold, fold, tile_max and tile_max_grad as compiled
+    host steps into the plan's buffers, values and gradients as the numpy target's (the reference)."""
+    import graphc.nn as gnn
+
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(3, 2, 6, 6)), rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
+
+    def loss(w, b, x):
+        return gnp.sum(gnp.sin(gnn.max_pool2d(gnn.relu(gnn.conv2d(x, w, b, padding=1)), 2)))
+
+    def loss_x(x, w, b):  # the input's gradient: the fold of the first convolution
+        return loss(w, b, x)
+
+    vg = graphc.value_and_grad(loss_x, argnums=(0, 1, 2))
+    v, grads = vg(x, w, b)
+    ran = {s.node.op: s.into for s in vg._sigs[0].fn.plan.steps if s.kind == "host"}
+    assert all(ran.get(op) for op in ("unfold", "fold", "tile_max", "tile_max_grad")), ran
+    v0, grads0 = graphc.value_and_grad(loss_x, argnums=(0, 1, 2), target="numpy")(x, w, b)
+    assert v == pytest.approx(v0, rel=1e-13)
+    for a, r in zip(grads, grads0):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-14)

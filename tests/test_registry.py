@@ -101,7 +101,7 @@ def test_internal_ops_are_not_user_functions():
                         "diag_embed", "diff_t", "dpow", "dsigmoid", "dtanh", "fold", "gather", "index_array",
                         "index_mask", "iota", "put_along", "random_normal", "random_split", "random_uniform",
                         "remat_barrier", "scan", "scan_out", "scatter", "slice", "sort_by", "step", "take_along",
-                        "to_float", "triangle", "unfold", "unslice", "unsort"]
+                        "tile_max", "tile_max_grad", "to_float", "triangle", "unfold", "unslice", "unsort"]
     for name in internal:
         with pytest.raises(UnknownFunctionError):
             graphc.parse(f"{name}(x)" if REGISTRY[name].arity == 1 else f"{name}(x, y)")
