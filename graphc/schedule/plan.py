@@ -298,9 +298,6 @@ def lower(graph: Graph, steps: list) -> Plan:
             fn, attrs, symbolic, dt = op_step(s)
             if s.op in FAST:  # a compiled form into a buffer of the plan's (the numpy target keeps NumPy's)
                 out.append(HostStep(s, FAST[s.op], ins, attrs, symbolic, dt, keep(s).slot, into=True))
-            elif isinstance(fn, np.ufunc) and attrs is None and s.shape and s.type.is_float:
-                # a lone elementwise op (a region of one): NumPy's ufunc, into a buffer of the plan's
-                out.append(HostStep(s, fn, ins, attrs, symbolic, dt, keep(s).slot, into=True))
             else:
                 out.append(HostStep(s, fn, ins, attrs, symbolic, dt, new(s)))
     outputs = tuple(Value(slot[id(v)], v.shape, np_dtype(v)) for _, v in graph.outputs)
