@@ -49,7 +49,7 @@ from .ir import Graph, Node, Type, const, input_node, make, rebuild, verify
 from .passes import autodiff, cse
 from .registry import OpSpec, register_op
 from .several import register_pick, whole_rule
-from .trace import Trace, Tracer, TracingError, TreeDef, active_trace, apply, substitute, unflatten
+from .trace import Trace, Tracer, TracingError, TreeDef, active_trace, apply, flatten, substitute, unflatten
 
 CALL, RESULT, BARRIER = "custom_vjp", "custom_vjp_out", "remat_barrier"
 _IDS = itertools.count()  # stand-in inputs while fwd, bwd or a block is traced: unique names
@@ -257,19 +257,8 @@ def _ident(name: str) -> str:
 
 
 def _tree(tree: Any, path: str) -> tuple[list[Any], list[str], TreeDef]:
-    """trace.flatten's leaves and structure, with each leaf's path (`params['W']`)."""
-    if isinstance(tree, dict):
-        keys = tuple(sorted(tree, key=str))
-        parts = [_tree(tree[k], f"{path}[{k!r}]") for k in keys]
-        return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
-                TreeDef("dict", keys, tuple(p[2] for p in parts)))
-    if isinstance(tree, (list, tuple)):
-        parts = [_tree(v, f"{path}[{i}]") for i, v in enumerate(tree)]
-        return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
-                TreeDef("list" if isinstance(tree, list) else "tuple", (), tuple(p[2] for p in parts)))
-    if tree is None:
-        return [], [], TreeDef("none")
-    return [tree], [path], TreeDef("leaf")
+    """trace.flatten's leaves and structure, each leaf's path as Python writes it (`params['W']`)."""
+    return flatten(tree, path, python=True)
 
 
 def _pairs(arg: Any, ct: Any, path: str, who: str) -> list[tuple[Any, Any, str]]:

@@ -42,7 +42,7 @@ from .errors import ArgumentError, IRError, ShapeError
 from .ir import DTYPE_NUMPY, Graph, Node, Type, const, fmt_shape, input_node, make, topo_order, verify
 from .registry import OpSpec, register_op
 from .several import register_pick, whole_rule
-from .trace import Trace, Tracer, TracingError, TreeDef, active_trace, substitute, unflatten
+from .trace import Trace, Tracer, TracingError, TreeDef, active_trace, flatten, substitute, unflatten
 
 LOOP, RESULT = "scan", "scan_out"  # the loop node and the node that picks one of its results
 _IDS = itertools.count()  # stand-in inputs while a body is traced or built: unique names
@@ -227,18 +227,8 @@ def run_loop(attrs: dict, args: Sequence[Any], step: Callable[[list, dict], Sequ
 
 
 def _flatten(tree: Any, path: str) -> tuple[list[Any], list[str], TreeDef]:
-    if isinstance(tree, dict):
-        keys = tuple(sorted(tree, key=str))
-        parts = [_flatten(tree[k], f"{path}[{k!r}]") for k in keys]
-        return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
-                TreeDef("dict", keys, tuple(p[2] for p in parts)))
-    if isinstance(tree, (list, tuple)):
-        parts = [_flatten(v, f"{path}[{i}]") for i, v in enumerate(tree)]
-        return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
-                TreeDef("list" if isinstance(tree, list) else "tuple", (), tuple(p[2] for p in parts)))
-    if tree is None:
-        return [], [], TreeDef("none")
-    return [tree], [path], TreeDef("leaf")
+    """trace.flatten's leaves and structure, each leaf's path as Python writes it (`params['W']`)."""
+    return flatten(tree, path, python=True)
 
 
 def _shown(td: TreeDef) -> str:

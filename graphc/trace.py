@@ -389,14 +389,16 @@ class TreeDef(NamedTuple):
     children: tuple = ()
 
 
-def flatten(tree: Any, path: str = "") -> tuple[list[Any], list[str], TreeDef]:
+def flatten(tree: Any, path: str = "", python: bool = False) -> tuple[list[Any], list[str], TreeDef]:
+    """(leaves, their paths, structure). Paths are `params_W` (names for inputs), or with
+    python=True as Python writes them, `params['W']` (for messages)."""
     if isinstance(tree, dict):
         keys = tuple(sorted(tree, key=str))
-        parts = [flatten(tree[k], f"{path}_{k}") for k in keys]
+        parts = [flatten(tree[k], f"{path}[{k!r}]" if python else f"{path}_{k}", python) for k in keys]
         return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
                 TreeDef("dict", keys, tuple(p[2] for p in parts)))
     if isinstance(tree, (list, tuple)):
-        parts = [flatten(v, f"{path}_{i}") for i, v in enumerate(tree)]
+        parts = [flatten(v, f"{path}[{i}]" if python else f"{path}_{i}", python) for i, v in enumerate(tree)]
         return ([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
                 TreeDef("list" if isinstance(tree, list) else "tuple", (), tuple(p[2] for p in parts)))
     if tree is None:
